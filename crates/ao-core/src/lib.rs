@@ -1,0 +1,21 @@
+//! Core of Agent Orchestrator: the domain model and the traits that adapters implement.
+//!
+//! This crate knows nothing of HTTP, SQL or Kubernetes. It holds
+//! - the task model and its validation ([`task`], [`validation`]),
+//! - the lifecycle state machine, as one pure function ([`lifecycle`]),
+//! - the [`store::TaskStore`] and [`runtime::Runtime`] traits that backends implement,
+//! - the [`scheduler::Scheduler`], which drives tasks from `queued` to a terminal state
+//!   through whichever runtime was chosen at startup,
+//! - the metrics that the scheduler and the API share ([`metrics`]).
+
+pub mod lifecycle;
+pub mod metrics;
+pub mod runtime;
+pub mod scheduler;
+pub mod store;
+pub mod task;
+pub mod token;
+pub mod validation;
+
+pub use lifecycle::{Reason, TaskStatus, TransitionError};
+pub use task::{NewTask, Repository, Task, TaskId, TaskSpec, WorkerRef};

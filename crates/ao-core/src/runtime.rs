@@ -1,0 +1,120 @@
+//! The worker runtime, as a trait: how a task's worker is created, stopped, found again after
+//! a restart, and cleaned up. The local process runtime (`ao-runtime-local`) implements it
+//! today; a Kubernetes runtime implements it next. The scheduler only sees this trait.
+//!
+//! Runtimes report what happens to workers asynchronously, as [`RuntimeEvent`]s on a channel
+//! the scheduler owns; they write worker output straight into the store.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::lifecycle::Reason;
+use crate::task::{Task, TaskId, TaskSpec, WorkerRef};
+use crate::validation::ValidationError;
+
+/// Where and how a worker reports its events and result back to the orchestrator.
+#[derive(Clone)]
+pub struct Callback {
+    /// Base URL of the orchestrator API as seen from the worker.
+    pub url: String,
+    /// Per-task bearer token. Secret: never logged, never on a command line.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything a runtime needs to start one task's worker.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub task: Task,
+    pub callback: Option<Callback>,
+}
+
+/// How a worker ended, as the runtime saw it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// A runtime-specific cause that overrides the exit code, such as `oom_killed`, or
+    /// `deadline_exceeded` when the platform enforced the deadline itself.
+    pub reason: Option<Reason>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    /// The worker ended. Its output has been fully stored before this is sent.
+    Exited { task_id: TaskId, exit: ExitInfo },
+    /// The worker vanished without an exit status.
+    Lost { task_id: TaskId, message: String },
+}
+
+impl RuntimeEvent {
+    pub fn task_id(&self) -> TaskId {
+        match self {
+            RuntimeEvent::Exited { task_id, .. } | RuntimeEvent::Lost { task_id, .. } => *task_id,
+        }
+    }
+}
+
+pub type EventSender = mpsc::UnboundedSender<RuntimeEvent>;
+pub type EventReceiver = mpsc::UnboundedReceiver<RuntimeEvent>;
+
+/// What a runtime found when asked about a task's worker after a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Adoption {
+    /// The worker still runs; the runtime follows it again and will send its exit event.
+    Alive(WorkerRef),
+    /// The worker finished while nobody watched.
+    Exited(ExitInfo),
+    /// No worker exists for the task.
+    NotFound,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A passing failure (API unreachable, throttled): the task goes back to the queue.
+    #[error("runtime temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// The worker cannot be created for this task.
+    #[error("worker launch failed: {0}")]
+    Launch(String),
+    #[error("runtime error: {0}")]
+    Other(String),
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// `local`, `kubernetes`.
+    fn name(&self) -> &'static str;
+
+    /// Refuse, at admission, a task this runtime could never run (e.g. too large for a pod).
+    fn admit(&self, _spec: &TaskSpec) -> Result<(), ValidationError> {
+        Ok(())
+    }
+
+    /// Create the worker. Must be idempotent per task id: if a worker already exists for the
+    /// task, return it instead of creating a second one.
+    async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError>;
+
+    /// Ask the worker to stop, and force it after `grace`. The exit arrives as an event.
+    async fn stop(&self, task_id: TaskId, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Find the task's worker after a restart and resume following it.
+    async fn adopt(&self, task: &Task) -> Result<Adoption, RuntimeError>;
+
+    /// Task ids that still have worker resources (finished or not), for garbage collection.
+    async fn workers(&self) -> Result<Vec<TaskId>, RuntimeError>;
+
+    /// Remove a finished worker's resources. Its output is already in the store.
+    async fn cleanup(&self, task_id: TaskId) -> Result<(), RuntimeError>;
+}

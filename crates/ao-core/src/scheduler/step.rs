@@ -1,0 +1,321 @@
+//! The body of one scheduler step, and the recovery pass that runs before the first.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{Active, Scheduler, StopCause, TickReport, final_status};
+use crate::lifecycle::{Reason, TaskStatus};
+use crate::runtime::{Adoption, Callback, ExitInfo, LaunchSpec, RuntimeError, RuntimeEvent};
+use crate::store::{StoreError, StoreResult, Transition};
+use crate::task::{Task, TaskId};
+use crate::token;
+
+impl Scheduler {
+    /// One step: apply pending runtime events, stop what must stop, admit queued tasks, and
+    /// clean up old workers.
+    pub async fn tick(&mut self) -> StoreResult<TickReport> {
+        let mut report = TickReport::default();
+        while let Ok(ev) = self.events.try_recv() {
+            let task_id = ev.task_id();
+            if self.handle_event(ev).await?.is_some() {
+                report.finished.push(task_id);
+            }
+        }
+        self.enforce(&mut report).await?;
+        self.admit(&mut report).await?;
+        self.collect_garbage(&mut report).await;
+        if let Ok(counts) = self.store.count_by_status().await {
+            self.metrics.set_counts(&counts);
+        }
+        Ok(report)
+    }
+
+    /// Settle every task the store says is active: adopt live workers, finish the rest.
+    /// Returns how many tasks it looked at.
+    pub async fn recover(&mut self) -> StoreResult<usize> {
+        let tasks = self.store.active().await?;
+        let n = tasks.len();
+        for task in tasks {
+            let span = info_span!("recover", task_id = %task.id);
+            self.recover_one(task).instrument(span).await?;
+        }
+        Ok(n)
+    }
+
+    async fn recover_one(&mut self, task: Task) -> StoreResult<()> {
+        let adoption = match self.runtime.adopt(&task).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Leave it for the next recovery attempt rather than guess.
+                warn!(error = %e, "could not ask the runtime about this worker");
+                return Err(StoreError::Backend(Box::new(e)));
+            }
+        };
+        match adoption {
+            Adoption::Alive(worker) => {
+                info!(worker = %worker.name, "adopted a running worker");
+                let task = if task.status == TaskStatus::Starting {
+                    let t = Transition::new(TaskStatus::Running, Reason::WorkerAdopted).worker(worker);
+                    self.store.transition(task.id, TaskStatus::Starting, t).await?
+                } else {
+                    task
+                };
+                self.track(&task);
+            }
+            Adoption::Exited(exit) => {
+                info!(code = ?exit.code, "worker finished while the orchestrator was down");
+                self.finish(&task, None, exit).await?;
+            }
+            Adoption::NotFound if task.status == TaskStatus::Starting => {
+                info!("worker was never created; requeueing");
+                let t = Transition::new(TaskStatus::Queued, Reason::Requeued);
+                self.store.transition(task.id, TaskStatus::Starting, t).await?;
+            }
+            Adoption::NotFound => {
+                warn!("worker is gone");
+                let t = Transition::new(TaskStatus::Failed, Reason::WorkerLost)
+                    .message("the worker disappeared while the orchestrator was not watching");
+                let done = self.store.transition(task.id, task.status, t).await?;
+                self.metrics.observe_finished(&done);
+            }
+        }
+        Ok(())
+    }
+
+    fn track(&mut self, task: &Task) {
+        self.active.insert(
+            task.id,
+            Active {
+                deadline: task.deadline(),
+                stopping: None,
+            },
+        );
+    }
+
+    /// Apply one runtime event. Returns the finished task, if the event finished one.
+    pub(super) async fn handle_event(&mut self, ev: RuntimeEvent) -> StoreResult<Option<Task>> {
+        let (task_id, exit) = match ev {
+            RuntimeEvent::Exited { task_id, exit } => (task_id, exit),
+            RuntimeEvent::Lost { task_id, message } => (
+                task_id,
+                ExitInfo {
+                    reason: Some(Reason::WorkerLost),
+                    message: Some(message),
+                    ..Default::default()
+                },
+            ),
+        };
+        let Some(task) = self.store.get(task_id).await? else {
+            warn!(task_id = %task_id, "runtime event for an unknown task");
+            return Ok(None);
+        };
+        if !task.status.is_active() {
+            debug!(task_id = %task_id, status = %task.status, "runtime event for a settled task");
+            self.active.remove(&task_id);
+            return Ok(None);
+        }
+        let stop = self.active.get(&task_id).and_then(|a| a.stopping.map(|(c, _)| c));
+        self.finish(&task, stop, exit).await.map(Some)
+    }
+
+    async fn finish(&mut self, task: &Task, stop: Option<StopCause>, exit: ExitInfo) -> StoreResult<Task> {
+        let (status, reason) =
+            final_status(stop, &exit, task.result.as_ref(), self.cfg.require_result);
+        let mut t = Transition::new(status, reason.clone()).exit_code(exit.code);
+        t.message = exit.message.clone();
+        let done = match self.store.transition(task.id, task.status, t).await {
+            Ok(done) => done,
+            Err(StoreError::StatusChanged { .. }) => {
+                // Someone settled it first; reflect the store.
+                self.active.remove(&task.id);
+                return self.store.get(task.id).await?.ok_or(StoreError::NotFound);
+            }
+            Err(e) => return Err(e),
+        };
+        info!(task_id = %task.id, status = %status, reason = %reason, exit_code = ?exit.code, "task finished");
+        self.active.remove(&task.id);
+        self.metrics.observe_finished(&done);
+        self.gc_due.push((Instant::now() + self.cfg.worker_retention, task.id));
+        Ok(done)
+    }
+
+    /// Stop workers whose task was cancelled or ran out of time; give up on workers that
+    /// never report their exit after being killed.
+    async fn enforce(&mut self, report: &mut TickReport) -> StoreResult<()> {
+        let cancel_requested: Vec<TaskId> = if self.active.is_empty() {
+            Vec::new()
+        } else {
+            self.store
+                .active()
+                .await?
+                .into_iter()
+                .filter(|t| t.cancel_requested)
+                .map(|t| t.id)
+                .collect()
+        };
+        let now = Utc::now();
+        let mut to_stop = Vec::new();
+        let mut overdue = Vec::new();
+        for (id, a) in &self.active {
+            match a.stopping {
+                None if cancel_requested.contains(id) => to_stop.push((*id, StopCause::Cancel)),
+                None if a.deadline.is_some_and(|d| d <= now) => to_stop.push((*id, StopCause::Deadline)),
+                Some((cause, since))
+                    if since.elapsed() > self.cfg.stop_grace + self.cfg.stop_timeout =>
+                {
+                    overdue.push((*id, cause))
+                }
+                _ => {}
+            }
+        }
+        for (id, cause) in to_stop {
+            info!(task_id = %id, cause = ?cause, "stopping worker");
+            if let Err(e) = self.runtime.stop(id, self.cfg.stop_grace).await {
+                warn!(task_id = %id, error = %e, "stopping the worker failed; will retry");
+                continue;
+            }
+            if let Some(a) = self.active.get_mut(&id) {
+                a.stopping = Some((cause, Instant::now()));
+            }
+            report.stopping.push(id);
+        }
+        for (id, cause) in overdue {
+            warn!(task_id = %id, "worker never reported its exit after being killed");
+            if let Some(task) = self.store.get(id).await? {
+                let exit = ExitInfo { message: Some("worker did not exit after being killed".into()), ..Default::default() };
+                self.finish(&task, Some(cause), exit).await?;
+                report.finished.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Launch queued tasks while there are free slots, oldest first.
+    async fn admit(&mut self, report: &mut TickReport) -> StoreResult<()> {
+        if self.launch_backoff_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        let free = self.cfg.max_concurrency.saturating_sub(self.active.len());
+        if free == 0 {
+            return Ok(());
+        }
+        for task in self.store.queued(free).await? {
+            let id = task.id;
+            let span = info_span!("launch", task_id = %id);
+            match self.launch(task).instrument(span).await? {
+                Launch::Started => report.launched.push(id),
+                Launch::Requeued => {
+                    report.requeued.push(id);
+                    break;
+                }
+                Launch::Failed => report.finished.push(id),
+                Launch::Skipped => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn launch(&mut self, task: Task) -> StoreResult<Launch> {
+        let t = Transition::new(TaskStatus::Starting, Reason::Scheduled);
+        let task = match self.store.transition(task.id, TaskStatus::Queued, t).await {
+            Ok(t) => t,
+            // Cancelled between the query and now.
+            Err(StoreError::StatusChanged { .. }) => return Ok(Launch::Skipped),
+            Err(e) => return Err(e),
+        };
+        let callback = match &self.cfg.callback_url {
+            Some(url) => {
+                let token = token::generate();
+                self.store.set_worker_token_hash(task.id, &token::hash(&token)).await?;
+                Some(Callback { url: url.clone(), token })
+            }
+            None => None,
+        };
+        let spec = LaunchSpec { task: task.clone(), callback };
+        match self.runtime.launch(spec).await {
+            Ok(worker) => {
+                let t = Transition::new(TaskStatus::Running, Reason::WorkerStarted).worker(worker.clone());
+                let running = self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                info!(worker = %worker.name, runtime = %worker.runtime, "worker started");
+                self.metrics.observe_started(&running);
+                self.track(&running);
+                self.launch_backoff = Duration::from_millis(500);
+                self.launch_backoff_until = None;
+                Ok(Launch::Started)
+            }
+            Err(RuntimeError::Unavailable(msg)) => {
+                warn!(error = %msg, backoff_ms = self.launch_backoff.as_millis() as u64, "runtime unavailable; task goes back to the queue");
+                let t = Transition::new(TaskStatus::Queued, Reason::Requeued).message(msg);
+                self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                self.launch_backoff_until = Some(Instant::now() + self.launch_backoff);
+                self.launch_backoff = (self.launch_backoff * 2).min(Duration::from_secs(30));
+                Ok(Launch::Requeued)
+            }
+            Err(e) => {
+                warn!(error = %e, "worker launch failed");
+                let t = Transition::new(TaskStatus::Failed, Reason::LaunchFailed).message(e.to_string());
+                let done = self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                self.metrics.observe_finished(&done);
+                Ok(Launch::Failed)
+            }
+        }
+    }
+
+    /// Remove worker resources of tasks finished longer than the retention ago. Also finds
+    /// leftovers from earlier runs of the orchestrator, once per `gc_interval`.
+    async fn collect_garbage(&mut self, report: &mut TickReport) {
+        let now = Instant::now();
+        let scan_due = self
+            .last_gc_scan
+            .is_none_or(|t| now.duration_since(t) >= self.cfg.gc_interval);
+        if scan_due {
+            self.last_gc_scan = Some(now);
+            self.scan_leftovers().await;
+        }
+        let (due, later): (Vec<_>, Vec<_>) = self.gc_due.drain(..).partition(|(at, _)| *at <= now);
+        self.gc_due = later;
+        for (_, id) in due {
+            match self.runtime.cleanup(id).await {
+                Ok(()) => report.cleaned.push(id),
+                Err(e) => warn!(task_id = %id, error = %e, "worker cleanup failed"),
+            }
+        }
+    }
+
+    async fn scan_leftovers(&mut self) {
+        let ids = match self.runtime.workers().await {
+            Ok(ids) => ids,
+            Err(e) => return warn!(error = %e, "listing workers for cleanup failed"),
+        };
+        let retention = chrono::Duration::from_std(self.cfg.worker_retention).unwrap_or_default();
+        for id in ids {
+            if self.active.contains_key(&id) || self.gc_due.iter().any(|(_, d)| *d == id) {
+                continue;
+            }
+            let due = match self.store.get(id).await {
+                Ok(Some(t)) => match (t.status.is_terminal(), t.finished_at) {
+                    (true, Some(f)) => {
+                        let left = (f + retention - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        Some(Instant::now() + left)
+                    }
+                    _ => None,
+                },
+                // A worker for a task the store never heard of.
+                Ok(None) => Some(Instant::now()),
+                Err(_) => None,
+            };
+            if let Some(at) = due {
+                self.gc_due.push((at, id));
+            }
+        }
+    }
+}
+
+enum Launch {
+    Started,
+    Requeued,
+    Failed,
+    Skipped,
+}
