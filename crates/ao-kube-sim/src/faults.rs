@@ -1,0 +1,162 @@
+//! Request recording and fault injection: every request is recorded (method, path, query,
+//! body) for assertions and request counting; then faults apply — added latency, 5xx/429
+//! answers (the next N, or a seeded probability), an unreachable server, cut watches and
+//! `410 Gone` on watch resumes.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::{Service, ServiceExt};
+
+use crate::Sim;
+use crate::status::ApiError;
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn is_watch(&self) -> bool {
+        self.query.split('&').any(|p| p == "watch=true" || p == "watch=1")
+    }
+}
+
+/// Faults to inject. All off by default.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Added to every request.
+    pub latency: Duration,
+    /// The next requests are answered with these HTTP codes, one each (e.g. 500, 503, 429).
+    pub fail_next: VecDeque<u16>,
+    /// Fail this fraction of requests with `fail_code`, using a seeded generator.
+    pub fail_probability: f64,
+    pub fail_code: u16,
+    rng: u64,
+    /// In-process clients get a connection error; TCP clients get 503.
+    pub unreachable: bool,
+    /// Cut each watch stream after this many events.
+    pub cut_watch_after: Option<usize>,
+    /// The next this-many watches get `410 Gone` (an ERROR event), whatever their version.
+    pub gone_next_watches: usize,
+}
+
+impl Faults {
+    /// Fail `p` of all requests with `code`, reproducibly for a given `seed`.
+    pub fn fail_randomly(&mut self, p: f64, code: u16, seed: u64) {
+        self.fail_probability = p;
+        self.fail_code = code;
+        self.rng = seed.max(1);
+    }
+
+    fn roll(&mut self) -> bool {
+        if self.fail_probability <= 0.0 {
+            return false;
+        }
+        // xorshift64*
+        let mut x = self.rng.max(1);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let r = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+        r < self.fail_probability
+    }
+
+    /// The failure to answer this request with, if any.
+    fn failure(&mut self) -> Option<u16> {
+        if self.unreachable {
+            return Some(503);
+        }
+        if let Some(c) = self.fail_next.pop_front() {
+            return Some(c);
+        }
+        self.roll().then_some(self.fail_code)
+    }
+}
+
+/// The middleware: record, delay, maybe fail.
+pub(crate) async fn layer(State(sim): State<Sim>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    };
+    sim.inner.requests.lock().expect("requests lock").push(Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        body: bytes.to_vec(),
+    });
+    let (latency, failure) = {
+        let mut f = sim.faults();
+        (f.latency, f.failure())
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(code) = failure {
+        let reason = match code {
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        return ApiError::new(code, reason, "injected fault").into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// The in-process transport: a tower service in front of the router that fails like a
+/// refused connection when the server is "unreachable".
+#[derive(Clone)]
+pub(crate) struct SimService {
+    sim: Sim,
+    router: axum::Router,
+}
+
+impl SimService {
+    pub fn new(sim: Sim) -> Self {
+        let router = sim.router();
+        SimService { sim, router }
+    }
+}
+
+impl Service<http::Request<kube::client::Body>> for SimService {
+    type Response = Response;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let router = self.router.clone();
+        let sim = self.sim.clone();
+        Box::pin(async move {
+            if sim.faults().unreachable {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionRefused,
+                    "connection refused (simulated)",
+                ));
+            }
+            let resp = router
+                .oneshot(req.map(axum::body::Body::new))
+                .await
+                .map_err(|e: Infallible| match e {})?;
+            Ok(resp)
+        })
+    }
+}

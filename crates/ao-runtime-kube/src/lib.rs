@@ -1,0 +1,1 @@
+//! Kubernetes runtime (issue 4): placeholder until implemented.

@@ -1,0 +1,147 @@
+//! Process plumbing: preparing a task folder, spawning the supervisor in its own process
+//! group, waiting for it (as our child, or through a pidfd after a restart), and signalling
+//! the whole group.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use ao_core::runtime::ExitInfo;
+use ao_core::task::Task;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::unix::AsyncFd;
+use tokio::process::{Child, Command};
+
+use crate::supervise::ExitRecord;
+use crate::LocalConfig;
+
+pub(crate) fn prepare_dir(dir: &Path, task: &Task) -> std::io::Result<()> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    for sub in ["workspace", "home", "tmp"] {
+        b.create(dir.join(sub))?;
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("task.json"))?;
+    f.write_all(&serde_json::to_vec(&task.spec)?)?;
+    // A relaunch after a restart starts a fresh run.
+    let _ = fs::remove_file(dir.join("exit.json"));
+    Ok(())
+}
+
+pub(crate) fn spawn(cfg: &LocalConfig, dir: &Path, env: Vec<(String, String)>) -> std::io::Result<Child> {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join("supervisor.log"))?;
+    let mut cmd = Command::new(&cfg.supervisor);
+    cmd.arg("supervise")
+        .arg("--dir")
+        .arg(dir)
+        .arg("--")
+        .args(&cfg.worker_command)
+        .env_clear()
+        .envs(env)
+        .current_dir(dir.join("workspace"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(false);
+    let child = cmd.spawn()?;
+    if let Some(pid) = child.id() {
+        fs::write(dir.join("supervisor.pid"), pid.to_string())?;
+    }
+    Ok(child)
+}
+
+/// The pid of a supervisor that still runs for this task folder, if any. The command line
+/// is checked so a recycled pid is never mistaken for our worker.
+pub(crate) fn live_supervisor(dir: &Path) -> Option<i32> {
+    let pid: i32 = fs::read_to_string(dir.join("supervisor.pid")).ok()?.trim().parse().ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie has exited; it only waits to be reaped.
+    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+    let dir_arg = dir.as_os_str().as_encoded_bytes();
+    let ours = cmdline.split(|b| *b == 0).any(|a| a == dir_arg);
+    (ours && state != "Z").then_some(pid)
+}
+
+pub(crate) fn read_exit(dir: &Path) -> Option<ExitRecord> {
+    serde_json::from_slice(&fs::read(dir.join("exit.json")).ok()?).ok()
+}
+
+/// The exit as the supervisor recorded it, or as the supervisor's own status shows it.
+pub(crate) fn exit_info(dir: &Path, status: Option<ExitStatus>) -> ExitInfo {
+    if let Some(rec) = read_exit(dir) {
+        return rec.into();
+    }
+    match status {
+        Some(s) => ExitInfo {
+            code: s.code(),
+            signal: s.signal(),
+            ..Default::default()
+        },
+        None => ExitInfo {
+            message: Some("the worker ended without recording its exit status".into()),
+            ..Default::default()
+        },
+    }
+}
+
+/// SIGTERM the worker's process group now, SIGKILL it after `grace` if it still runs.
+pub(crate) fn terminate_group(pid: i32, grace: Duration) {
+    let pgid = Pid::from_raw(pid);
+    if grace.is_zero() {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        return;
+    }
+    let _ = killpg(pgid, Signal::SIGTERM);
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        // Fails harmlessly with ESRCH once the group is gone.
+        let _ = killpg(pgid, Signal::SIGKILL);
+    });
+}
+
+/// How we learn that a worker's supervisor ended.
+pub(crate) enum Waiter {
+    /// Our own child: we get its exit status.
+    Child(Child),
+    /// A survivor from an earlier orchestrator: a pidfd becomes readable when it exits.
+    Pidfd(AsyncFd<std::os::fd::OwnedFd>),
+}
+
+impl Waiter {
+    pub(crate) fn adopt(pid: i32) -> std::io::Result<Self> {
+        let pid = rustix::process::Pid::from_raw(pid)
+            .ok_or_else(|| std::io::Error::other("invalid pid"))?;
+        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+        // `AsyncFd::new` is deprecated for types whose fd may be closed behind its back; an
+        // `OwnedFd` owns its descriptor, so it is sound here (and `register` needs `unsafe`).
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(fd)?;
+        Ok(Waiter::Pidfd(fd))
+    }
+
+    pub(crate) async fn wait(self) -> Option<ExitStatus> {
+        match self {
+            Waiter::Child(mut c) => c.wait().await.ok(),
+            Waiter::Pidfd(fd) => {
+                let _ = fd.readable().await;
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Test-only stand-ins for the outside systems the orchestrator and its workers talk to.
+//!
+//! Exists so that tests can run the *real* Claude Code CLI and real `git` end to end without
+//! the internet and without spending money:
+//!
+//! - [`FakeAnthropic`]: the Anthropic Messages API (SSE streaming), driven by a [`Script`].
+//! - [`FakeGitHub`]: the slice of the GitHub REST API the worker uses (pull requests).
+//! - [`git`]: local bare repositories to clone from and push to.
+//! - [`claude_bin`]: locates the pinned Claude Code binary (see `scripts/install-claude.sh`).
+//!
+//! Every server binds `127.0.0.1:0` and stops when dropped.
+
+pub mod anthropic;
+mod claude;
+pub mod git;
+pub mod github;
+
+pub use anthropic::{Block, FakeAnthropic, RecordedRequest, Reply, Script, Turn, Usage};
+pub use claude::{claude_bin, claude_version};
+pub use github::{FakeGitHub, PullRequest};

@@ -1,0 +1,1 @@
+//! The Claude Code worker (issue 3): placeholder until implemented.
