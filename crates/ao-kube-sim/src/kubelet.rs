@@ -62,7 +62,7 @@ impl Behaviour {
 }
 
 /// How the container ended.
-struct End {
+pub(crate) struct End {
     code: i32,
     reason: &'static str,
     pod_reason: Option<(&'static str, &'static str)>,
@@ -261,9 +261,7 @@ async fn script(steps: &[Step], logs: &LogBuf, mut kill: watch::Receiver<Option<
     }
 }
 
-pub(crate) use End as ContainerEnd;
-
-impl ContainerEnd {
+impl End {
     pub(crate) fn exited(code: i32) -> Self {
         End { code, reason: if code == 0 { "Completed" } else { "Error" }, pod_reason: None }
     }

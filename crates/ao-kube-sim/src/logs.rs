@@ -40,10 +40,6 @@ impl LogBuf {
         self.progress.send_modify(|p| p.1 = true);
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.progress.borrow().1
-    }
-
     /// Everything written so far.
     pub fn snapshot(&self) -> Vec<u8> {
         self.data.lock().expect("log lock").clone()

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 
 use crate::Sim;
-use crate::kubelet::{ContainerEnd, wait_killed};
+use crate::kubelet::{End as ContainerEnd, wait_killed};
 use crate::logs::LogBuf;
 use crate::objects::secret_value;
 
@@ -62,16 +62,13 @@ pub(crate) async fn run(sim: &Sim, pod: &Pod, logs: &LogBuf, mut killed: watch::
         .get(&image)
         .or_else(|| argv.first().and_then(|a| programs.get(a)))
         .cloned();
-    let (program, args) = match (program, argv.is_empty()) {
-        (Some(p), true) => (p, Vec::new()),
-        (Some(p), false) if programs.contains_key(&image) && !programs.contains_key(&argv[0]) => (p, argv),
-        (Some(p), false) => (p, argv[1..].to_vec()),
-        (None, false) => (PathBuf::from(&argv[0]), argv[1..].to_vec()),
-        (None, true) => {
-            logs.line(&format!("no program mapped for image {image}"));
-            return ContainerEnd::exited(127);
-        }
+    // The mapped program replaces the command's first word; the rest are its arguments.
+    let program = program.or_else(|| argv.first().map(PathBuf::from));
+    let Some(program) = program else {
+        logs.line(&format!("no program mapped for image {image}"));
+        return ContainerEnd::exited(127);
     };
+    let args: Vec<String> = argv.iter().skip(1).cloned().collect();
     let root = std::env::temp_dir().join(format!("ao-kube-sim-{}-{name}", std::process::id()));
     let mut mounts = Vec::new();
     for m in c.volume_mounts.iter().flatten() {

@@ -62,8 +62,8 @@ pub async fn supervise(dir: &Path, command: &[String]) -> std::io::Result<ExitCo
         Err(e) => {
             // Say why in the task's own output, then record a failure.
             let msg = format!("agent-orchestrator: cannot start worker `{program}`: {e}\n");
-            std::fs::OpenOptions::new().append(true).open(dir.join("output.log"))?;
-            std::fs::write(dir.join("output.log"), msg)?;
+            let mut log = OpenOptions::new().append(true).open(dir.join("output.log"))?;
+            std::io::Write::write_all(&mut log, msg.as_bytes())?;
             let rec = ExitRecord { code: Some(127), signal: None };
             write_record(dir, &rec)?;
             return Ok(ExitCode::from(127));

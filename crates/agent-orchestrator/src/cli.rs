@@ -1,0 +1,56 @@
+//! The command line: `serve` (the orchestrator), `worker` (inside a worker), and the hidden
+//! `supervise` (inside a local worker's process group).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ServeArgs;
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "agent-orchestrator", version, about = "Run autonomous coding agents as ephemeral, isolated workers")]
+pub struct Cli {
+    /// Log format: `structured` (JSON lines; alias `json`) or `plain` (alias `text`).
+    #[arg(long, env = "AO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true, ignore_case = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API server and the scheduler.
+    Serve(Box<ServeArgs>),
+    /// Run the Claude Code worker for one task (inside a worker process or pod).
+    Worker,
+    /// Supervise a local worker process (used by the local runtime).
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    /// The task's folder.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The worker command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+impl Cli {
+    /// Parse the command line, filling options not given on it or in the environment from
+    /// the TOML file named by `--config` / `AO_CONFIG`.
+    pub fn parse_with_config_file() -> Self {
+        let argv: Vec<String> = std::env::args().collect();
+        match crate::config::with_file_defaults(argv) {
+            Ok(argv) => Cli::parse_from(argv),
+            Err(e) => {
+                eprintln!("agent-orchestrator: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The library half of the `agent-orchestrator` binary: configuration, startup of the server
+//! with its store, runtime and scheduler, and the small subcommands that run inside workers.
+//! Tests build the server from here with a listener on port 0.
+
+pub mod cli;
+pub mod config;
+pub mod serve;
+pub mod telemetry;
+
+use std::process::ExitCode;
+
+/// `agent-orchestrator supervise`: runs inside a local worker's process group.
+pub async fn supervise_main(args: cli::SuperviseArgs) -> ExitCode {
+    match ao_runtime_local::supervise(&args.dir, &args.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent-orchestrator supervise: {e}");
+            ExitCode::from(127)
+        }
+    }
+}
+
+/// `agent-orchestrator worker`: runs the Claude Code worker for one task.
+pub async fn worker_main() -> ExitCode {
+    eprintln!("agent-orchestrator worker: not available in this build");
+    ExitCode::from(2)
+}

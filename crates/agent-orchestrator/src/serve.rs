@@ -1,0 +1,241 @@
+//! `agent-orchestrator serve`: builds the store, the runtime, the scheduler and the HTTP
+//! application from the configuration, and runs them until SIGTERM/SIGINT.
+//!
+//! On shutdown the HTTP server drains, the scheduler stops, and running workers are left
+//! alone: the next start adopts them. If the server or the scheduler dies on its own, the
+//! process says which and exits non-zero.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ao_api::{AppState, ApiTokens};
+use ao_core::metrics::TaskMetrics;
+use ao_core::runtime::Runtime;
+use ao_core::scheduler::{Scheduler, SchedulerConfig};
+use ao_core::store::TaskStore;
+use ao_core::validation::Limits;
+use ao_runtime_local::{DEFAULT_PASS_ENV, LocalConfig, LocalRuntime};
+use ao_store_sqlite::SqliteStore;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::config::{RuntimeKind, ServeArgs};
+
+/// Entry point of the subcommand.
+pub async fn main(args: ServeArgs) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "agent-orchestrator failed");
+            eprintln!("agent-orchestrator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let tokens = load_tokens(&args)?;
+    check_exposure(args.listen, &tokens)?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested");
+        signal.cancel();
+    });
+    let running = start(args, tokens, listener, shutdown).await?;
+    running.await.context("server task panicked")?
+}
+
+/// Build everything and spawn it. The returned handle resolves when the server has stopped.
+pub async fn start(
+    args: ServeArgs,
+    tokens: ApiTokens,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let addr = listener.local_addr()?;
+    let store = open_store(&args).await?;
+    let mut registry = Registry::default();
+    let metrics = TaskMetrics::register(&mut registry);
+    let http_metrics = ao_api::telemetry::HttpMetrics::register(&mut registry);
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let runtime: Arc<dyn Runtime> = match args.runtime {
+        RuntimeKind::Local => Arc::new(LocalRuntime::new(local_config(&args)?, store.clone(), events_tx)?),
+        RuntimeKind::Kubernetes => bail!("the kubernetes runtime is not part of this build yet"),
+    };
+    let sched_cfg = SchedulerConfig {
+        max_concurrency: args.max_concurrency as usize,
+        stop_grace: Duration::from_secs(args.stop_grace),
+        worker_retention: Duration::from_secs(args.worker_retention),
+        require_result: args.require_result.unwrap_or(args.worker_command.is_none()),
+        callback_url: Some(args.callback_url.clone().unwrap_or_else(|| callback_url(addr))),
+        ..SchedulerConfig::default()
+    };
+    let scheduler = Scheduler::new(store.clone(), runtime.clone(), events_rx, sched_cfg, metrics.clone());
+    let admit_rt = runtime.clone();
+    let state = AppState {
+        store,
+        scheduler: scheduler.handle(),
+        metrics,
+        http_metrics,
+        registry: Arc::new(registry),
+        limits: Limits {
+            default_timeout_seconds: args.default_timeout,
+            max_timeout_seconds: args.max_timeout,
+            ..Limits::default()
+        },
+        max_queued: args.max_queued as usize,
+        admit: Arc::new(move |spec| admit_rt.admit(spec)),
+        tokens,
+        body_limit: args.max_body_bytes,
+    };
+    let app = ao_api::router(state);
+    info!(addr = %addr, runtime = ?args.runtime, max_concurrency = args.max_concurrency, "listening");
+    let sched_stop = shutdown.clone();
+    let sched = tokio::spawn(async move { scheduler.run(sched_stop.cancelled_owned()).await });
+    let http_stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+    });
+    Ok(tokio::spawn(supervise(server, sched, shutdown)))
+}
+
+/// Wait for both long-lived tasks; if one ends before shutdown was asked for, say which.
+async fn supervise(
+    mut server: JoinHandle<std::io::Result<()>>,
+    mut sched: JoinHandle<()>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = &mut server => {
+            let early = !shutdown.is_cancelled();
+            shutdown.cancel();
+            let _ = sched.await;
+            match r {
+                Ok(Ok(())) if !early => Ok(()),
+                Ok(Ok(())) => bail!("the HTTP server stopped unexpectedly"),
+                Ok(Err(e)) => Err(e).context("the HTTP server failed"),
+                Err(e) => Err(e).context("the HTTP server panicked"),
+            }
+        }
+        r = &mut sched => {
+            let early = !shutdown.is_cancelled();
+            shutdown.cancel();
+            let _ = server.await;
+            match r {
+                Ok(()) if !early => Ok(()),
+                Ok(()) => bail!("the scheduler stopped unexpectedly"),
+                Err(e) => Err(e).context("the scheduler panicked"),
+            }
+        }
+    }
+}
+
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn TaskStore>> {
+    let store = match &args.database_url {
+        Some(url) if url.starts_with("sqlite:") => SqliteStore::open_url(url).await,
+        Some(url) => bail!("unsupported database URL `{}` (only sqlite: is built in)", url.split(':').next().unwrap_or("")),
+        None => SqliteStore::open(&args.data_dir.join("orchestrator.db")).await,
+    }
+    .context("opening the task store")?;
+    Ok(Arc::new(store))
+}
+
+fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let worker_command = match &args.worker_command {
+        // A relative path would be looked up from each task's workspace; anchor it here.
+        Some(cmd) if cmd.components().count() > 1 && cmd.is_relative() => {
+            let cmd = std::fs::canonicalize(cmd).with_context(|| format!("worker command {}", cmd.display()))?;
+            std::iter::once(cmd.to_string_lossy().into_owned())
+                .chain(args.worker_args.iter().cloned())
+                .collect()
+        }
+        Some(cmd) => std::iter::once(cmd.to_string_lossy().into_owned())
+            .chain(args.worker_args.iter().cloned())
+            .collect(),
+        None => vec![exe.to_string_lossy().into_owned(), "worker".into()],
+    };
+    let mut pass_env: Vec<String> = DEFAULT_PASS_ENV.iter().map(|s| s.to_string()).collect();
+    pass_env.extend(args.worker_pass_env.iter().cloned());
+    let data_dir = absolute(&args.data_dir)?;
+    Ok(LocalConfig {
+        root: data_dir.join("workers"),
+        worker_command,
+        supervisor: args.supervisor_bin.clone().unwrap_or(exe),
+        pass_env,
+        extra_env: Vec::new(),
+    })
+}
+
+fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+    std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))
+}
+
+fn callback_url(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// API tokens from the flag/variable and the file, together.
+pub fn load_tokens(args: &ServeArgs) -> anyhow::Result<ApiTokens> {
+    let mut tokens: Vec<String> = args.api_tokens.clone();
+    if let Some(path) = &args.api_tokens_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading API tokens from {}", path.display()))?;
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+        if tokens.is_empty() {
+            bail!("the API tokens file {} holds no token", path.display());
+        }
+    }
+    if let Some(short) = tokens.iter().find(|t| t.trim().len() < 16) {
+        let _ = short;
+        bail!("API tokens must be at least 16 characters long");
+    }
+    Ok(ApiTokens::new(tokens))
+}
+
+/// Without tokens, the API may only be reachable from this machine.
+pub fn check_exposure(listen: SocketAddr, tokens: &ApiTokens) -> anyhow::Result<()> {
+    if !tokens.is_enabled() && !listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {listen} without API tokens: set AO_API_TOKENS or \
+             AO_API_TOKENS_FILE, or listen on 127.0.0.1"
+        );
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send<F: Future + Send>(_: F) {}

@@ -1,0 +1,207 @@
+//! A task's output as the store keeps it: worker log lines (`/logs`, plain text) and agent
+//! events (`/events`, Server-Sent Events). Both replay what is stored, then, when asked to
+//! follow, wait on the store's change feed (no polling loop) until the task has ended and
+//! everything it produced was sent.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ao_core::store::{StoreError, TaskStore};
+use ao_core::task::TaskId;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::watch;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::tasks::task_id;
+
+const BATCH: usize = 500;
+
+type Fetch<T> = Arc<
+    dyn Fn(Arc<dyn TaskStore>, TaskId, i64) -> Pin<Box<dyn Future<Output = Result<Vec<(i64, T)>, StoreError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Replays a task's stored sequence after `after`, then follows it until the task ends.
+struct Follower<T> {
+    store: Arc<dyn TaskStore>,
+    id: TaskId,
+    after: i64,
+    follow: bool,
+    changes: watch::Receiver<u64>,
+    fetch: Fetch<T>,
+    done: bool,
+}
+
+enum Item<T> {
+    Batch(Vec<(i64, T)>),
+    /// The task ended; carries its final status and reason.
+    End(serde_json::Value),
+}
+
+impl<T: Send + 'static> Follower<T> {
+    async fn next(&mut self) -> Option<Result<Item<T>, StoreError>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            self.changes.borrow_and_update();
+            let batch = match (self.fetch)(self.store.clone(), self.id, self.after).await {
+                Ok(b) => b,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            if let Some((seq, _)) = batch.last() {
+                self.after = *seq;
+                return Some(Ok(Item::Batch(batch)));
+            }
+            let task = match self.store.get(self.id).await {
+                Ok(Some(t)) => t,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            };
+            // Runtimes store all output before the task turns terminal, so an empty batch
+            // after a terminal status means we are complete.
+            if !self.follow || task.status.is_terminal() {
+                self.done = true;
+                let end = serde_json::json!({"status": task.status, "reason": task.reason});
+                return Some(Ok(Item::End(end)));
+            }
+            // Wake on any write; the timeout only guards against a missed notification.
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.changes.changed()).await;
+        }
+    }
+}
+
+fn follower<T: Send + 'static>(state: &AppState, id: TaskId, after: i64, follow: bool, fetch: Fetch<T>) -> Follower<T> {
+    Follower { store: state.store.clone(), id, after, follow, changes: state.store.changes(), fetch, done: false }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Keep the response open and stream new lines until the task ends.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only lines after this line number.
+    #[serde(default)]
+    pub after: Option<i64>,
+}
+
+async fn existing(state: &AppState, raw: &str) -> Result<TaskId, ApiError> {
+    let id = task_id(raw)?;
+    state.store.get(id).await?.ok_or_else(ApiError::not_found_task)?;
+    Ok(id)
+}
+
+/// The worker's output, one line per line.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/logs", tag = "tasks",
+    params(("id" = String, Path, description = "Task id"), LogParams),
+    responses((status = 200, description = "Plain-text output", content_type = "text/plain", body = String),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Validation(ao_core::validation::ValidationError { field: "query".into(), message: e.body_text() }))?;
+    let id = existing(&state, &id).await?;
+    let fetch: Fetch<String> = Arc::new(|store, id, after| {
+        Box::pin(async move {
+            Ok(store.logs(id, after, BATCH).await?.into_iter().map(|l| (l.seq, l.line)).collect())
+        })
+    });
+    let f = follower(&state, id, params.after.unwrap_or(0), params.follow, fetch);
+    let body = stream::unfold(f, |mut f| async move {
+        let chunk = match f.next().await? {
+            Ok(Item::Batch(lines)) => {
+                let mut s = String::new();
+                for (_, l) in lines {
+                    s.push_str(&l);
+                    s.push('\n');
+                }
+                Ok(Bytes::from(s))
+            }
+            Ok(Item::End(_)) => Ok(Bytes::new()),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        Some((chunk, f))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    /// Replay events after this sequence number (the `Last-Event-ID` header does the same).
+    #[serde(default)]
+    pub after: Option<i64>,
+    /// `false` returns what is stored and ends; the default follows until the task ends.
+    #[serde(default)]
+    pub follow: Option<bool>,
+}
+
+/// The agent's events as Server-Sent Events: replay from the start (or after `Last-Event-ID`),
+/// then live until the task ends. Each SSE `id` is the event's sequence number and its `event`
+/// name is the event's `type` (`system`, `assistant`, `user`, `result`, `worker`, ...). A final
+/// `end` event carries the task's status and reason.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "tasks",
+    params(("id" = String, Path, description = "Task id"), EventParams,
+           ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event")),
+    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+              (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Validation(ao_core::validation::ValidationError { field: "query".into(), message: e.body_text() }))?;
+    let id = existing(&state, &id).await?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = params.after.or(last_id).unwrap_or(0);
+    let fetch: Fetch<serde_json::Value> = Arc::new(|store, id, after| {
+        Box::pin(async move {
+            Ok(store.events(id, after, BATCH).await?.into_iter().map(|e| (e.seq, e.event)).collect())
+        })
+    });
+    let f = follower(&state, id, after, params.follow.unwrap_or(true), fetch);
+    let s = stream::unfold(f, |mut f| async move {
+        let events: Vec<Event> = match f.next().await? {
+            Ok(Item::Batch(batch)) => batch.into_iter().map(|(seq, ev)| sse_event(seq, &ev)).collect(),
+            Ok(Item::End(end)) => vec![Event::default().event("end").data(end.to_string())],
+            Err(e) => vec![Event::default().event("error").data(serde_json::json!({"message": e.to_string()}).to_string())],
+        };
+        Some((stream::iter(events.into_iter().map(Ok)), f))
+    })
+    .flatten();
+    Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn sse_event(seq: i64, ev: &serde_json::Value) -> Event {
+    let kind = ev.get("type").and_then(|t| t.as_str()).unwrap_or("event");
+    let kind: String = kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    Event::default().id(seq.to_string()).event(kind).data(ev.to_string())
+}

@@ -1,0 +1,115 @@
+//! Callbacks from workers: batches of agent events and the final result. A worker proves
+//! itself with its task's own token (handed to it at launch, stored only as a hash), so a
+//! worker can write to its own task and nothing else.
+
+use ao_core::task::{Task, TaskId, TaskResult};
+use ao_core::token::{constant_time_eq, hash};
+use ao_core::validation::ValidationError;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info};
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::auth::bearer;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::JsonBody;
+use crate::tasks::task_id;
+
+/// Most events accepted in one batch.
+const MAX_BATCH: usize = 1000;
+
+/// A batch of agent events, numbered from `first_seq` (1-based, contiguous across batches).
+/// Events the server already has are ignored, so a worker can resend a batch safely.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBatch {
+    pub first_seq: i64,
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventAck {
+    /// The last sequence number the server holds.
+    pub last_seq: i64,
+}
+
+async fn authorize(state: &AppState, raw_id: &str, headers: &HeaderMap) -> Result<(TaskId, Task), ApiError> {
+    let id = task_id(raw_id)?;
+    let task = state.store.get(id).await?.ok_or_else(ApiError::not_found_task)?;
+    let stored = state.store.worker_token_hash(id).await?.ok_or(ApiError::Unauthorized)?;
+    let given = bearer(headers).ok_or(ApiError::Unauthorized)?;
+    if !constant_time_eq(hash(given).as_bytes(), stored.as_bytes()) {
+        return Err(ApiError::Unauthorized);
+    }
+    if task.status.is_terminal() {
+        return Err(ApiError::Conflict(format!("task has already finished ({})", task.status)));
+    }
+    Ok((id, task))
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Validation(ValidationError { field: field.into(), message: message.into() })
+}
+
+/// Append agent events (worker only).
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/worker/events", tag = "worker",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = EventBatch,
+    responses((status = 200, body = EventAck), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "Task already finished", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("worker_token" = [])))]
+pub async fn post_events(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    JsonBody(batch): JsonBody<EventBatch>,
+) -> Result<Json<EventAck>, ApiError> {
+    let (id, _) = authorize(&state, &raw, &headers).await?;
+    if batch.first_seq < 1 {
+        return Err(invalid("first_seq", "must be at least 1"));
+    }
+    if batch.events.len() > MAX_BATCH {
+        return Err(invalid("events", "at most 1000 events per batch"));
+    }
+    if let Some(i) = batch.events.iter().position(|e| !e.is_object()) {
+        return Err(invalid(&format!("events[{i}]"), "every event must be a JSON object"));
+    }
+    let last = state.store.append_events(id, &[]).await?;
+    if batch.first_seq > last + 1 {
+        return Err(ApiError::Conflict(format!(
+            "events must be contiguous: the server has up to {last}, the batch starts at {}",
+            batch.first_seq
+        )));
+    }
+    let skip = usize::try_from(last + 1 - batch.first_seq).unwrap_or(0).min(batch.events.len());
+    let fresh = &batch.events[skip..];
+    let last_seq = state.store.append_events(id, fresh).await?;
+    debug!(task_id = %id, received = batch.events.len(), stored = fresh.len(), last_seq, "worker events");
+    Ok(Json(EventAck { last_seq }))
+}
+
+/// Report the task's result (worker only).
+#[utoipa::path(put, path = "/api/v1/tasks/{id}/worker/result", tag = "worker",
+    params(("id" = String, Path, description = "Task id")),
+    request_body = TaskResult,
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("worker_token" = [])))]
+pub async fn put_result(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    JsonBody(result): JsonBody<TaskResult>,
+) -> Result<StatusCode, ApiError> {
+    let (id, _) = authorize(&state, &raw, &headers).await?;
+    if result.outcome.is_empty() || result.outcome.len() > 64 {
+        return Err(invalid("outcome", "must be 1-64 characters"));
+    }
+    state.store.set_result(id, &result).await?;
+    info!(task_id = %id, outcome = %result.outcome, cost_usd = ?result.cost_usd, turns = ?result.num_turns, "worker reported its result");
+    Ok(StatusCode::NO_CONTENT)
+}

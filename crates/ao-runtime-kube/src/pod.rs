@@ -1,0 +1,239 @@
+//! What a task's worker looks like in Kubernetes: a hardened, single-container Pod named after
+//! the task, and a per-task Secret holding its callback token. Secret values never appear in
+//! the pod spec: the pod refers to them with `secretKeyRef`.
+//!
+//! The task spec (with the prompt) reaches the worker as the `AO_TASK_SPEC` env value — no
+//! shell ever sees it. That bounds its size: see [`MAX_TASK_SPEC_BYTES`].
+
+use std::collections::BTreeMap;
+
+use ao_core::runtime::LaunchSpec;
+use ao_core::task::{Task, TaskId, TaskSpec};
+use ao_core::validation::ValidationError;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
+    PodSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::config::KubeConfig;
+
+/// The largest `AO_TASK_SPEC` (serialized task spec) a pod may carry: 120 KiB. Linux refuses
+/// to exec a process with any single `NAME=value` environment string over 128 KiB
+/// (`MAX_ARG_STRLEN`), so a larger spec would leave the container unable to start; the pod
+/// object itself stays far below etcd's ~1.5 MiB request limit.
+pub const MAX_TASK_SPEC_BYTES: usize = 120 * 1024;
+/// The largest total of environment values a pod may carry: 256 KiB (the spec, plus the
+/// task's own env variables, which appear twice).
+pub const MAX_ENV_BYTES: usize = 256 * 1024;
+
+pub const CONTAINER: &str = "worker";
+pub const LABEL_APP: &str = "app";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_TASK_ID: &str = "agent-orchestrator/task-id";
+pub const MANAGED_BY: &str = "agent-orchestrator";
+/// The selector of every object this runtime creates.
+pub const SELECTOR: &str = "app.kubernetes.io/managed-by=agent-orchestrator";
+
+pub fn pod_name(id: TaskId) -> String {
+    format!("claude-worker-{id}")
+}
+
+pub fn token_secret_name(id: TaskId) -> String {
+    format!("claude-worker-{id}-token")
+}
+
+/// The task id a pod belongs to, from its label.
+pub fn task_id_of(pod: &Pod) -> Option<TaskId> {
+    pod.metadata.labels.as_ref()?.get(LABEL_TASK_ID)?.parse().ok()
+}
+
+/// Refuse a task whose spec cannot fit in a pod's environment.
+pub fn admit(spec: &TaskSpec) -> Result<(), ValidationError> {
+    let spec_len = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(usize::MAX);
+    let env_len: usize = spec.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    if spec_len > MAX_TASK_SPEC_BYTES || spec_len + env_len > MAX_ENV_BYTES {
+        return Err(ValidationError {
+            field: "prompt".into(),
+            message: format!(
+                "the task is too large for a Kubernetes worker: its spec is {spec_len} bytes, the limit is {MAX_TASK_SPEC_BYTES} bytes (prompt, env and labels together)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn labels(id: TaskId) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_APP.to_string(), "claude-worker".to_string()),
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (LABEL_TASK_ID.to_string(), id.to_string()),
+    ])
+}
+
+fn annotations(task: &Task) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    if let Some(m) = &task.spec.model {
+        a.insert("agent-orchestrator/model".into(), m.clone());
+    }
+    if let Some(r) = &task.spec.repository {
+        a.insert("agent-orchestrator/repository".into(), r.url.clone());
+    }
+    a.insert(
+        "agent-orchestrator/labels".into(),
+        serde_json::to_string(&task.spec.labels).unwrap_or_else(|_| "{}".into()),
+    );
+    a.insert("agent-orchestrator/created-at".into(), task.created_at.to_rfc3339());
+    a
+}
+
+fn plain(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+}
+
+fn from_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: optional.then_some(true),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn quantities(pairs: [(&str, &str); 3]) -> BTreeMap<String, Quantity> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
+}
+
+const MOUNTS: [(&str, &str); 3] = [("workspace", "/workspace"), ("home", "/home/agent"), ("tmp", "/tmp")];
+
+/// The worker pod for a task.
+pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
+    let task = &spec.task;
+    let id = task.id;
+    let mut env = vec![
+        plain("AO_TASK_ID", id.to_string()),
+        plain("AO_TASK_SPEC", serde_json::to_string(&task.spec).unwrap_or_default()),
+        plain("AO_WORKSPACE", "/workspace"),
+        plain("HOME", "/home/agent"),
+    ];
+    if let Some(cb) = &spec.callback {
+        env.push(plain("AO_CALLBACK_URL", cb.url.clone()));
+        env.push(from_secret("AO_CALLBACK_TOKEN", &token_secret_name(id), "token", false));
+    }
+    env.push(from_secret("ANTHROPIC_API_KEY", &cfg.secret_name, "ANTHROPIC_API_KEY", false));
+    env.push(from_secret("GITHUB_TOKEN", &cfg.secret_name, "GITHUB_TOKEN", true));
+    if let Some(url) = &cfg.anthropic_base_url {
+        env.push(plain("ANTHROPIC_BASE_URL", url.clone()));
+    }
+    for (k, v) in &task.spec.env {
+        if !env.iter().any(|e| e.name == *k) {
+            env.push(plain(k, v.clone()));
+        }
+    }
+    let r = &cfg.resources;
+    let uid = cfg.run_as_user;
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(cfg.image.clone()),
+        image_pull_policy: Some(cfg.image_pull_policy.clone()),
+        command: (!cfg.command.is_empty()).then(|| cfg.command.clone()),
+        working_dir: Some("/workspace".into()),
+        env: Some(env),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities([
+                ("cpu", &r.cpu_request),
+                ("memory", &r.memory_request),
+                ("ephemeral-storage", &r.ephemeral_storage_request),
+            ])),
+            limits: Some(quantities([
+                ("cpu", &r.cpu_limit),
+                ("memory", &r.memory_limit),
+                ("ephemeral-storage", &r.ephemeral_storage_limit),
+            ])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(
+            MOUNTS
+                .iter()
+                .map(|(n, p)| VolumeMount { name: n.to_string(), mount_path: p.to_string(), ..Default::default() })
+                .collect(),
+        ),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Default::default()
+    };
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(id)),
+            namespace: Some(cfg.namespace.clone()),
+            labels: Some(labels(id)),
+            annotations: Some(annotations(task)),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            active_deadline_seconds: Some(i64::try_from(task.spec.timeout_seconds).unwrap_or(i64::MAX).max(1)),
+            service_account_name: Some(cfg.service_account.clone()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            host_network: Some(false),
+            host_pid: Some(false),
+            host_ipc: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(uid),
+                run_as_group: Some(uid),
+                fs_group: Some(uid),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                ..Default::default()
+            }),
+            containers: vec![container],
+            volumes: Some(
+                MOUNTS
+                    .iter()
+                    .map(|(n, _)| Volume {
+                        name: n.to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The per-task Secret with the worker's callback token.
+pub fn build_token_secret(cfg: &KubeConfig, id: TaskId, token: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(token_secret_name(id)),
+            namespace: Some(cfg.namespace.clone()),
+            labels: Some(labels(id)),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([("token".to_string(), ByteString(token.as_bytes().to_vec()))])),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,155 @@
+//! One task from start to finish: workspace, agent, delivery, and reporting the result.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ao_core::task::TaskResult;
+use serde_json::json;
+
+use crate::agent::{self, AgentRun};
+use crate::callback::{self, Callback};
+use crate::config::WorkerConfig;
+use crate::deliver;
+use crate::events::EventSink;
+use crate::git::{Base, Git};
+use crate::outcome::{self, Outcome};
+use crate::scrub::Scrubber;
+
+/// Summary length limit in the result.
+const MAX_SUMMARY: usize = 4_000;
+/// How long the event flush and result report may take once the worker was told to stop.
+const STOP_FLUSH: Duration = Duration::from_secs(2);
+
+/// What a run ended with.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    /// The result as reported to the orchestrator.
+    pub result: TaskResult,
+    /// True if the worker was told to stop (e.g. SIGTERM) during the run.
+    pub stopped: bool,
+    /// Number of events emitted.
+    pub events: u64,
+}
+
+impl RunReport {
+    /// 0 for a delivered result, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        self.outcome.exit_code()
+    }
+}
+
+/// Runs one task. Infrastructure problems inside the task become outcomes; only a failure to
+/// even create the workspace is an `Err`.
+pub async fn run(cfg: WorkerConfig) -> anyhow::Result<RunReport> {
+    let scrub = Scrubber::new([
+        cfg.github_token.as_ref(),
+        cfg.anthropic_api_key.as_ref(),
+        cfg.callback.as_ref().map(|c| &c.token),
+    ]);
+    let (sink, rx) = EventSink::new(cfg.task_id.to_string(), cfg.print_events);
+    let cb = cfg.callback.as_ref().map(|c| Callback::new(c, cfg.task_id, cfg.callback_retry_budget));
+    let sender = tokio::spawn(callback::run_sender(cb.clone(), rx));
+    std::fs::create_dir_all(&cfg.workspace)?;
+    tracing::info!(task_id = %cfg.task_id, repository = cfg.spec.repository.is_some(), "worker starting");
+
+    let mut result = TaskResult::default();
+    let outcome = execute(&cfg, &sink, &scrub, &mut result).await;
+    result.outcome = outcome.as_str().to_owned();
+    result.error = result.error.take().map(|e| crate::truncate(&scrub.scrub(&e), 1_000));
+    let stopped = cfg.stop.is_cancelled();
+    sink.phase("done", json!({"outcome": outcome.as_str()}));
+    let events = sink.emit(json!({"type": "worker", "phase": "result", "result": &result}));
+    sink.close();
+
+    let flush = if stopped { STOP_FLUSH } else { cfg.callback_retry_budget + Duration::from_secs(5) };
+    if tokio::time::timeout(flush, sender).await.is_err() {
+        tracing::warn!("event flush timed out");
+    }
+    if let Some(cb) = &cb {
+        match tokio::time::timeout(flush, cb.put_result(&result)).await {
+            Ok(Ok(())) => tracing::info!(outcome = %outcome, "result reported"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "result not reported"),
+            Err(_) => tracing::warn!("result report timed out"),
+        }
+    }
+    tracing::info!(outcome = %outcome, cost_usd = result.cost_usd, "worker finished");
+    Ok(RunReport { outcome, result, stopped, events })
+}
+
+async fn execute(cfg: &WorkerConfig, sink: &EventSink, scrub: &Scrubber, result: &mut TaskResult) -> Outcome {
+    let mut repo_state: Option<(Git, PathBuf, Base)> = None;
+    if let Some(repo) = &cfg.spec.repository {
+        sink.phase("clone", json!({}));
+        let git = Git::new(
+            cfg.home.clone(),
+            (cfg.git_author_name.clone(), cfg.git_author_email.clone()),
+            &repo.url,
+            cfg.github_token.as_ref(),
+            scrub.clone(),
+        );
+        let dir = cfg.workspace.join("repo");
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let branch = deliver::branch_name(cfg);
+        let prepared = tokio::select! {
+            r = async {
+                git.clone(&repo.url, &dir).await?;
+                git.start_branch(&dir, repo.git_ref.as_deref(), &branch).await
+            } => r,
+            _ = cfg.stop.cancelled() => {
+                result.error = Some("worker stopped by signal".into());
+                return Outcome::AgentError;
+            }
+        };
+        match prepared {
+            Ok(base) => {
+                tracing::info!(base = %base.branch, "repository prepared");
+                repo_state = Some((git, dir, base));
+            }
+            Err(e) => {
+                result.error = Some(format!("clone failed: {e}"));
+                return Outcome::DeliveryFailed;
+            }
+        }
+    }
+
+    let cwd = repo_state.as_ref().map_or_else(|| cfg.workspace.clone(), |(_, d, _)| d.clone());
+    sink.phase("agent", json!({}));
+    let run = match agent::run(cfg, &cwd, sink, scrub).await {
+        Ok(r) => r,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return Outcome::AgentError;
+        }
+    };
+    fill_from_run(result, &run, scrub);
+    if let Err((outcome, error)) = outcome::judge(&run, cfg.spec.max_budget_usd) {
+        tracing::warn!(outcome = %outcome, "agent run did not succeed");
+        result.error = Some(error);
+        return outcome;
+    }
+    match repo_state {
+        None => Outcome::Answered,
+        Some((git, dir, base)) => {
+            sink.phase("deliver", json!({}));
+            deliver::deliver(cfg, &git, &dir, &base, scrub, result).await
+        }
+    }
+}
+
+fn fill_from_run(result: &mut TaskResult, run: &AgentRun, scrub: &Scrubber) {
+    let t = &run.tracker;
+    let r = t.result.as_ref();
+    result.summary = r.and_then(|r| r.text.as_deref()).map(|s| crate::truncate(&scrub.scrub(s), MAX_SUMMARY));
+    result.session_id = r.and_then(|r| r.session_id.clone()).or_else(|| t.session_id.clone());
+    result.num_turns = r.and_then(|r| r.num_turns);
+    let usage = t.usage();
+    let seen_usage = r.is_some() || usage != Default::default();
+    if seen_usage {
+        result.cost_usd = Some(t.cost());
+        result.input_tokens = Some(usage.total_input());
+        result.output_tokens = Some(usage.output_tokens);
+    }
+}
