@@ -25,6 +25,13 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run the Claude Code worker for one task (inside a worker process or pod).
     Worker,
+    /// Submit, list, inspect, follow and cancel tasks on a running orchestrator.
+    Tasks(Box<crate::client::TasksArgs>),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Supervise a local worker process (used by the local runtime).
     #[command(hide = true)]
     Supervise(SuperviseArgs),

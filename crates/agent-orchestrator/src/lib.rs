@@ -3,6 +3,7 @@
 //! Tests build the server from here with a listener on port 0.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod serve;
 pub mod telemetry;
@@ -22,6 +23,12 @@ pub async fn supervise_main(args: cli::SuperviseArgs) -> ExitCode {
 
 /// `agent-orchestrator worker`: runs the Claude Code worker for one task.
 pub async fn worker_main() -> ExitCode {
-    eprintln!("agent-orchestrator worker: not available in this build");
-    ExitCode::from(2)
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match ao_worker::run_from_env().await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent-orchestrator worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

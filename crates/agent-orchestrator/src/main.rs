@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use agent_orchestrator::cli::{Cli, Command};
-use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_config_file();
@@ -22,15 +21,16 @@ fn main() -> ExitCode {
                 agent_orchestrator::serve::main(*args).await
             }
             Command::Supervise(args) => agent_orchestrator::supervise_main(args).await,
+            Command::Tasks(args) => agent_orchestrator::client::main(*args).await,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "agent-orchestrator", &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
             Command::Worker => {
                 agent_orchestrator::telemetry::init(cli.log_format);
                 agent_orchestrator::worker_main().await
             }
         }
     })
-}
-
-#[allow(dead_code)]
-fn _assert_parser_is_used() {
-    let _ = Cli::try_parse_from(["agent-orchestrator"]);
 }

@@ -67,20 +67,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 }
                 Category::Data => {
                     let msg = inner.to_string();
-                    let field = unknown_field(&msg)
-                        .map(|f| if path == "." { f } else { format!("{path}.{f}") })
-                        .unwrap_or_else(|| if path == "." { "body".into() } else { path });
+                    // The path names the offending field, unknown ones included.
+                    let field = if path == "." { "body".to_string() } else { path };
                     Err(ApiError::Validation(ValidationError { field, message: strip_position(&msg) }))
                 }
             }
         }
     }
-}
-
-/// serde names an unknown field in its message: "unknown field `x`, expected ...".
-fn unknown_field(msg: &str) -> Option<String> {
-    let rest = msg.strip_prefix("unknown field `")?;
-    Some(rest.split('`').next()?.to_string())
 }
 
 fn strip_position(msg: &str) -> String {

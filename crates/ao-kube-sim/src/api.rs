@@ -25,22 +25,50 @@ use crate::status::ApiError;
 type Q = Query<HashMap<String, String>>;
 
 pub fn router(sim: Sim) -> Router {
-    let forbidden = || async { ApiError::forbidden("secrets are create/delete only for this service account") };
+    let forbidden =
+        || async { ApiError::forbidden("secrets are create/delete only for this service account") };
     Router::new()
         .route("/api", get(api_versions))
-        .route("/apis", get(|| async { axum::Json(APIGroupList { groups: vec![] }) }))
+        .route(
+            "/apis",
+            get(|| async { axum::Json(APIGroupList { groups: vec![] }) }),
+        )
         .route("/api/v1", get(api_resources))
-        .route("/api/v1/namespaces/{ns}/pods", get(list_or_watch).post(create_pod))
-        .route("/api/v1/namespaces/{ns}/pods/{name}", get(get_pod).delete(delete_pod))
+        .route(
+            "/api/v1/namespaces/{ns}/pods",
+            get(list_or_watch).post(create_pod),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            get(get_pod).delete(delete_pod),
+        )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(pod_log))
-        .route("/api/v1/namespaces/{ns}/pods/{name}/status", get(get_pod).put(put_status).patch(patch_status))
-        .route("/api/v1/namespaces/{ns}/secrets", post(create_secret).get(forbidden))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/status",
+            get(get_pod).put(put_status).patch(patch_status),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            post(create_secret).get(forbidden),
+        )
         .route(
             "/api/v1/namespaces/{ns}/secrets/{name}",
-            get(forbidden).put(forbidden).patch(forbidden).delete(delete_secret),
+            get(forbidden)
+                .put(forbidden)
+                .patch(forbidden)
+                .delete(delete_secret),
         )
-        .fallback(|| async { ApiError::new(404, "NotFound", "the server could not find the requested resource") })
-        .layer(axum::middleware::from_fn_with_state(sim.clone(), crate::faults::layer))
+        .fallback(|| async {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            crate::faults::layer,
+        ))
         .with_state(sim)
 }
 
@@ -85,19 +113,35 @@ fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
-async fn create_pod(State(sim): State<Sim>, Path(ns): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn create_pod(
+    State(sim): State<Sim>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let pod: Pod = parse(&body)?;
     let stored = objects::create_pod(&sim, &ns, pod)?;
     Ok(json(StatusCode::CREATED, &stored))
 }
 
-async fn get_pod(State(sim): State<Sim>, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let pod = sim.pod(&ns, &name).ok_or_else(|| ApiError::not_found("pods", &name))?;
+async fn get_pod(
+    State(sim): State<Sim>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let pod = sim
+        .pod(&ns, &name)
+        .ok_or_else(|| ApiError::not_found("pods", &name))?;
     Ok(json(StatusCode::OK, &pod))
 }
 
-async fn list_or_watch(State(sim): State<Sim>, Path(ns): Path<String>, Query(q): Q) -> Result<Response, ApiError> {
-    let selector = Selector::new(q.get("labelSelector").map(String::as_str), q.get("fieldSelector").map(String::as_str));
+async fn list_or_watch(
+    State(sim): State<Sim>,
+    Path(ns): Path<String>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
+    let selector = Selector::new(
+        q.get("labelSelector").map(String::as_str),
+        q.get("fieldSelector").map(String::as_str),
+    );
     if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) {
         return Ok(crate::watch::watch(sim, ns, selector, &q));
     }
@@ -129,7 +173,9 @@ async fn delete_pod(
     Query(q): Q,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut grace = q.get("gracePeriodSeconds").and_then(|g| g.parse::<i64>().ok());
+    let mut grace = q
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok());
     if grace.is_none() && !body.is_empty() {
         let opts: DeleteOptions = parse(&body)?;
         grace = opts.grace_period_seconds;
@@ -145,7 +191,11 @@ async fn delete_pod(
     Ok(json(StatusCode::OK, &pod))
 }
 
-async fn pod_log(State(sim): State<Sim>, Path((ns, name)): Path<(String, String)>, Query(q): Q) -> Result<Response, ApiError> {
+async fn pod_log(
+    State(sim): State<Sim>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
     let (pod, logs) = {
         let st = sim.lock();
         let rec = st
@@ -160,7 +210,9 @@ async fn pod_log(State(sim): State<Sim>, Path((ns, name)): Path<(String, String)
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|c| c.first())
         .and_then(|c| c.state.clone());
-    let started = state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some());
+    let started = state
+        .as_ref()
+        .is_some_and(|s| s.running.is_some() || s.terminated.is_some());
     if !started {
         let container = pod
             .spec
@@ -226,13 +278,20 @@ async fn patch_status(
     Ok(json(StatusCode::OK, &pod))
 }
 
-async fn create_secret(State(sim): State<Sim>, Path(ns): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn create_secret(
+    State(sim): State<Sim>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let secret: Secret = parse(&body)?;
     let stored = objects::create_secret(&sim, &ns, secret)?;
     Ok(json(StatusCode::CREATED, &stored))
 }
 
-async fn delete_secret(State(sim): State<Sim>, Path((ns, name)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn delete_secret(
+    State(sim): State<Sim>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let gone = objects::delete_secret(&sim, &ns, &name)?;
     Ok(json(StatusCode::OK, &gone))
 }

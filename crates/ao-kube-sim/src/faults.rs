@@ -28,7 +28,9 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn is_watch(&self) -> bool {
-        self.query.split('&').any(|p| p == "watch=true" || p == "watch=1")
+        self.query
+            .split('&')
+            .any(|p| p == "watch=true" || p == "watch=1")
     }
 }
 
@@ -92,12 +94,16 @@ pub(crate) async fn layer(State(sim): State<Sim>, req: Request, next: Next) -> R
         Ok(b) => b,
         Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
     };
-    sim.inner.requests.lock().expect("requests lock").push(Recorded {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or_default().to_string(),
-        body: bytes.to_vec(),
-    });
+    sim.inner
+        .requests
+        .lock()
+        .expect("requests lock")
+        .push(Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            body: bytes.to_vec(),
+        });
     let (latency, failure) = {
         let mut f = sim.faults();
         (f.latency, f.failure())
@@ -114,7 +120,8 @@ pub(crate) async fn layer(State(sim): State<Sim>, req: Request, next: Next) -> R
         };
         return ApiError::new(code, reason, "injected fault").into_response();
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// The in-process transport: a tower service in front of the router that fails like a

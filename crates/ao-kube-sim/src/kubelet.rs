@@ -94,7 +94,12 @@ fn set_container(pod: &mut Pod, state: ContainerState, ready: bool) {
     }]);
 }
 
-fn condition(type_: &str, status: &str, reason: Option<&str>, message: Option<&str>) -> PodCondition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+    message: Option<&str>,
+) -> PodCondition {
     PodCondition {
         type_: type_.into(),
         status: status.into(),
@@ -146,7 +151,10 @@ pub async fn run(
         s.host_ip = Some("10.0.0.1".into());
         s.start_time = Some(now());
         let waiting = ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
             ..Default::default()
         };
         set_container(p, waiting, false);
@@ -182,7 +190,9 @@ pub async fn run(
     mutate_pod(&sim, &ns, &name, |p| {
         p.status.get_or_insert_with(Default::default).phase = Some("Running".into());
         let running = ContainerState {
-            running: Some(ContainerStateRunning { started_at: Some(started_at.clone()) }),
+            running: Some(ContainerStateRunning {
+                started_at: Some(started_at.clone()),
+            }),
             ..Default::default()
         };
         set_container(p, running, true);
@@ -191,10 +201,18 @@ pub async fn run(
         match &behaviour {
             Behaviour::Process => match pod {
                 Some(pod) => crate::process::run(&sim, &pod, &logs, kill.clone()).await,
-                None => End { code: 137, reason: "Error", pod_reason: None },
+                None => End {
+                    code: 137,
+                    reason: "Error",
+                    pod_reason: None,
+                },
             },
             Behaviour::Script(steps) => script(steps, &logs, kill.clone()).await,
-            _ => End { code: 1, reason: "Error", pod_reason: None },
+            _ => End {
+                code: 1,
+                reason: "Error",
+                pod_reason: None,
+            },
         }
     };
     let end = tokio::select! {
@@ -205,7 +223,11 @@ pub async fn run(
             pod_reason: Some(("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")),
         },
     };
-    let message = if end.code != 0 { Some(logs.tail(80, 2048)).filter(|m| !m.is_empty()) } else { None };
+    let message = if end.code != 0 {
+        Some(logs.tail(80, 2048)).filter(|m| !m.is_empty())
+    } else {
+        None
+    };
     logs.close();
     mutate_pod(&sim, &ns, &name, |p| {
         let s = p.status.get_or_insert_with(Default::default);
@@ -247,13 +269,27 @@ async fn script(steps: &[Step], logs: &LogBuf, mut kill: watch::Receiver<Option<
                 Step::Sleep(d) => tokio::time::sleep(*d).await,
                 Step::Exit(code) => {
                     let reason = if *code == 0 { "Completed" } else { "Error" };
-                    return End { code: *code, reason, pod_reason: None };
+                    return End {
+                        code: *code,
+                        reason,
+                        pod_reason: None,
+                    };
                 }
-                Step::OomKill => return End { code: 137, reason: "OOMKilled", pod_reason: None },
+                Step::OomKill => {
+                    return End {
+                        code: 137,
+                        reason: "OOMKilled",
+                        pod_reason: None,
+                    };
+                }
                 Step::Hang => std::future::pending::<()>().await,
             }
         }
-        End { code: 0, reason: "Completed", pod_reason: None }
+        End {
+            code: 0,
+            reason: "Completed",
+            pod_reason: None,
+        }
     };
     tokio::select! {
         e = run => e,
@@ -263,7 +299,11 @@ async fn script(steps: &[Step], logs: &LogBuf, mut kill: watch::Receiver<Option<
 
 impl End {
     pub(crate) fn exited(code: i32) -> Self {
-        End { code, reason: if code == 0 { "Completed" } else { "Error" }, pod_reason: None }
+        End {
+            code,
+            reason: if code == 0 { "Completed" } else { "Error" },
+            pod_reason: None,
+        }
     }
 }
 

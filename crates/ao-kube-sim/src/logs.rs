@@ -68,24 +68,29 @@ impl LogBuf {
         follow: bool,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let rx = self.progress.subscribe();
-        futures::stream::unfold((self, rx, 0usize, false), move |(buf, mut rx, offset, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let (len, closed) = *rx.borrow_and_update();
-                if len > offset {
-                    let chunk = Bytes::copy_from_slice(&buf.data.lock().expect("log lock")[offset..len]);
-                    let next_done = !follow;
-                    return Some((Ok(chunk), (buf, rx, len, next_done)));
-                }
-                if closed || !follow {
+        futures::stream::unfold(
+            (self, rx, 0usize, false),
+            move |(buf, mut rx, offset, done)| async move {
+                if done {
                     return None;
                 }
-                if rx.changed().await.is_err() {
-                    return None;
+                loop {
+                    let (len, closed) = *rx.borrow_and_update();
+                    if len > offset {
+                        let chunk = Bytes::copy_from_slice(
+                            &buf.data.lock().expect("log lock")[offset..len],
+                        );
+                        let next_done = !follow;
+                        return Some((Ok(chunk), (buf, rx, len, next_done)));
+                    }
+                    if closed || !follow {
+                        return None;
+                    }
+                    if rx.changed().await.is_err() {
+                        return None;
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }

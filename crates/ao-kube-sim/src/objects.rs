@@ -43,7 +43,14 @@ pub fn create_pod(sim: &Sim, namespace: &str, mut pod: Pod) -> Result<Pod, ApiEr
         let stored = st.commit(namespace, pod, ChangeKind::Added);
         let (kill, kill_rx) = tokio::sync::watch::channel(None);
         let logs = Arc::new(LogBuf::default());
-        st.pods.insert(key, PodRec { pod: stored.clone(), logs: logs.clone(), kill });
+        st.pods.insert(
+            key,
+            PodRec {
+                pod: stored.clone(),
+                logs: logs.clone(),
+                kill,
+            },
+        );
         let behaviour = st
             .behaviours
             .get(&name)
@@ -51,7 +58,14 @@ pub fn create_pod(sim: &Sim, namespace: &str, mut pod: Pod) -> Result<Pod, ApiEr
             .unwrap_or_else(|| sim.inner.cfg.default_behaviour.clone());
         (stored, kill_rx, logs, behaviour)
     };
-    tokio::spawn(crate::kubelet::run(sim.clone(), namespace.to_string(), name, behaviour, kill_rx, logs));
+    tokio::spawn(crate::kubelet::run(
+        sim.clone(),
+        namespace.to_string(),
+        name,
+        behaviour,
+        kill_rx,
+        logs,
+    ));
     Ok(stored)
 }
 

@@ -19,7 +19,12 @@ use crate::kubelet::{End as ContainerEnd, wait_killed};
 use crate::logs::LogBuf;
 use crate::objects::secret_value;
 
-fn resolve_env(sim: &Sim, ns: &str, pod: &Pod, mounts: &[(String, PathBuf)]) -> Result<Vec<(String, String)>, String> {
+fn resolve_env(
+    sim: &Sim,
+    ns: &str,
+    pod: &Pod,
+    mounts: &[(String, PathBuf)],
+) -> Result<Vec<(String, String)>, String> {
     let c = pod
         .spec
         .as_ref()
@@ -29,7 +34,11 @@ fn resolve_env(sim: &Sim, ns: &str, pod: &Pod, mounts: &[(String, PathBuf)]) -> 
     for e in c.env.iter().flatten() {
         let value = if let Some(v) = &e.value {
             Some(v.clone())
-        } else if let Some(r) = e.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) {
+        } else if let Some(r) = e
+            .value_from
+            .as_ref()
+            .and_then(|f| f.secret_key_ref.as_ref())
+        {
             match secret_value(sim, ns, &r.name, &r.key) {
                 Some(v) => Some(v),
                 None if r.optional == Some(true) => None,
@@ -48,7 +57,12 @@ fn resolve_env(sim: &Sim, ns: &str, pod: &Pod, mounts: &[(String, PathBuf)]) -> 
     Ok(out)
 }
 
-pub(crate) async fn run(sim: &Sim, pod: &Pod, logs: &LogBuf, mut killed: watch::Receiver<Option<i64>>) -> ContainerEnd {
+pub(crate) async fn run(
+    sim: &Sim,
+    pod: &Pod,
+    logs: &LogBuf,
+    mut killed: watch::Receiver<Option<i64>>,
+) -> ContainerEnd {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
     let Some(c) = pod.spec.as_ref().and_then(|s| s.containers.first()) else {
@@ -92,7 +106,10 @@ pub(crate) async fn run(sim: &Sim, pod: &Pod, logs: &LogBuf, mut killed: watch::
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some((_, ws)) = mounts.iter().find(|(m, _)| c.working_dir.as_deref() == Some(m.as_str())) {
+    if let Some((_, ws)) = mounts
+        .iter()
+        .find(|(m, _)| c.working_dir.as_deref() == Some(m.as_str()))
+    {
         cmd.current_dir(ws);
     }
     let mut child = match cmd.spawn() {

@@ -17,7 +17,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), name: None, kind: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            name: None,
+            kind: None,
+        }
     }
     pub fn not_found(kind: &'static str, name: &str) -> Self {
         ApiError {
@@ -30,7 +36,11 @@ impl ApiError {
         ApiError {
             name: Some(name.into()),
             kind: Some(kind),
-            ..Self::new(409, "AlreadyExists", format!("{kind} \"{name}\" already exists"))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{kind} \"{name}\" already exists"),
+            )
         }
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -75,7 +85,8 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (code, axum::Json(status_json(&self.status()))).into_response();
         if self.code == 429 {
-            resp.headers_mut().insert("retry-after", http::HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static("1"));
         }
         resp
     }

@@ -88,7 +88,11 @@ pub fn watch(sim: Sim, ns: String, selector: Selector, q: &HashMap<String, Strin
         }
         (st.events.subscribe(), st.rv)
     };
-    let expired = since.is_some() && (forced_gone || initial.first().is_some_and(|b| b.starts_with(b"{\"type\":\"ERROR\"")));
+    let expired = since.is_some()
+        && (forced_gone
+            || initial
+                .first()
+                .is_some_and(|b| b.starts_with(b"{\"type\":\"ERROR\"")));
     let (tx, body_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(256);
     let bookmark_every = sim.inner.cfg.bookmark_interval;
     tokio::spawn(async move {
@@ -106,8 +110,22 @@ pub fn watch(sim: Sim, ns: String, selector: Selector, q: &HashMap<String, Strin
         if expired {
             return;
         }
-        stream_changes(sim, tx, rx, Follow { ns, selector, start_rv, timeout, bookmarks, bookmark_every, sent, cut_after })
-            .await;
+        stream_changes(
+            sim,
+            tx,
+            rx,
+            Follow {
+                ns,
+                selector,
+                start_rv,
+                timeout,
+                bookmarks,
+                bookmark_every,
+                sent,
+                cut_after,
+            },
+        )
+        .await;
     });
     let body = Body::from_stream(ReceiverStream::new(body_rx));
     ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -14,60 +14,119 @@ use crate::error::{KubeError, RetryPolicy};
 #[derive(Debug, Clone, clap::Args)]
 pub struct KubeArgs {
     /// Namespace the worker pods (and their per-task token secrets) live in.
-    #[arg(long = "k8s-namespace", env = "AO_K8S_NAMESPACE", default_value = "agents")]
+    #[arg(
+        long = "k8s-namespace",
+        env = "AO_K8S_NAMESPACE",
+        default_value = "agents"
+    )]
     pub namespace: String,
     /// Worker image; its command is `agent-orchestrator worker` (see --k8s-worker-command).
-    #[arg(long = "worker-image", env = "AO_WORKER_IMAGE", default_value = "ghcr.io/agent-orchestrator/agent-orchestrator:latest")]
+    #[arg(
+        long = "worker-image",
+        env = "AO_WORKER_IMAGE",
+        default_value = "ghcr.io/agent-orchestrator/agent-orchestrator:latest"
+    )]
     pub worker_image: String,
     /// imagePullPolicy of worker pods: Always, IfNotPresent or Never.
     #[arg(long = "worker-image-pull-policy", env = "AO_WORKER_IMAGE_PULL_POLICY", default_value = "IfNotPresent",
           value_parser = ["Always", "IfNotPresent", "Never"])]
     pub image_pull_policy: String,
     /// The worker container's command, space-separated.
-    #[arg(long = "k8s-worker-command", env = "AO_K8S_WORKER_COMMAND", default_value = "agent-orchestrator worker")]
+    #[arg(
+        long = "k8s-worker-command",
+        env = "AO_K8S_WORKER_COMMAND",
+        default_value = "agent-orchestrator worker"
+    )]
     pub worker_command: String,
     /// Service account the worker pods run as (its token is not mounted).
-    #[arg(long = "k8s-service-account", env = "AO_K8S_SERVICE_ACCOUNT", default_value = "claude-worker")]
+    #[arg(
+        long = "k8s-service-account",
+        env = "AO_K8S_SERVICE_ACCOUNT",
+        default_value = "claude-worker"
+    )]
     pub service_account: String,
     /// Secret holding ANTHROPIC_API_KEY (required) and GITHUB_TOKEN (optional) for workers.
-    #[arg(long = "k8s-secret-name", env = "AO_K8S_SECRET_NAME", default_value = "claude-worker-secrets")]
+    #[arg(
+        long = "k8s-secret-name",
+        env = "AO_K8S_SECRET_NAME",
+        default_value = "claude-worker-secrets"
+    )]
     pub secret_name: String,
     /// ANTHROPIC_BASE_URL given to workers (a proxy or gateway); unset means the default API.
-    #[arg(long = "worker-anthropic-base-url", env = "AO_WORKER_ANTHROPIC_BASE_URL")]
+    #[arg(
+        long = "worker-anthropic-base-url",
+        env = "AO_WORKER_ANTHROPIC_BASE_URL"
+    )]
     pub anthropic_base_url: Option<String>,
     /// CPU request of a worker pod.
-    #[arg(long = "k8s-cpu-request", env = "AO_K8S_CPU_REQUEST", default_value = "500m")]
+    #[arg(
+        long = "k8s-cpu-request",
+        env = "AO_K8S_CPU_REQUEST",
+        default_value = "500m"
+    )]
     pub cpu_request: String,
     /// CPU limit of a worker pod.
     #[arg(long = "k8s-cpu-limit", env = "AO_K8S_CPU_LIMIT", default_value = "2")]
     pub cpu_limit: String,
     /// Memory request of a worker pod.
-    #[arg(long = "k8s-memory-request", env = "AO_K8S_MEMORY_REQUEST", default_value = "1Gi")]
+    #[arg(
+        long = "k8s-memory-request",
+        env = "AO_K8S_MEMORY_REQUEST",
+        default_value = "1Gi"
+    )]
     pub memory_request: String,
     /// Memory limit of a worker pod (exceeding it ends the task as `oom_killed`).
-    #[arg(long = "k8s-memory-limit", env = "AO_K8S_MEMORY_LIMIT", default_value = "4Gi")]
+    #[arg(
+        long = "k8s-memory-limit",
+        env = "AO_K8S_MEMORY_LIMIT",
+        default_value = "4Gi"
+    )]
     pub memory_limit: String,
     /// Ephemeral-storage request of a worker pod (workspace, home and /tmp are emptyDirs).
-    #[arg(long = "k8s-ephemeral-storage-request", env = "AO_K8S_EPHEMERAL_STORAGE_REQUEST", default_value = "2Gi")]
+    #[arg(
+        long = "k8s-ephemeral-storage-request",
+        env = "AO_K8S_EPHEMERAL_STORAGE_REQUEST",
+        default_value = "2Gi"
+    )]
     pub ephemeral_storage_request: String,
     /// Ephemeral-storage limit of a worker pod.
-    #[arg(long = "k8s-ephemeral-storage-limit", env = "AO_K8S_EPHEMERAL_STORAGE_LIMIT", default_value = "10Gi")]
+    #[arg(
+        long = "k8s-ephemeral-storage-limit",
+        env = "AO_K8S_EPHEMERAL_STORAGE_LIMIT",
+        default_value = "10Gi"
+    )]
     pub ephemeral_storage_limit: String,
     /// UID (and GID, fsGroup) the worker runs as; must not be 0.
     #[arg(long = "k8s-run-as-user", env = "AO_K8S_RUN_AS_USER", default_value_t = 10001,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub run_as_user: i64,
     /// Seconds a finished worker pod is kept (for `kubectl logs`) before it is deleted.
-    #[arg(long = "k8s-pod-ttl-seconds", env = "AO_K8S_POD_TTL_SECONDS", default_value_t = 3600)]
+    #[arg(
+        long = "k8s-pod-ttl-seconds",
+        env = "AO_K8S_POD_TTL_SECONDS",
+        default_value_t = 3600
+    )]
     pub pod_ttl_seconds: u64,
     /// Seconds a pod may fail to pull its image before the task fails as `image_pull_failed`.
-    #[arg(long = "k8s-image-pull-timeout-seconds", env = "AO_K8S_IMAGE_PULL_TIMEOUT_SECONDS", default_value_t = 300)]
+    #[arg(
+        long = "k8s-image-pull-timeout-seconds",
+        env = "AO_K8S_IMAGE_PULL_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
     pub image_pull_timeout_seconds: u64,
     /// Seconds a pod may stay unschedulable before the task fails as `unschedulable`.
-    #[arg(long = "k8s-unschedulable-timeout-seconds", env = "AO_K8S_UNSCHEDULABLE_TIMEOUT_SECONDS", default_value_t = 600)]
+    #[arg(
+        long = "k8s-unschedulable-timeout-seconds",
+        env = "AO_K8S_UNSCHEDULABLE_TIMEOUT_SECONDS",
+        default_value_t = 600
+    )]
     pub unschedulable_timeout_seconds: u64,
     /// A base64-encoded kubeconfig, used when not in a cluster and no kubeconfig file exists.
-    #[arg(long = "kubeconfig-base64", env = "AO_KUBECONFIG", hide_env_values = true)]
+    #[arg(
+        long = "kubeconfig-base64",
+        env = "AO_KUBECONFIG",
+        hide_env_values = true
+    )]
     pub kubeconfig_base64: Option<String>,
 }
 
@@ -145,7 +204,11 @@ impl KubeArgs {
             namespace: self.namespace,
             image: self.worker_image,
             image_pull_policy: self.image_pull_policy,
-            command: self.worker_command.split_whitespace().map(String::from).collect(),
+            command: self
+                .worker_command
+                .split_whitespace()
+                .map(String::from)
+                .collect(),
             service_account: self.service_account,
             secret_name: self.secret_name,
             anthropic_base_url: self.anthropic_base_url.filter(|u| !u.is_empty()),
@@ -178,13 +241,18 @@ pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeErr
         kube::Config::from_kubeconfig(&KubeConfigOptions::default())
             .await
             .map_err(|e| KubeError::Config(e.to_string()))?
-    } else if let Some(b64) = args.kubeconfig_base64.as_deref().filter(|s| !s.trim().is_empty()) {
+    } else if let Some(b64) = args
+        .kubeconfig_base64
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
         info!("using the kubeconfig from AO_KUBECONFIG");
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
         let text = String::from_utf8(raw).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
-        let kc = Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
+        let kc =
+            Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .map_err(|e| KubeError::Config(e.to_string()))?

@@ -72,7 +72,12 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Run `f` until it succeeds, fails for good, or the attempts run out.
-    pub async fn run<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, kube::Error>
+    pub async fn run<T, F, Fut>(
+        &self,
+        task_id: ao_core::task::TaskId,
+        what: &str,
+        mut f: F,
+    ) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
@@ -82,7 +87,7 @@ impl RetryPolicy {
         loop {
             match f().await {
                 Err(e) if is_transient(&e) && attempt < self.attempts => {
-                    debug!(what, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "transient API failure; retrying");
+                    debug!(task_id = %task_id, what, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "transient API failure; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.max_backoff);
                     attempt += 1;

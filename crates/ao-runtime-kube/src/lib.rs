@@ -1,1 +1,26 @@
-//! Kubernetes runtime (issue 4): placeholder until implemented.
+//! The Kubernetes runtime of Agent Orchestrator: every task runs in one ephemeral, hardened
+//! worker Pod (`claude-worker-<task-id>`), created through kube-rs and followed with a single
+//! label-selected watch — never by polling pods.
+//!
+//! - [`config`]: the `serve` flags ([`KubeArgs`]) and how the API client is found
+//!   ([`client_from_config`]);
+//! - [`pod`]: the Pod and per-task token Secret the runtime creates, and the admission limit;
+//! - [`runtime`]: [`KubeRuntime`], the `ao_core::runtime::Runtime` implementation;
+//! - `watch`, `supervisor`, `logs`: the pod watch, the per-task state machine that turns pod
+//!   changes into exactly one terminal event, and the log follower that stores output.
+//!
+//! RBAC the runtime needs in its namespace: pods `create`, `delete`, `get`, `list`, `watch`;
+//! `pods/log` `get`; secrets `create`, `delete` (never `get`/`list`/`watch`).
+
+pub mod config;
+pub mod error;
+mod logs;
+pub mod pod;
+pub mod podstate;
+pub mod runtime;
+mod supervisor;
+mod watch;
+
+pub use config::{KubeArgs, KubeConfig, Resources, client_from_config};
+pub use error::{KubeError, RetryPolicy};
+pub use runtime::KubeRuntime;

@@ -27,7 +27,11 @@ pub(crate) async fn follow(inner: &Inner, task_id: TaskId, pod: &str) -> Result<
     let mut stored = usize::try_from(inner.store.log_count(task_id).await?).unwrap_or(0);
     let mut reconnects = 0;
     loop {
-        let lp = LogParams { follow: true, container: Some(CONTAINER.into()), ..Default::default() };
+        let lp = LogParams {
+            follow: true,
+            container: Some(CONTAINER.into()),
+            ..Default::default()
+        };
         let reader = match inner.pods.log_stream(pod, &lp).await {
             Ok(r) => r,
             Err(e) if is_transient(&e) && reconnects < MAX_RECONNECTS => {

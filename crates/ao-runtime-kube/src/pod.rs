@@ -48,12 +48,19 @@ pub fn token_secret_name(id: TaskId) -> String {
 
 /// The task id a pod belongs to, from its label.
 pub fn task_id_of(pod: &Pod) -> Option<TaskId> {
-    pod.metadata.labels.as_ref()?.get(LABEL_TASK_ID)?.parse().ok()
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(LABEL_TASK_ID)?
+        .parse()
+        .ok()
 }
 
 /// Refuse a task whose spec cannot fit in a pod's environment.
 pub fn admit(spec: &TaskSpec) -> Result<(), ValidationError> {
-    let spec_len = serde_json::to_vec(spec).map(|v| v.len()).unwrap_or(usize::MAX);
+    let spec_len = serde_json::to_vec(spec)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     let env_len: usize = spec.env.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
     if spec_len > MAX_TASK_SPEC_BYTES || spec_len + env_len > MAX_ENV_BYTES {
         return Err(ValidationError {
@@ -86,12 +93,19 @@ fn annotations(task: &Task) -> BTreeMap<String, String> {
         "agent-orchestrator/labels".into(),
         serde_json::to_string(&task.spec.labels).unwrap_or_else(|_| "{}".into()),
     );
-    a.insert("agent-orchestrator/created-at".into(), task.created_at.to_rfc3339());
+    a.insert(
+        "agent-orchestrator/created-at".into(),
+        task.created_at.to_rfc3339(),
+    );
     a
 }
 
 fn plain(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), value_from: None }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        value_from: None,
+    }
 }
 
 fn from_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
@@ -110,10 +124,17 @@ fn from_secret(name: &str, secret: &str, key: &str, optional: bool) -> EnvVar {
 }
 
 fn quantities(pairs: [(&str, &str); 3]) -> BTreeMap<String, Quantity> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), Quantity(v.to_string()))).collect()
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+        .collect()
 }
 
-const MOUNTS: [(&str, &str); 3] = [("workspace", "/workspace"), ("home", "/home/agent"), ("tmp", "/tmp")];
+const MOUNTS: [(&str, &str); 3] = [
+    ("workspace", "/workspace"),
+    ("home", "/home/agent"),
+    ("tmp", "/tmp"),
+];
 
 /// The worker pod for a task.
 pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
@@ -121,16 +142,34 @@ pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
     let id = task.id;
     let mut env = vec![
         plain("AO_TASK_ID", id.to_string()),
-        plain("AO_TASK_SPEC", serde_json::to_string(&task.spec).unwrap_or_default()),
+        plain(
+            "AO_TASK_SPEC",
+            serde_json::to_string(&task.spec).unwrap_or_default(),
+        ),
         plain("AO_WORKSPACE", "/workspace"),
         plain("HOME", "/home/agent"),
     ];
     if let Some(cb) = &spec.callback {
         env.push(plain("AO_CALLBACK_URL", cb.url.clone()));
-        env.push(from_secret("AO_CALLBACK_TOKEN", &token_secret_name(id), "token", false));
+        env.push(from_secret(
+            "AO_CALLBACK_TOKEN",
+            &token_secret_name(id),
+            "token",
+            false,
+        ));
     }
-    env.push(from_secret("ANTHROPIC_API_KEY", &cfg.secret_name, "ANTHROPIC_API_KEY", false));
-    env.push(from_secret("GITHUB_TOKEN", &cfg.secret_name, "GITHUB_TOKEN", true));
+    env.push(from_secret(
+        "ANTHROPIC_API_KEY",
+        &cfg.secret_name,
+        "ANTHROPIC_API_KEY",
+        false,
+    ));
+    env.push(from_secret(
+        "GITHUB_TOKEN",
+        &cfg.secret_name,
+        "GITHUB_TOKEN",
+        true,
+    ));
     if let Some(url) = &cfg.anthropic_base_url {
         env.push(plain("ANTHROPIC_BASE_URL", url.clone()));
     }
@@ -168,14 +207,24 @@ pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
             run_as_non_root: Some(true),
             run_as_user: Some(uid),
             run_as_group: Some(uid),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
             ..Default::default()
         }),
         volume_mounts: Some(
             MOUNTS
                 .iter()
-                .map(|(n, p)| VolumeMount { name: n.to_string(), mount_path: p.to_string(), ..Default::default() })
+                .map(|(n, p)| VolumeMount {
+                    name: n.to_string(),
+                    mount_path: p.to_string(),
+                    ..Default::default()
+                })
                 .collect(),
         ),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
@@ -191,7 +240,11 @@ pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
         },
         spec: Some(PodSpec {
             restart_policy: Some("Never".into()),
-            active_deadline_seconds: Some(i64::try_from(task.spec.timeout_seconds).unwrap_or(i64::MAX).max(1)),
+            active_deadline_seconds: Some(
+                i64::try_from(task.spec.timeout_seconds)
+                    .unwrap_or(i64::MAX)
+                    .max(1),
+            ),
             service_account_name: Some(cfg.service_account.clone()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
@@ -203,7 +256,10 @@ pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
                 run_as_user: Some(uid),
                 run_as_group: Some(uid),
                 fs_group: Some(uid),
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    localhost_profile: None,
+                }),
                 ..Default::default()
             }),
             containers: vec![container],
@@ -233,7 +289,10 @@ pub fn build_token_secret(cfg: &KubeConfig, id: TaskId, token: &str) -> Secret {
             ..Default::default()
         },
         type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([("token".to_string(), ByteString(token.as_bytes().to_vec()))])),
+        data: Some(BTreeMap::from([(
+            "token".to_string(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
         ..Default::default()
     }
 }

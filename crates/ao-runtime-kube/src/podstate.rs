@@ -6,13 +6,20 @@ use ao_core::lifecycle::Reason;
 use ao_core::runtime::ExitInfo;
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
 
-const IMAGE_PULL_REASONS: [&str; 4] = ["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"];
+const IMAGE_PULL_REASONS: [&str; 4] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
 
 /// Where a pod is, as far as the runtime cares.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PodState {
     /// Not running yet; `stuck` names a reason that may turn into a failure if it lasts.
-    Pending { stuck: Option<Stuck> },
+    Pending {
+        stuck: Option<Stuck>,
+    },
     Running,
     Finished(ExitInfo),
 }
@@ -25,7 +32,13 @@ pub enum Stuck {
 }
 
 fn container_state(pod: &Pod) -> Option<&ContainerState> {
-    pod.status.as_ref()?.container_statuses.as_ref()?.first()?.state.as_ref()
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()
 }
 
 /// True once the container has started (running or terminated): its log can be read.
@@ -47,20 +60,29 @@ pub fn classify(pod: &Pod) -> PodState {
         _ => {}
     }
     if let Some(w) = container_state(pod).and_then(|s| s.waiting.as_ref())
-        && let Some(reason) = w.reason.as_deref().filter(|r| IMAGE_PULL_REASONS.contains(r))
+        && let Some(reason) = w
+            .reason
+            .as_deref()
+            .filter(|r| IMAGE_PULL_REASONS.contains(r))
     {
         let msg = w.message.clone().unwrap_or_default();
-        return PodState::Pending { stuck: Some(Stuck::ImagePull(format!("{reason}: {msg}"))) };
+        return PodState::Pending {
+            stuck: Some(Stuck::ImagePull(format!("{reason}: {msg}"))),
+        };
     }
     let unschedulable = status
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| {
             cs.iter().find(|c| {
-                c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
             })
         })
         .map(|c| c.message.clone().unwrap_or_else(|| "Unschedulable".into()));
-    PodState::Pending { stuck: unschedulable.map(Stuck::Unschedulable) }
+    PodState::Pending {
+        stuck: unschedulable.map(Stuck::Unschedulable),
+    }
 }
 
 /// How a finished pod ended.
@@ -80,20 +102,30 @@ pub fn exit_info(pod: &Pod) -> ExitInfo {
         .or_else(|| status.and_then(|s| s.message.clone()))
         .map(|m| m.trim().to_string())
         .filter(|m| !m.is_empty());
-    ExitInfo { code: term.map(|t| t.exit_code), signal: None, reason, message }
+    ExitInfo {
+        code: term.map(|t| t.exit_code),
+        signal: None,
+        reason,
+        message,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus};
+    use k8s_openapi::api::core::v1::{
+        ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, PodStatus,
+    };
 
     fn pod(phase: &str, state: ContainerState, reason: Option<&str>) -> Pod {
         Pod {
             status: Some(PodStatus {
                 phase: Some(phase.into()),
                 reason: reason.map(Into::into),
-                container_statuses: Some(vec![ContainerStatus { state: Some(state), ..Default::default() }]),
+                container_statuses: Some(vec![ContainerStatus {
+                    state: Some(state),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -102,7 +134,11 @@ mod tests {
 
     fn terminated(code: i32, reason: &str) -> ContainerState {
         ContainerState {
-            terminated: Some(ContainerStateTerminated { exit_code: code, reason: Some(reason.into()), ..Default::default() }),
+            terminated: Some(ContainerStateTerminated {
+                exit_code: code,
+                reason: Some(reason.into()),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -110,9 +146,18 @@ mod tests {
     #[test]
     fn finished_pods_map_to_exit_info() {
         let p = pod("Succeeded", terminated(0, "Completed"), None);
-        assert_eq!(classify(&p), PodState::Finished(ExitInfo { code: Some(0), ..Default::default() }));
+        assert_eq!(
+            classify(&p),
+            PodState::Finished(ExitInfo {
+                code: Some(0),
+                ..Default::default()
+            })
+        );
         let p = pod("Failed", terminated(137, "OOMKilled"), None);
-        assert_eq!(exit_info(&p).reason, Some(Reason::Other("oom_killed".into())));
+        assert_eq!(
+            exit_info(&p).reason,
+            Some(Reason::Other("oom_killed".into()))
+        );
         let p = pod("Failed", terminated(137, "Error"), Some("DeadlineExceeded"));
         assert_eq!(exit_info(&p).reason, Some(Reason::DeadlineExceeded));
     }
@@ -120,9 +165,17 @@ mod tests {
     #[test]
     fn stuck_pods_are_recognised() {
         let waiting = ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some("ImagePullBackOff".into()), message: None }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ImagePullBackOff".into()),
+                message: None,
+            }),
             ..Default::default()
         };
-        assert!(matches!(classify(&pod("Pending", waiting, None)), PodState::Pending { stuck: Some(Stuck::ImagePull(_)) }));
+        assert!(matches!(
+            classify(&pod("Pending", waiting, None)),
+            PodState::Pending {
+                stuck: Some(Stuck::ImagePull(_))
+            }
+        ));
     }
 }

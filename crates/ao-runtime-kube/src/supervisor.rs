@@ -93,7 +93,9 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
                 PodState::Pending { stuck: Some(stuck) } if !seen.deleted => {
                     let (image, limit, reason, msg) = match stuck {
                         Stuck::ImagePull(m) => (true, cfg.image_pull_limit, "image_pull_failed", m),
-                        Stuck::Unschedulable(m) => (false, cfg.unschedulable_limit, "unschedulable", m),
+                        Stuck::Unschedulable(m) => {
+                            (false, cfg.unschedulable_limit, "unschedulable", m)
+                        }
                     };
                     let since = match stuck_since {
                         Some((kind, t)) if kind == image => t,
@@ -106,7 +108,11 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
                     if since.elapsed() >= limit {
                         warn!(task_id = %task_id, reason, "giving up on the worker pod");
                         delete_stuck(&inner, task_id, &rx).await;
-                        let exit = ExitInfo { reason: Some(Reason::Other(reason.into())), message: Some(msg), ..Default::default() };
+                        let exit = ExitInfo {
+                            reason: Some(Reason::Other(reason.into())),
+                            message: Some(msg),
+                            ..Default::default()
+                        };
                         break Outcome::Exited(exit);
                     }
                     wake = Some(since + limit);
@@ -116,9 +122,15 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
         }
         if seen.deleted {
             break if seen.stop_requested {
-                let exit = seen.pod.as_deref().map(crate::podstate::exit_info).unwrap_or_default();
+                let exit = seen
+                    .pod
+                    .as_deref()
+                    .map(crate::podstate::exit_info)
+                    .unwrap_or_default();
                 Outcome::Exited(ExitInfo {
-                    message: exit.message.or_else(|| Some("the worker pod was deleted".into())),
+                    message: exit
+                        .message
+                        .or_else(|| Some("the worker pod was deleted".into())),
                     ..exit
                 })
             } else {
@@ -149,11 +161,21 @@ async fn delete_stuck(inner: &Inner, task_id: TaskId, rx: &watch::Receiver<Seen>
     }
     let _ = rx;
     let name = pod_name(task_id);
-    let dp = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
-    match inner.cfg.retry.run("delete pod", || inner.pods.delete(&name, &dp)).await {
+    let dp = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    match inner
+        .cfg
+        .retry
+        .run(task_id, "delete pod", || inner.pods.delete(&name, &dp))
+        .await
+    {
         Ok(_) => {}
         Err(e) if is_not_found(&e) => {}
-        Err(e) => warn!(task_id = %task_id, error = %e, "deleting the stuck pod failed; cleanup will retry"),
+        Err(e) => {
+            warn!(task_id = %task_id, error = %e, "deleting the stuck pod failed; cleanup will retry")
+        }
     }
 }
 
@@ -180,7 +202,9 @@ async fn finish(
             let name = pod_name(task_id);
             match tokio::time::timeout(drain, crate::logs::follow(inner, task_id, &name)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => warn!(task_id = %task_id, error = %e, "reading the worker log failed"),
+                Ok(Err(e)) => {
+                    warn!(task_id = %task_id, error = %e, "reading the worker log failed")
+                }
                 Err(_) => warn!(task_id = %task_id, "the worker log did not end in time"),
             }
         }

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use ao_core::task::TaskId;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use tracing::{debug, info, warn};
 
 use crate::error::is_not_found;
@@ -30,13 +30,18 @@ fn slim(pod: &mut Pod) {
 
 pub(crate) async fn run(inner: Arc<Inner>, writer: reflector::store::Writer<Pod>) {
     let cfg = watcher::Config::default().labels(SELECTOR);
-    let stream = watcher::watcher(inner.pods.clone(), cfg).default_backoff().modify(slim).reflect(writer);
+    let stream = watcher::watcher(inner.pods.clone(), cfg)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer);
     let mut stream = std::pin::pin!(stream);
     info!(namespace = %inner.cfg.namespace, selector = SELECTOR, "watching worker pods");
     while let Some(ev) = stream.next().await {
         match ev {
-            Ok(Event::Apply(pod) | Event::InitApply(pod)) => route(&inner, &pod, false),
-            Ok(Event::Delete(pod)) => route(&inner, &pod, true),
+            Ok(Event::Apply(pod)) => route(&inner, &pod, Change::Applied),
+            // During a relist the cache keeps the old objects until the list is complete.
+            Ok(Event::InitApply(pod)) => route(&inner, &pod, Change::Listed),
+            Ok(Event::Delete(pod)) => route(&inner, &pod, Change::Deleted),
             Ok(Event::Init) => debug!("pod watch (re)listing"),
             Ok(Event::InitDone) => {
                 debug!(pods = inner.cache.len(), "pod watch listed");
@@ -47,13 +52,25 @@ pub(crate) async fn run(inner: Arc<Inner>, writer: reflector::store::Writer<Pod>
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Applied,
+    Listed,
+    Deleted,
+}
+
 /// Hand a pod change to its task's supervisor, if the task is followed by this process.
-fn route(inner: &Inner, pod: &Pod, deleted: bool) {
-    let Some(task_id) = task_id_of(pod) else { return };
+fn route(inner: &Inner, pod: &Pod, change: Change) {
+    let deleted = change == Change::Deleted;
+    let Some(task_id) = task_id_of(pod) else {
+        return;
+    };
     let tracked = inner.tracked.lock().expect("tracked lock");
-    let Some(tx) = tracked.get(&task_id) else { return };
+    let Some(tx) = tracked.get(&task_id) else {
+        return;
+    };
     // The cache holds the same (newest) object; share it rather than copy it.
-    let latest = if deleted {
+    let latest = if change != Change::Applied {
         Arc::new(pod.clone())
     } else {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
@@ -81,7 +98,12 @@ async fn check_missing(inner: Arc<Inner>) {
                 s.created && !s.deleted
             })
             .map(|(id, _)| (*id, crate::pod::pod_name(*id)))
-            .filter(|(_, name)| inner.cache.get(&ObjectRef::new(name).within(&inner.cfg.namespace)).is_none())
+            .filter(|(_, name)| {
+                inner
+                    .cache
+                    .get(&ObjectRef::new(name).within(&inner.cfg.namespace))
+                    .is_none()
+            })
             .collect()
     };
     for (task_id, name) in candidates {

@@ -105,6 +105,7 @@ impl LocalRuntime {
                     warn!(error = %e, "output tailer failed");
                 }
                 let exit = process::exit_info(&dir, status);
+                process::remove_scratch(&dir).await;
                 info!(code = ?exit.code, signal = ?exit.signal, "worker exited");
                 workers.lock().expect("workers lock").remove(&id);
                 let _ = events.send(ao_core::runtime::RuntimeEvent::Exited { task_id: id, exit });
@@ -158,6 +159,7 @@ impl Runtime for LocalRuntime {
                 // Store the output it wrote while nobody watched.
                 let (_tx, rx) = tokio::sync::watch::channel(true);
                 tail::tail(self.store.clone(), task.id, dir.join("output.log"), rx).await;
+                process::remove_scratch(&dir).await;
                 Ok(Adoption::Exited(rec.into()))
             }
             None => Ok(Adoption::NotFound),

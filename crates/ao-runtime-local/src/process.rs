@@ -100,6 +100,19 @@ pub(crate) fn exit_info(dir: &Path, status: Option<ExitStatus>) -> ExitInfo {
     }
 }
 
+/// Delete the worker's private HOME and TMPDIR once it has ended. Tools keep their own state
+/// there (Claude Code writes session transcripts, which can echo environment values), so they
+/// must not outlive the run; the workspace and output stay until cleanup.
+pub(crate) async fn remove_scratch(dir: &Path) {
+    for sub in ["home", "tmp"] {
+        if let Err(e) = tokio::fs::remove_dir_all(dir.join(sub)).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, dir = %dir.join(sub).display(), "removing worker scratch space failed");
+        }
+    }
+}
+
 /// SIGTERM the worker's process group now, SIGKILL it after `grace` if it still runs.
 pub(crate) fn terminate_group(pid: i32, grace: Duration) {
     let pgid = Pid::from_raw(pid);

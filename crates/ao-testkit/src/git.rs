@@ -19,17 +19,36 @@ impl BareRepo {
     /// # Panics
     /// If `git` is missing or fails.
     pub fn create() -> Self {
-        let dir = tempfile::Builder::new().prefix("ao-bare-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("ao-bare-")
+            .tempdir()
+            .expect("tempdir");
         let this = BareRepo { dir };
         std::fs::create_dir_all(this.home()).expect("home");
         let bare = this.path();
-        git(&this.home(), None, &["init", "--bare", "--initial-branch=main", path_str(&bare)]);
+        git(
+            &this.home(),
+            None,
+            &["init", "--bare", "--initial-branch=main", path_str(&bare)],
+        );
         let seed = this.dir.path().join("seed");
-        git(&this.home(), None, &["init", "--initial-branch=main", path_str(&seed)]);
+        git(
+            &this.home(),
+            None,
+            &["init", "--initial-branch=main", path_str(&seed)],
+        );
         std::fs::write(seed.join("README.md"), "# test repository\n").expect("write README");
         git(&this.home(), Some(&seed), &["add", "-A"]);
-        git(&this.home(), Some(&seed), &["commit", "-q", "-m", "initial commit"]);
-        git(&this.home(), Some(&seed), &["push", "-q", path_str(&bare), "main"]);
+        git(
+            &this.home(),
+            Some(&seed),
+            &["commit", "-q", "-m", "initial commit"],
+        );
+        git(
+            &this.home(),
+            Some(&seed),
+            &["push", "-q", path_str(&bare), "main"],
+        );
         this
     }
 
@@ -51,13 +70,22 @@ impl BareRepo {
     pub fn reject_pushes(&self) {
         use std::os::unix::fs::PermissionsExt;
         let hook = self.path().join("hooks/pre-receive");
-        std::fs::write(&hook, "#!/bin/sh\necho 'push rejected by test hook' >&2\nexit 1\n").expect("write hook");
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod hook");
+        std::fs::write(
+            &hook,
+            "#!/bin/sh\necho 'push rejected by test hook' >&2\nexit 1\n",
+        )
+        .expect("write hook");
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod hook");
     }
 
     /// Branch names (without `refs/heads/`).
     pub fn branches(&self) -> Vec<String> {
-        let out = git(&self.home(), Some(&self.path()), &["for-each-ref", "--format=%(refname:short)", "refs/heads"]);
+        let out = git(
+            &self.home(),
+            Some(&self.path()),
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+        );
         out.lines().map(str::to_owned).collect()
     }
 
@@ -67,27 +95,54 @@ impl BareRepo {
             .args(["show", &format!("refs/heads/{branch}:{file}")])
             .output()
             .expect("run git");
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Files (paths) on `branch`.
     pub fn files(&self, branch: &str) -> Vec<String> {
-        let out = git(&self.home(), Some(&self.path()), &["ls-tree", "-r", "--name-only", &format!("refs/heads/{branch}")]);
+        let out = git(
+            &self.home(),
+            Some(&self.path()),
+            &[
+                "ls-tree",
+                "-r",
+                "--name-only",
+                &format!("refs/heads/{branch}"),
+            ],
+        );
         out.lines().map(str::to_owned).collect()
     }
 
     /// The commit `branch` points to.
     pub fn rev(&self, branch: &str) -> Option<String> {
         let out = git_cmd(&self.home(), Some(&self.path()))
-            .args(["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ])
             .output()
             .expect("run git");
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     /// `git log -1 --format=<format> <branch>`.
     pub fn log1(&self, branch: &str, format: &str) -> String {
-        git(&self.home(), Some(&self.path()), &["log", "-1", &format!("--format={format}"), &format!("refs/heads/{branch}")])
+        git(
+            &self.home(),
+            Some(&self.path()),
+            &[
+                "log",
+                "-1",
+                &format!("--format={format}"),
+                &format!("refs/heads/{branch}"),
+            ],
+        )
     }
 
     /// The bare repository's `config` file.
@@ -111,7 +166,9 @@ pub fn isolated_git_env(home: &Path) -> Vec<(&'static str, String)> {
 
 fn git_cmd(home: &Path, cwd: Option<&Path>) -> Command {
     let mut c = Command::new("git");
-    c.envs(isolated_git_env(home)).env_remove("GIT_DIR").env_remove("GIT_WORK_TREE");
+    c.envs(isolated_git_env(home))
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE");
     if let Some(cwd) = cwd {
         c.current_dir(cwd);
     }

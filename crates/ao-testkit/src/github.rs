@@ -58,10 +58,15 @@ impl FakeGitHub {
             fail_create: None,
         }));
         let app = Router::new()
-            .route("/repos/{owner}/{repo}/pulls", get(list_pulls).post(create_pull))
+            .route(
+                "/repos/{owner}/{repo}/pulls",
+                get(list_pulls).post(create_pull),
+            )
             .fallback(not_found)
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -109,7 +114,15 @@ fn lock(m: &Shared) -> std::sync::MutexGuard<'_, Inner> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn new_pull(g: &Inner, owner: &str, repo: &str, title: &str, body: &str, head: &str, base: &str) -> PullRequest {
+fn new_pull(
+    g: &Inner,
+    owner: &str,
+    repo: &str,
+    title: &str,
+    body: &str,
+    head: &str,
+    base: &str,
+) -> PullRequest {
     let number = g.pulls.len() as u64 + 1;
     PullRequest {
         owner: owner.into(),
@@ -144,40 +157,82 @@ fn gh_error(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-fn record(g: &mut Inner, method: &str, path: String, query: Option<String>, headers: &HeaderMap, body: Option<Value>) {
+fn record(
+    g: &mut Inner,
+    method: &str,
+    path: String,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Option<Value>,
+) {
     let headers = headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    g.requests.push(RecordedRequest { method: method.into(), path, query, headers, body, scripted: false });
+    g.requests.push(RecordedRequest {
+        method: method.into(),
+        path,
+        query,
+        headers,
+        body,
+        scripted: false,
+    });
 }
 
 /// GitHub's checks, in the order it applies them.
-fn check_headers(g: &Inner, h: &HeaderMap) -> Result<(), Response> {
+fn check_headers(g: &Inner, h: &HeaderMap) -> Result<(), Box<Response>> {
     let s = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let fail = |status, msg: &str| Err(Box::new(gh_error(status, msg)));
     if s("user-agent").is_empty() {
-        return Err(gh_error(StatusCode::FORBIDDEN, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header"));
+        return fail(
+            StatusCode::FORBIDDEN,
+            "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
+        );
     }
     if s("authorization") != format!("Bearer {}", g.token) {
-        return Err(gh_error(StatusCode::UNAUTHORIZED, "Bad credentials"));
+        return fail(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     if s("accept") != "application/vnd.github+json" {
-        return Err(gh_error(StatusCode::BAD_REQUEST, "expected Accept: application/vnd.github+json"));
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "expected Accept: application/vnd.github+json",
+        );
     }
     if s("x-github-api-version") != "2022-11-28" {
-        return Err(gh_error(StatusCode::BAD_REQUEST, "expected X-GitHub-Api-Version: 2022-11-28"));
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "expected X-GitHub-Api-Version: 2022-11-28",
+        );
     }
     Ok(())
 }
 
-async fn create_pull(State(inner): State<Shared>, Path((owner, repo)): Path<(String, String)>, req: Request) -> Response {
+async fn create_pull(
+    State(inner): State<Shared>,
+    Path((owner, repo)): Path<(String, String)>,
+    req: Request,
+) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1024 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let mut g = lock(&inner);
-    record(&mut g, "POST", parts.uri.path().into(), None, &parts.headers, body.clone());
+    record(
+        &mut g,
+        "POST",
+        parts.uri.path().into(),
+        None,
+        &parts.headers,
+        body.clone(),
+    );
     if let Err(r) = check_headers(&g, &parts.headers) {
-        return r;
+        return *r;
     }
     let Some(b) = body else {
         return gh_error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
@@ -188,7 +243,10 @@ async fn create_pull(State(inner): State<Shared>, Path((owner, repo)): Path<(Str
         return gh_error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
     let head = head.rsplit(':').next().unwrap_or_default().to_owned();
-    let exists = g.pulls.iter().any(|p| p.owner == owner && p.repo == repo && p.head == head);
+    let exists = g
+        .pulls
+        .iter()
+        .any(|p| p.owner == owner && p.repo == repo && p.head == head);
     match g.fail_create {
         Some(422) => {}
         Some(code) => {
@@ -222,11 +280,20 @@ async fn list_pulls(
     req: Request,
 ) -> Response {
     let mut g = lock(&inner);
-    record(&mut g, "GET", req.uri().path().into(), req.uri().query().map(str::to_owned), req.headers(), None);
+    record(
+        &mut g,
+        "GET",
+        req.uri().path().into(),
+        req.uri().query().map(str::to_owned),
+        req.headers(),
+        None,
+    );
     if let Err(r) = check_headers(&g, req.headers()) {
-        return r;
+        return *r;
     }
-    let head = q.get("head").map(|h| h.rsplit(':').next().unwrap_or_default().to_owned());
+    let head = q
+        .get("head")
+        .map(|h| h.rsplit(':').next().unwrap_or_default().to_owned());
     let list: Vec<Value> = g
         .pulls
         .iter()

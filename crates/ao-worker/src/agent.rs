@@ -7,7 +7,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
-use nix::sys::signal::{Signal, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -30,9 +30,27 @@ const MAX_STDERR_LINE_CHARS: usize = 2_000;
 /// Variables Claude Code may inherit from the worker. `ANTHROPIC_*` and `CLAUDE_CODE_*` pass
 /// too; `GITHUB_TOKEN` and the callback token never do.
 const PASS_ENV: &[&str] = &[
-    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "SHELL", "TERM", "IS_SANDBOX",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "API_TIMEOUT_MS", "GIT_CONFIG_NOSYSTEM",
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "SHELL",
+    "TERM",
+    "IS_SANDBOX",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "API_TIMEOUT_MS",
+    "GIT_CONFIG_NOSYSTEM",
 ];
 const PASS_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_CODE_"];
 
@@ -101,9 +119,11 @@ fn command(cfg: &WorkerConfig, cwd: &Path) -> Command {
             c.env(k, v);
         }
     }
-    if let Some(h) = &cfg.home {
-        c.env("HOME", h);
-    }
+    match (&cfg.home, std::env::var_os("HOME")) {
+        (Some(h), _) => c.env("HOME", h),
+        (None, Some(h)) => c.env("HOME", h),
+        (None, None) => &mut c,
+    };
     if let Some(k) = &cfg.anthropic_api_key {
         c.env("ANTHROPIC_API_KEY", k.expose_secret());
     }
@@ -114,7 +134,10 @@ fn command(cfg: &WorkerConfig, cwd: &Path) -> Command {
         .env("DISABLE_ERROR_REPORTING", "1")
         .env("DISABLE_AUTOUPDATER", "1")
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-        .env("CLAUDE_CODE_MAX_RETRIES", cfg.claude_max_retries.to_string())
+        .env(
+            "CLAUDE_CODE_MAX_RETRIES",
+            cfg.claude_max_retries.to_string(),
+        )
         .env("GIT_AUTHOR_NAME", &cfg.git_author_name)
         .env("GIT_AUTHOR_EMAIL", &cfg.git_author_email)
         .env("GIT_COMMITTER_NAME", &cfg.git_author_name)
@@ -124,29 +147,40 @@ fn command(cfg: &WorkerConfig, cwd: &Path) -> Command {
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
+        // Claude stays in the worker's process group: the local runtime stops a worker by
+        // signalling its whole group, and a separate group would let Claude outlive a
+        // SIGKILL of the worker.
         .kill_on_drop(true);
     c
 }
 
-fn signal_group(pgid: Option<u32>, sig: Signal) {
-    if let Some(pid) = pgid.and_then(|p| i32::try_from(p).ok()) {
+fn signal_group(pid: Option<u32>, sig: Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
         // ESRCH (already gone) is fine.
-        let _ = killpg(Pid::from_raw(pid), sig);
+        let _ = kill(Pid::from_raw(pid), sig);
     }
 }
 
 /// Runs Claude Code in `cwd` until it exits (or is stopped), forwarding every event.
-pub async fn run(cfg: &WorkerConfig, cwd: &Path, sink: &EventSink, scrub: &Scrubber) -> Result<AgentRun, SpawnError> {
-    let mut child = command(cfg, cwd)
-        .spawn()
-        .map_err(|source| SpawnError { bin: cfg.claude_bin.display().to_string(), source })?;
+pub async fn run(
+    cfg: &WorkerConfig,
+    cwd: &Path,
+    sink: &EventSink,
+    scrub: &Scrubber,
+) -> Result<AgentRun, SpawnError> {
+    let mut child = command(cfg, cwd).spawn().map_err(|source| SpawnError {
+        bin: cfg.claude_bin.display().to_string(),
+        source,
+    })?;
     let pgid = child.id();
     tracing::info!(pid = pgid, "claude started");
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let stderr_task = tokio::spawn(forward_stderr(stderr, sink.clone(), scrub.clone()));
-    let mut lines = FramedRead::new(stdout, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), vec![], MAX_LINE));
+    let mut lines = FramedRead::new(
+        stdout,
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), vec![], MAX_LINE),
+    );
 
     let mut tracker = RunTracker::default();
     let mut ended_by = EndedBy::Exit;
@@ -195,27 +229,47 @@ pub async fn run(cfg: &WorkerConfig, cwd: &Path, sink: &EventSink, scrub: &Scrub
             _ = sleep_until(give_up_at.unwrap_or(far)), if give_up_at.is_some() => break,
         }
     }
-    let status = match tokio::time::timeout(cfg.stop_grace + Duration::from_secs(2), child.wait()).await {
-        Ok(Ok(s)) => Some(s),
-        _ => {
-            signal_group(pgid, Signal::SIGKILL);
-            let _ = child.start_kill();
-            tokio::time::timeout(Duration::from_secs(2), child.wait()).await.ok().and_then(Result::ok)
-        }
-    };
+    let status =
+        match tokio::time::timeout(cfg.stop_grace + Duration::from_secs(2), child.wait()).await {
+            Ok(Ok(s)) => Some(s),
+            _ => {
+                signal_group(pgid, Signal::SIGKILL);
+                let _ = child.start_kill();
+                tokio::time::timeout(Duration::from_secs(2), child.wait())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
     // Anything left in the group (tool subprocesses) goes with it.
     signal_group(pgid, Signal::SIGKILL);
     let stderr_tail = match tokio::time::timeout(Duration::from_secs(1), stderr_task).await {
         Ok(Ok(tail)) => tail,
         _ => None,
     };
-    tracing::info!(code = status.and_then(|s| s.code()), ?ended_by, "claude ended");
-    Ok(AgentRun { tracker, status, ended_by, stderr_tail })
+    tracing::info!(
+        code = status.and_then(|s| s.code()),
+        ?ended_by,
+        "claude ended"
+    );
+    Ok(AgentRun {
+        tracker,
+        status,
+        ended_by,
+        stderr_tail,
+    })
 }
 
 /// Forwards stderr lines as `worker_log` events, bounded; returns the last line.
-async fn forward_stderr(stderr: impl AsyncRead + Unpin, sink: EventSink, scrub: Scrubber) -> Option<String> {
-    let mut lines = FramedRead::new(stderr, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), vec![], 64 * 1024));
+async fn forward_stderr(
+    stderr: impl AsyncRead + Unpin,
+    sink: EventSink,
+    scrub: Scrubber,
+) -> Option<String> {
+    let mut lines = FramedRead::new(
+        stderr,
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), vec![], 64 * 1024),
+    );
     let (mut sent, mut dropped, mut tail) = (0usize, 0usize, None);
     while let Some(frame) = lines.next().await {
         let Ok(bytes) = frame else { continue };
@@ -252,11 +306,18 @@ mod tests {
         let mut cfg = WorkerConfig::new(TaskId::new(), spec, "/w".into());
         cfg.allowed_tools = Some("Read,Bash(ls:*)".into());
         let a = claude_args(&cfg);
-        assert_eq!(a[..2], ["-p".to_owned(), "fix it; rm -rf / \"now\"".to_owned()]);
+        assert_eq!(
+            a[..2],
+            ["-p".to_owned(), "fix it; rm -rf / \"now\"".to_owned()]
+        );
         let s = a.join(" ");
         for want in [
-            "--output-format stream-json --verbose", "--model m", "--max-turns 3",
-            "--allowedTools Read,Bash(ls:*)", "--max-budget-usd 1.5", "--permission-mode acceptEdits",
+            "--output-format stream-json --verbose",
+            "--model m",
+            "--max-turns 3",
+            "--allowedTools Read,Bash(ls:*)",
+            "--max-budget-usd 1.5",
+            "--permission-mode acceptEdits",
         ] {
             assert!(s.contains(want), "{want} missing in {s}");
         }

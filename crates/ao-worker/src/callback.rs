@@ -42,7 +42,10 @@ impl Callback {
     pub fn new(cfg: &CallbackConfig, task_id: TaskId, retry_budget: Duration) -> Self {
         Callback {
             client: crate::http_client(),
-            base: format!("{}/api/v1/tasks/{task_id}/worker", cfg.url.trim_end_matches('/')),
+            base: format!(
+                "{}/api/v1/tasks/{task_id}/worker",
+                cfg.url.trim_end_matches('/')
+            ),
             token: cfg.token.clone(),
             retry_budget,
         }
@@ -54,13 +57,15 @@ impl Callback {
         let events: Vec<&Value> = batch.iter().map(|e| &e.1).collect();
         let body = json!({"first_seq": first_seq, "events": events});
         let url = format!("{}/events", self.base);
-        self.with_retry("events", || self.client.post(&url).json(&body)).await
+        self.with_retry("events", || self.client.post(&url).json(&body))
+            .await
     }
 
     /// Reports the final result.
     pub async fn put_result(&self, result: &TaskResult) -> Result<(), CallbackError> {
         let url = format!("{}/result", self.base);
-        self.with_retry("result", || self.client.put(&url).json(result)).await
+        self.with_retry("result", || self.client.put(&url).json(result))
+            .await
     }
 
     async fn with_retry(

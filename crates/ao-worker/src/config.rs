@@ -62,6 +62,8 @@ pub struct WorkerConfig {
     pub stop_grace: Duration,
     /// Total time budget for retrying one callback request.
     pub callback_retry_budget: Duration,
+    /// Print every event as a JSON line on stdout (for log collection).
+    pub print_events: bool,
     /// Cancelled when the worker must stop (SIGTERM/SIGINT in [`crate::run_from_env`]).
     pub stop: CancellationToken,
 }
@@ -89,6 +91,7 @@ impl WorkerConfig {
             extra_agent_env: BTreeMap::new(),
             stop_grace: Duration::from_secs(3),
             callback_retry_budget: Duration::from_secs(60),
+            print_events: true,
             stop: CancellationToken::new(),
         }
     }
@@ -101,9 +104,13 @@ impl WorkerConfig {
     /// Like [`WorkerConfig::from_env`], with an explicit lookup (for tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let id_raw = get("AO_TASK_ID").ok_or(ConfigError::Missing("AO_TASK_ID"))?;
-        let task_id: TaskId = id_raw.trim().parse().map_err(|_| ConfigError::Invalid("AO_TASK_ID"))?;
+        let task_id: TaskId = id_raw
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Invalid("AO_TASK_ID"))?;
         let (json, source) = if let Some(path) = get("AO_TASK_FILE") {
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::TaskFile(e.to_string()))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| ConfigError::TaskFile(e.to_string()))?;
             (text, "AO_TASK_FILE")
         } else if let Some(inline) = get("AO_TASK_SPEC") {
             (inline, "AO_TASK_SPEC")
@@ -143,7 +150,9 @@ impl WorkerConfig {
             Some(m) => Some(m.to_owned()),
         };
         if let Some(r) = get("CLAUDE_CODE_MAX_RETRIES") {
-            cfg.claude_max_retries = r.parse().map_err(|_| ConfigError::Invalid("CLAUDE_CODE_MAX_RETRIES"))?;
+            cfg.claude_max_retries = r
+                .parse()
+                .map_err(|_| ConfigError::Invalid("CLAUDE_CODE_MAX_RETRIES"))?;
         }
         if let Some(n) = get("AO_GIT_AUTHOR_NAME") {
             cfg.git_author_name = n;
@@ -173,7 +182,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: BTreeMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let m: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -182,19 +194,48 @@ mod tests {
 
     #[test]
     fn reads_inline_spec_and_defaults() {
-        let cfg = WorkerConfig::from_lookup(env(&[("AO_TASK_ID", ID), ("AO_TASK_SPEC", SPEC), ("AO_WORKSPACE", "/w")])).unwrap();
+        let cfg = WorkerConfig::from_lookup(env(&[
+            ("AO_TASK_ID", ID),
+            ("AO_TASK_SPEC", SPEC),
+            ("AO_WORKSPACE", "/w"),
+        ]))
+        .unwrap();
         assert_eq!(cfg.spec.prompt, "hi");
         assert_eq!(cfg.workspace, PathBuf::from("/w"));
         assert!(cfg.callback.is_none());
-        assert_eq!(cfg.permission_mode.as_deref(), Some(DEFAULT_PERMISSION_MODE));
+        assert_eq!(
+            cfg.permission_mode.as_deref(),
+            Some(DEFAULT_PERMISSION_MODE)
+        );
         assert_eq!(cfg.claude_bin, PathBuf::from("claude"));
         assert_eq!(cfg.claude_max_retries, 2);
     }
 
     #[test]
+    fn reads_task_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("task.json");
+        std::fs::write(&path, SPEC).unwrap();
+        let p = path.to_str().unwrap();
+        let cfg = WorkerConfig::from_lookup(env(&[
+            ("AO_TASK_ID", ID),
+            ("AO_TASK_FILE", p),
+            ("AO_WORKSPACE", "/w"),
+            ("AO_CALLBACK_URL", "http://h:1/"),
+            ("AO_CALLBACK_TOKEN", "t"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.spec.timeout_seconds, 60);
+        assert_eq!(cfg.callback.unwrap().url, "http://h:1");
+    }
+
+    #[test]
     fn permission_mode_none_passes_nothing() {
         let cfg = WorkerConfig::from_lookup(env(&[
-            ("AO_TASK_ID", ID), ("AO_TASK_SPEC", SPEC), ("AO_WORKSPACE", "/w"), ("AO_PERMISSION_MODE", "none"),
+            ("AO_TASK_ID", ID),
+            ("AO_TASK_SPEC", SPEC),
+            ("AO_WORKSPACE", "/w"),
+            ("AO_PERMISSION_MODE", "none"),
         ]))
         .unwrap();
         assert_eq!(cfg.permission_mode, None);
@@ -202,12 +243,18 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_not_the_value() {
-        let e = WorkerConfig::from_lookup(env(&[("AO_TASK_ID", "nope-secret"), ("AO_TASK_SPEC", SPEC)])).unwrap_err();
+        let e = WorkerConfig::from_lookup(env(&[
+            ("AO_TASK_ID", "nope-secret"),
+            ("AO_TASK_SPEC", SPEC),
+        ]))
+        .unwrap_err();
         assert!(!e.to_string().contains("nope-secret"));
         let e = WorkerConfig::from_lookup(env(&[("AO_TASK_ID", ID)])).unwrap_err();
         assert!(e.to_string().contains("AO_TASK_FILE"));
         let e = WorkerConfig::from_lookup(env(&[
-            ("AO_TASK_ID", ID), ("AO_TASK_SPEC", SPEC), ("AO_CALLBACK_URL", "http://x"),
+            ("AO_TASK_ID", ID),
+            ("AO_TASK_SPEC", SPEC),
+            ("AO_CALLBACK_URL", "http://x"),
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("AO_CALLBACK_TOKEN"));

@@ -27,7 +27,12 @@ pub struct Prices {
 }
 
 const fn p(input: f64, output: f64, cache_write: f64, cache_read: f64) -> Prices {
-    Prices { input, output, cache_write, cache_read }
+    Prices {
+        input,
+        output,
+        cache_write,
+        cache_read,
+    }
 }
 
 pub const OPUS: Prices = p(5.0, 25.0, 6.25, 0.50);
@@ -57,20 +62,23 @@ impl TokenUsage {
     }
 
     /// Field-wise maximum (usage of one message only grows while it streams).
-    pub fn max(self, o: TokenUsage) -> TokenUsage {
+    pub fn field_max(self, o: TokenUsage) -> TokenUsage {
         TokenUsage {
             input_tokens: self.input_tokens.max(o.input_tokens),
             output_tokens: self.output_tokens.max(o.output_tokens),
-            cache_creation_input_tokens: self.cache_creation_input_tokens.max(o.cache_creation_input_tokens),
+            cache_creation_input_tokens: self
+                .cache_creation_input_tokens
+                .max(o.cache_creation_input_tokens),
             cache_read_input_tokens: self.cache_read_input_tokens.max(o.cache_read_input_tokens),
         }
     }
 
-    pub fn add(self, o: TokenUsage) -> TokenUsage {
+    pub fn plus(self, o: TokenUsage) -> TokenUsage {
         TokenUsage {
             input_tokens: self.input_tokens + o.input_tokens,
             output_tokens: self.output_tokens + o.output_tokens,
-            cache_creation_input_tokens: self.cache_creation_input_tokens + o.cache_creation_input_tokens,
+            cache_creation_input_tokens: self.cache_creation_input_tokens
+                + o.cache_creation_input_tokens,
             cache_read_input_tokens: self.cache_read_input_tokens + o.cache_read_input_tokens,
         }
     }
@@ -146,13 +154,21 @@ mod tests {
     #[test]
     fn estimate_matches_claude_code_for_opus() {
         // Claude Code 2.1.190 reported total_cost_usd 0.01875 for this usage on claude-opus-4-8.
-        let u = TokenUsage { input_tokens: 3000, output_tokens: 150, ..Default::default() };
+        let u = TokenUsage {
+            input_tokens: 3000,
+            output_tokens: 150,
+            ..Default::default()
+        };
         assert!((estimate("claude-opus-4-8", &u) - 0.01875).abs() < 1e-9);
     }
 
     #[test]
     fn cache_tokens_are_priced() {
-        let u = TokenUsage { cache_creation_input_tokens: 1_000_000, cache_read_input_tokens: 1_000_000, ..Default::default() };
+        let u = TokenUsage {
+            cache_creation_input_tokens: 1_000_000,
+            cache_read_input_tokens: 1_000_000,
+            ..Default::default()
+        };
         assert!((estimate("claude-sonnet-4", &u) - (3.75 + 0.30)).abs() < 1e-9);
         assert_eq!(u.total_input(), 2_000_000);
     }

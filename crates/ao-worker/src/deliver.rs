@@ -18,7 +18,11 @@ pub fn branch_name(cfg: &WorkerConfig) -> String {
 
 /// First non-empty line of the prompt, at most 72 characters: the commit and PR title.
 pub fn title(prompt: &str) -> String {
-    let line = prompt.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("Agent task");
+    let line = prompt
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("Agent task");
     if line.chars().count() > 72 {
         format!("{}…", line.chars().take(71).collect::<String>())
     } else {
@@ -54,7 +58,12 @@ pub async fn deliver(
     result.branch = Some(branch.clone());
     result.commit_sha = Some(head);
 
-    let url = cfg.spec.repository.as_ref().map(|r| r.url.as_str()).unwrap_or_default();
+    let url = cfg
+        .spec
+        .repository
+        .as_ref()
+        .map(|r| r.url.as_str())
+        .unwrap_or_default();
     let target = cfg
         .github_repo
         .as_deref()
@@ -66,7 +75,12 @@ pub async fn deliver(
     };
     let body = pr_body(cfg, result);
     let gh = GitHub::new(&cfg.github_api_url, token, owner, name, scrub.clone());
-    let pr = NewPull { title: &title, head: &branch, base: &base.branch, body: &body };
+    let pr = NewPull {
+        title: &title,
+        head: &branch,
+        base: &base.branch,
+        body: &body,
+    };
     match gh.open_pull(&pr).await {
         Ok(pr) => {
             tracing::info!(number = pr.number, "pull request opened");
@@ -85,9 +99,18 @@ fn failed(result: &mut TaskResult, error: String) -> Outcome {
 
 fn pr_body(cfg: &WorkerConfig, r: &TaskResult) -> String {
     let summary = r.summary.as_deref().unwrap_or("(no summary)");
-    let cost = r.cost_usd.map(|c| format!(" · cost ${c:.4}")).unwrap_or_default();
-    let turns = r.num_turns.map(|n| format!(" · {n} turns")).unwrap_or_default();
-    format!("{summary}\n\n---\nOpened by Agent Orchestrator for task `{}`{turns}{cost}.\n", cfg.task_id)
+    let cost = r
+        .cost_usd
+        .map(|c| format!(" · cost ${c:.4}"))
+        .unwrap_or_default();
+    let turns = r
+        .num_turns
+        .map(|n| format!(" · {n} turns"))
+        .unwrap_or_default();
+    format!(
+        "{summary}\n\n---\nOpened by Agent Orchestrator for task `{}`{turns}{cost}.\n",
+        cfg.task_id
+    )
 }
 
 #[cfg(test)]

@@ -29,8 +29,18 @@ impl EventSink {
     /// A sink and the receiving end of its queue.
     pub fn new(task_id: String, print: bool) -> (Self, mpsc::UnboundedReceiver<Numbered>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let inner = Inner { next_seq: 1, task_id, print, tx: Some(tx) };
-        (EventSink { inner: Arc::new(Mutex::new(inner)) }, rx)
+        let inner = Inner {
+            next_seq: 1,
+            task_id,
+            print,
+            tx: Some(tx),
+        };
+        (
+            EventSink {
+                inner: Arc::new(Mutex::new(inner)),
+            },
+            rx,
+        )
     }
 
     /// Emits an event; returns its sequence number.
@@ -83,6 +93,9 @@ mod tests {
         }
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].0, 1);
-        assert_eq!(got[1], (2, json!({"type": "worker", "phase": "clone", "x": 1})));
+        assert_eq!(
+            got[1],
+            (2, json!({"type": "worker", "phase": "clone", "x": 1}))
+        );
     }
 }

@@ -17,9 +17,26 @@ use crate::scrub::Scrubber;
 
 /// Variables git may inherit from the worker (proxies, CA bundles, ssh agent, test isolation).
 const PASS_ENV: &[&str] = &[
-    "PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "SSH_AUTH_SOCK", "GIT_SSH_COMMAND",
-    "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
-    "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO",
+    "HOME",
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH_COMMAND",
+    "GIT_CONFIG_NOSYSTEM",
+    "GIT_CONFIG_GLOBAL",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
 ];
 
 /// A failed git operation. `detail` is git's (scrubbed, truncated) stderr.
@@ -64,14 +81,26 @@ impl Git {
             use base64::Engine;
             let basic = base64::engine::general_purpose::STANDARD
                 .encode(format!("x-access-token:{}", t.expose_secret()));
-            Some((format!("http.{origin}/.extraHeader"), SecretString::from(format!("Authorization: Basic {basic}"))))
+            Some((
+                format!("http.{origin}/.extraHeader"),
+                SecretString::from(format!("Authorization: Basic {basic}")),
+            ))
         });
-        Git { home, author_name: author.0, author_email: author.1, auth, scrub }
+        Git {
+            home,
+            author_name: author.0,
+            author_email: author.1,
+            auth,
+            scrub,
+        }
     }
 
     fn command(&self, cwd: &Path) -> Command {
         let mut c = Command::new("git");
-        c.current_dir(cwd).env_clear().stdin(Stdio::null()).kill_on_drop(true);
+        c.current_dir(cwd)
+            .env_clear()
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         for k in PASS_ENV {
             if let Some(v) = std::env::var_os(k) {
                 c.env(k, v);
@@ -120,14 +149,33 @@ impl Git {
     pub async fn clone(&self, url: &str, dest: &Path) -> Result<(), GitError> {
         let parent = dest.parent().unwrap_or(Path::new("."));
         let dest_s = dest.to_string_lossy();
-        self.run("clone", parent, &["clone", "--quiet", "--no-recurse-submodules", "--", url, &dest_s]).await?;
+        self.run(
+            "clone",
+            parent,
+            &[
+                "clone",
+                "--quiet",
+                "--no-recurse-submodules",
+                "--",
+                url,
+                &dest_s,
+            ],
+        )
+        .await?;
         Ok(())
     }
 
     /// Checks out a new `branch` at `git_ref` (a branch, tag or commit; default branch if
     /// `None`) and tells where it starts.
-    pub async fn start_branch(&self, repo: &Path, git_ref: Option<&str>, branch: &str) -> Result<Base, GitError> {
-        let default = self.run("rev-parse", repo, &["rev-parse", "--abbrev-ref", "HEAD"]).await?;
+    pub async fn start_branch(
+        &self,
+        repo: &Path,
+        git_ref: Option<&str>,
+        branch: &str,
+    ) -> Result<Base, GitError> {
+        let default = self
+            .run("rev-parse", repo, &["rev-parse", "--abbrev-ref", "HEAD"])
+            .await?;
         let (base_branch, start) = match git_ref {
             None => (default, "HEAD".to_owned()),
             Some(r) => {
@@ -141,14 +189,31 @@ impl Git {
                 }
             }
         };
-        let sha = self.resolve(repo, &start).await.ok_or_else(|| GitError::UnknownRef(start.clone()))?;
-        self.run("checkout", repo, &["checkout", "--quiet", "-b", branch, &sha]).await?;
-        Ok(Base { branch: base_branch, sha })
+        let sha = self
+            .resolve(repo, &start)
+            .await
+            .ok_or_else(|| GitError::UnknownRef(start.clone()))?;
+        self.run(
+            "checkout",
+            repo,
+            &["checkout", "--quiet", "-b", branch, &sha],
+        )
+        .await?;
+        Ok(Base {
+            branch: base_branch,
+            sha,
+        })
     }
 
     async fn resolve(&self, repo: &Path, rev: &str) -> Option<String> {
         let spec = format!("{rev}^{{commit}}");
-        self.run("rev-parse", repo, &["rev-parse", "--verify", "--quiet", &spec]).await.ok()
+        self.run(
+            "rev-parse",
+            repo,
+            &["rev-parse", "--verify", "--quiet", &spec],
+        )
+        .await
+        .ok()
     }
 
     /// Commits every change in the working tree (untracked files included) if there is any.
@@ -157,7 +222,12 @@ impl Git {
         let status = self.run("status", repo, &["status", "--porcelain"]).await?;
         if !status.is_empty() {
             self.run("add", repo, &["add", "-A"]).await?;
-            self.run("commit", repo, &["commit", "--quiet", "--no-verify", "-m", message]).await?;
+            self.run(
+                "commit",
+                repo,
+                &["commit", "--quiet", "--no-verify", "-m", message],
+            )
+            .await?;
         }
         self.run("rev-parse", repo, &["rev-parse", "HEAD"]).await
     }
@@ -165,7 +235,8 @@ impl Git {
     /// Pushes `HEAD` to `refs/heads/<branch>` on `origin`.
     pub async fn push(&self, repo: &Path, branch: &str) -> Result<(), GitError> {
         let refspec = format!("HEAD:refs/heads/{branch}");
-        self.run("push", repo, &["push", "--quiet", "origin", &refspec]).await?;
+        self.run("push", repo, &["push", "--quiet", "origin", &refspec])
+            .await?;
         Ok(())
     }
 }
@@ -187,8 +258,14 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert_eq!(http_origin("https://github.com/o/r.git").as_deref(), Some("https://github.com"));
-        assert_eq!(http_origin("http://u@h:8080/x").as_deref(), Some("http://h:8080"));
+        assert_eq!(
+            http_origin("https://github.com/o/r.git").as_deref(),
+            Some("https://github.com")
+        );
+        assert_eq!(
+            http_origin("http://u@h:8080/x").as_deref(),
+            Some("http://h:8080")
+        );
         assert_eq!(http_origin("git@github.com:o/r.git"), None);
         assert_eq!(http_origin("/tmp/repo.git"), None);
         assert_eq!(http_origin("ssh://git@github.com/o/r"), None);
@@ -197,10 +274,32 @@ mod tests {
     #[test]
     fn token_goes_to_env_only_for_http_remotes() {
         let t = SecretString::from("tok_1234567");
-        let g = Git::new(None, ("a".into(), "b".into()), "https://github.com/o/r", Some(&t), Scrubber::default());
-        assert_eq!(g.auth.as_ref().unwrap().0, "http.https://github.com/.extraHeader");
-        assert!(g.auth.as_ref().unwrap().1.expose_secret().starts_with("Authorization: Basic "));
-        let g = Git::new(None, ("a".into(), "b".into()), "/tmp/x.git", Some(&t), Scrubber::default());
+        let g = Git::new(
+            None,
+            ("a".into(), "b".into()),
+            "https://github.com/o/r",
+            Some(&t),
+            Scrubber::default(),
+        );
+        assert_eq!(
+            g.auth.as_ref().unwrap().0,
+            "http.https://github.com/.extraHeader"
+        );
+        assert!(
+            g.auth
+                .as_ref()
+                .unwrap()
+                .1
+                .expose_secret()
+                .starts_with("Authorization: Basic ")
+        );
+        let g = Git::new(
+            None,
+            ("a".into(), "b".into()),
+            "/tmp/x.git",
+            Some(&t),
+            Scrubber::default(),
+        );
         assert!(g.auth.is_none());
     }
 }

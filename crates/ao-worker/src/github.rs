@@ -37,7 +37,8 @@ pub fn parse_repo_url(url: &str) -> Option<(String, String)> {
         }
         let (authority, path) = rest.split_once('/')?;
         let host = authority.rsplit('@').next()?.split(':').next()?;
-        if !host.eq_ignore_ascii_case("github.com") && !host.eq_ignore_ascii_case("www.github.com") {
+        if !host.eq_ignore_ascii_case("github.com") && !host.eq_ignore_ascii_case("www.github.com")
+        {
             return None;
         }
         path
@@ -48,8 +49,13 @@ pub fn parse_repo_url(url: &str) -> Option<(String, String)> {
 /// `(owner, repo)` from `owner/repo` (e.g. `AO_GITHUB_REPO`).
 pub fn parse_owner_repo(s: &str) -> Option<(String, String)> {
     let (owner, repo) = s.trim().split_once('/')?;
-    let ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    (ok(owner) && ok(repo) && repo != "." && repo != "..").then(|| (owner.to_owned(), repo.to_owned()))
+    let ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    (ok(owner) && ok(repo) && repo != "." && repo != "..")
+        .then(|| (owner.to_owned(), repo.to_owned()))
 }
 
 /// A GitHub REST client for one repository.
@@ -71,8 +77,21 @@ pub struct NewPull<'a> {
 }
 
 impl GitHub {
-    pub fn new(api: &str, token: SecretString, owner: String, repo: String, scrub: Scrubber) -> Self {
-        GitHub { client: crate::http_client(), api: api.trim_end_matches('/').to_owned(), token, owner, repo, scrub }
+    pub fn new(
+        api: &str,
+        token: SecretString,
+        owner: String,
+        repo: String,
+        scrub: Scrubber,
+    ) -> Self {
+        GitHub {
+            client: crate::http_client(),
+            api: api.trim_end_matches('/').to_owned(),
+            token,
+            owner,
+            repo,
+            scrub,
+        }
     }
 
     fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
@@ -96,7 +115,9 @@ impl GitHub {
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| GitHubError::Transport(self.scrub.scrub(&e.without_url().to_string())));
+                .map_err(|e| {
+                    GitHubError::Transport(self.scrub.scrub(&e.without_url().to_string()))
+                });
             let (status, value) = match resp {
                 Ok(r) => {
                     let s = r.status().as_u16();
@@ -104,7 +125,8 @@ impl GitHub {
                 }
                 Err(e) if attempt < 4 => {
                     tracing::debug!(error = %e, "pull request create failed, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
+                        .await;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -113,7 +135,8 @@ impl GitHub {
                 201 | 200 => return pull_from(&value),
                 422 if already_exists(&value) => return self.find_open(pr.head).await,
                 429 | 500..=599 if attempt < 4 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt))).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
+                        .await;
                 }
                 _ => return Err(self.status_error(status, &value)),
             }
@@ -121,11 +144,13 @@ impl GitHub {
     }
 
     async fn find_open(&self, head: &str) -> Result<PullRequest, GitHubError> {
-        let url = format!("{}/repos/{}/{}/pulls", self.api, self.owner, self.repo);
-        let head = format!("{}:{head}", self.owner);
+        let head = encode(&format!("{}:{head}", self.owner));
+        let url = format!(
+            "{}/repos/{}/{}/pulls?head={head}&state=open",
+            self.api, self.owner, self.repo
+        );
         let resp = self
             .request(reqwest::Method::GET, &url)
-            .query(&[("head", head.as_str()), ("state", "open")])
             .send()
             .await
             .map_err(|e| GitHubError::Transport(self.scrub.scrub(&e.without_url().to_string())))?;
@@ -137,30 +162,61 @@ impl GitHub {
         value
             .as_array()
             .and_then(|a| a.first())
-            .ok_or(GitHubError::Invalid("pull request reported as existing but not found"))
+            .ok_or(GitHubError::Invalid(
+                "pull request reported as existing but not found",
+            ))
             .and_then(pull_from)
     }
 
     fn status_error(&self, status: u16, body: &Value) -> GitHubError {
         let mut message = body["message"].as_str().unwrap_or("").to_owned();
         if let Some(first) = body["errors"].as_array().and_then(|e| e.first()) {
-            let detail = first["message"].as_str().or(first["code"].as_str()).unwrap_or("");
+            let detail = first["message"]
+                .as_str()
+                .or(first["code"].as_str())
+                .unwrap_or("");
             message = format!("{message} ({detail})");
         }
-        GitHubError::Status { status, message: crate::truncate(&self.scrub.scrub(&message), 300) }
+        GitHubError::Status {
+            status,
+            message: crate::truncate(&self.scrub.scrub(&message), 300),
+        }
     }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn already_exists(body: &Value) -> bool {
     body["errors"].as_array().is_some_and(|errs| {
-        errs.iter().any(|e| e["message"].as_str().is_some_and(|m| m.contains("already exists")))
+        errs.iter().any(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("already exists"))
+        })
     })
 }
 
 fn pull_from(v: &Value) -> Result<PullRequest, GitHubError> {
-    let number = v["number"].as_u64().ok_or(GitHubError::Invalid("missing number"))?;
-    let html_url = v["html_url"].as_str().ok_or(GitHubError::Invalid("missing html_url"))?;
-    Ok(PullRequest { number, html_url: html_url.to_owned() })
+    let number = v["number"]
+        .as_u64()
+        .ok_or(GitHubError::Invalid("missing number"))?;
+    let html_url = v["html_url"]
+        .as_str()
+        .ok_or(GitHubError::Invalid("missing html_url"))?;
+    Ok(PullRequest {
+        number,
+        html_url: html_url.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -177,7 +233,10 @@ mod tests {
         assert_eq!(parse_repo_url("https://github.com/o/r.git"), p("o", "r"));
         assert_eq!(parse_repo_url("https://github.com/o/r/"), p("o", "r"));
         assert_eq!(parse_repo_url("git@github.com:o/r.git"), p("o", "r"));
-        assert_eq!(parse_repo_url("ssh://git@github.com/my-org/my.repo.git"), p("my-org", "my.repo"));
+        assert_eq!(
+            parse_repo_url("ssh://git@github.com/my-org/my.repo.git"),
+            p("my-org", "my.repo")
+        );
         assert_eq!(parse_repo_url("https://GitHub.com/o/r.git"), p("o", "r"));
     }
 

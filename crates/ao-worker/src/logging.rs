@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 /// Installs the subscriber unless one is already installed (e.g. by the CLI).
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if std::env::var("AO_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().try_init()
     } else {

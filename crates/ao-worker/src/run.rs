@@ -48,7 +48,10 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<RunReport> {
         cfg.callback.as_ref().map(|c| &c.token),
     ]);
     let (sink, rx) = EventSink::new(cfg.task_id.to_string(), cfg.print_events);
-    let cb = cfg.callback.as_ref().map(|c| Callback::new(c, cfg.task_id, cfg.callback_retry_budget));
+    let cb = cfg
+        .callback
+        .as_ref()
+        .map(|c| Callback::new(c, cfg.task_id, cfg.callback_retry_budget));
     let sender = tokio::spawn(callback::run_sender(cb.clone(), rx));
     std::fs::create_dir_all(&cfg.workspace)?;
     tracing::info!(task_id = %cfg.task_id, repository = cfg.spec.repository.is_some(), "worker starting");
@@ -56,28 +59,52 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<RunReport> {
     let mut result = TaskResult::default();
     let outcome = execute(&cfg, &sink, &scrub, &mut result).await;
     result.outcome = outcome.as_str().to_owned();
-    result.error = result.error.take().map(|e| crate::truncate(&scrub.scrub(&e), 1_000));
+    result.error = result
+        .error
+        .take()
+        .map(|e| crate::truncate(&scrub.scrub(&e), 1_000));
     let stopped = cfg.stop.is_cancelled();
     sink.phase("done", json!({"outcome": outcome.as_str()}));
     let events = sink.emit(json!({"type": "worker", "phase": "result", "result": &result}));
     sink.close();
 
-    let flush = if stopped { STOP_FLUSH } else { cfg.callback_retry_budget + Duration::from_secs(5) };
-    if tokio::time::timeout(flush, sender).await.is_err() {
+    let flush = if stopped {
+        STOP_FLUSH
+    } else {
+        cfg.callback_retry_budget + Duration::from_secs(5)
+    };
+    // Once stopped, flushing events and reporting the result share one short deadline.
+    let deadline = tokio::time::Instant::now() + flush;
+    if tokio::time::timeout_at(deadline, sender).await.is_err() {
         tracing::warn!("event flush timed out");
     }
     if let Some(cb) = &cb {
-        match tokio::time::timeout(flush, cb.put_result(&result)).await {
+        let deadline = if stopped {
+            deadline
+        } else {
+            tokio::time::Instant::now() + flush
+        };
+        match tokio::time::timeout_at(deadline, cb.put_result(&result)).await {
             Ok(Ok(())) => tracing::info!(outcome = %outcome, "result reported"),
             Ok(Err(e)) => tracing::warn!(error = %e, "result not reported"),
             Err(_) => tracing::warn!("result report timed out"),
         }
     }
     tracing::info!(outcome = %outcome, cost_usd = result.cost_usd, "worker finished");
-    Ok(RunReport { outcome, result, stopped, events })
+    Ok(RunReport {
+        outcome,
+        result,
+        stopped,
+        events,
+    })
 }
 
-async fn execute(cfg: &WorkerConfig, sink: &EventSink, scrub: &Scrubber, result: &mut TaskResult) -> Outcome {
+async fn execute(
+    cfg: &WorkerConfig,
+    sink: &EventSink,
+    scrub: &Scrubber,
+    result: &mut TaskResult,
+) -> Outcome {
     let mut repo_state: Option<(Git, PathBuf, Base)> = None;
     if let Some(repo) = &cfg.spec.repository {
         sink.phase("clone", json!({}));
@@ -115,7 +142,9 @@ async fn execute(cfg: &WorkerConfig, sink: &EventSink, scrub: &Scrubber, result:
         }
     }
 
-    let cwd = repo_state.as_ref().map_or_else(|| cfg.workspace.clone(), |(_, d, _)| d.clone());
+    let cwd = repo_state
+        .as_ref()
+        .map_or_else(|| cfg.workspace.clone(), |(_, d, _)| d.clone());
     sink.phase("agent", json!({}));
     let run = match agent::run(cfg, &cwd, sink, scrub).await {
         Ok(r) => r,
@@ -134,7 +163,16 @@ async fn execute(cfg: &WorkerConfig, sink: &EventSink, scrub: &Scrubber, result:
         None => Outcome::Answered,
         Some((git, dir, base)) => {
             sink.phase("deliver", json!({}));
-            deliver::deliver(cfg, &git, &dir, &base, scrub, result).await
+            let mut delivery = Box::pin(deliver::deliver(cfg, &git, &dir, &base, scrub, result));
+            let finished = tokio::select! {
+                o = &mut delivery => Some(o),
+                _ = cfg.stop.cancelled() => tokio::time::timeout(STOP_FLUSH, &mut delivery).await.ok(),
+            };
+            drop(delivery); // kills any git still running
+            finished.unwrap_or_else(|| {
+                result.error = Some("worker stopped by signal during delivery".into());
+                Outcome::DeliveryFailed
+            })
         }
     }
 }
@@ -142,8 +180,12 @@ async fn execute(cfg: &WorkerConfig, sink: &EventSink, scrub: &Scrubber, result:
 fn fill_from_run(result: &mut TaskResult, run: &AgentRun, scrub: &Scrubber) {
     let t = &run.tracker;
     let r = t.result.as_ref();
-    result.summary = r.and_then(|r| r.text.as_deref()).map(|s| crate::truncate(&scrub.scrub(s), MAX_SUMMARY));
-    result.session_id = r.and_then(|r| r.session_id.clone()).or_else(|| t.session_id.clone());
+    result.summary = r
+        .and_then(|r| r.text.as_deref())
+        .map(|s| crate::truncate(&scrub.scrub(s), MAX_SUMMARY));
+    result.session_id = r
+        .and_then(|r| r.session_id.clone())
+        .or_else(|| t.session_id.clone());
     result.num_turns = r.and_then(|r| r.num_turns);
     let usage = t.usage();
     let seen_usage = r.is_some() || usage != Default::default();

@@ -35,7 +35,8 @@ impl Scrubber {
             return;
         }
         self.secrets.push(value.to_owned());
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{value}"));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{value}"));
         self.secrets.push(basic);
         // Longest first, so an overlapping shorter secret cannot leave part of a longer one.
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));

@@ -63,27 +63,38 @@ impl RunTracker {
             self.tool_uses += blocks.iter().filter(|b| b["type"] == "tool_use").count() as u32;
         }
         let usage: TokenUsage = serde_json::from_value(msg["usage"].clone()).unwrap_or_default();
-        let model = str_of(&msg["model"]).or_else(|| self.model.clone()).unwrap_or_default();
+        let model = str_of(&msg["model"])
+            .or_else(|| self.model.clone())
+            .unwrap_or_default();
         let id = str_of(&msg["id"]).unwrap_or_else(|| format!("anon-{}", self.messages.len()));
         match self.messages.iter_mut().find(|(i, _, _)| *i == id) {
-            Some(entry) => entry.2 = entry.2.max(usage),
+            Some(entry) => entry.2 = entry.2.field_max(usage),
             None => self.messages.push((id, model, usage)),
         }
     }
 
     /// Usage summed over the assistant messages seen so far.
     pub fn streamed_usage(&self) -> TokenUsage {
-        self.messages.iter().fold(TokenUsage::default(), |acc, (_, _, u)| acc.add(*u))
+        self.messages
+            .iter()
+            .fold(TokenUsage::default(), |acc, (_, _, u)| acc.plus(*u))
     }
 
     /// Cost estimated from the streamed usage and the price table.
     pub fn estimated_cost(&self) -> f64 {
-        self.messages.iter().map(|(_, model, u)| cost::estimate(model, u)).sum()
+        self.messages
+            .iter()
+            .map(|(_, model, u)| cost::estimate(model, u))
+            .sum()
     }
 
     /// Best known cost: the larger of our estimate and Claude Code's `total_cost_usd`.
     pub fn cost(&self) -> f64 {
-        let reported = self.result.as_ref().and_then(|r| r.total_cost_usd).unwrap_or(0.0);
+        let reported = self
+            .result
+            .as_ref()
+            .and_then(|r| r.total_cost_usd)
+            .unwrap_or(0.0);
         self.estimated_cost().max(reported)
     }
 
@@ -91,7 +102,7 @@ impl RunTracker {
     pub fn usage(&self) -> TokenUsage {
         let streamed = self.streamed_usage();
         match self.result.as_ref().and_then(|r| r.usage) {
-            Some(u) => u.max(streamed),
+            Some(u) => u.field_max(streamed),
             None => streamed,
         }
     }
@@ -142,20 +153,35 @@ mod tests {
     #[test]
     fn tracks_init_usage_dedup_and_result() {
         let mut t = RunTracker::default();
-        obs(&mut t, r#"{"type":"system","subtype":"init","session_id":"s1","model":"claude-sonnet-4-5","tools":["Bash"]}"#);
+        obs(
+            &mut t,
+            r#"{"type":"system","subtype":"init","session_id":"s1","model":"claude-sonnet-4-5","tools":["Bash"]}"#,
+        );
         // Two events for the same message (one per content block) must be counted once.
         let a = r#"{"type":"assistant","message":{"id":"m1","model":"claude-sonnet-4-5","content":[{"type":"text","text":"x"}],"usage":{"input_tokens":1000,"output_tokens":1}}}"#;
         let b = r#"{"type":"assistant","message":{"id":"m1","model":"claude-sonnet-4-5","content":[{"type":"tool_use","id":"t","name":"Bash","input":{}}],"usage":{"input_tokens":1000,"output_tokens":1,"cache_read_input_tokens":500}}}"#;
         obs(&mut t, a);
         obs(&mut t, b);
-        obs(&mut t, r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}}"#);
-        obs(&mut t, r#"{"type":"assistant","message":{"id":"m2","content":[],"usage":{"input_tokens":2000,"output_tokens":10}}}"#);
+        obs(
+            &mut t,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t","content":"ok"}]}}"#,
+        );
+        obs(
+            &mut t,
+            r#"{"type":"assistant","message":{"id":"m2","content":[],"usage":{"input_tokens":2000,"output_tokens":10}}}"#,
+        );
         assert_eq!(t.session_id.as_deref(), Some("s1"));
         assert_eq!(t.tool_uses, 1);
         let u = t.streamed_usage();
-        assert_eq!((u.input_tokens, u.output_tokens, u.cache_read_input_tokens), (3000, 11, 500));
+        assert_eq!(
+            (u.input_tokens, u.output_tokens, u.cache_read_input_tokens),
+            (3000, 11, 500)
+        );
         assert!(t.result.is_none());
-        obs(&mut t, r#"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"duration_ms":5,"total_cost_usd":0.5,"usage":{"input_tokens":3000,"output_tokens":60},"session_id":"s1","result":"Done","permission_denials":[{"tool_name":"Bash","tool_use_id":"t","tool_input":{}}],"extra":true}"#);
+        obs(
+            &mut t,
+            r#"{"type":"result","subtype":"success","is_error":false,"num_turns":2,"duration_ms":5,"total_cost_usd":0.5,"usage":{"input_tokens":3000,"output_tokens":60},"session_id":"s1","result":"Done","permission_denials":[{"tool_name":"Bash","tool_use_id":"t","tool_input":{}}],"extra":true}"#,
+        );
         let r = t.result.clone().unwrap();
         assert_eq!(r.subtype, "success");
         assert_eq!(r.num_turns, Some(2));
@@ -171,7 +197,7 @@ mod tests {
         let mut t = RunTracker::default();
         obs(&mut t, r#"{"type":"assistant"}"#);
         obs(&mut t, r#"{"type":"result"}"#);
-        assert_eq!(t.result.unwrap().subtype, "");
+        assert_eq!(t.result.as_ref().unwrap().subtype, "");
         assert_eq!(t.cost(), 0.0);
     }
 }

@@ -39,7 +39,9 @@ pub struct RecordedRequest {
 
 impl RecordedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -63,9 +65,14 @@ pub struct FakeAnthropic {
 impl FakeAnthropic {
     /// Starts the server on `127.0.0.1:0`. Must be called inside a Tokio runtime.
     pub async fn start(script: Script) -> Self {
-        let inner: Shared = Arc::new(Mutex::new(Inner { script, ..Inner::default() }));
+        let inner: Shared = Arc::new(Mutex::new(Inner {
+            script,
+            ..Inner::default()
+        }));
         let app = Router::new().fallback(handle).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -119,13 +126,20 @@ fn lock(m: &Shared) -> std::sync::MutexGuard<'_, Inner> {
 
 async fn handle(State(inner): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
+    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
     let body: Option<Value> = serde_json::from_slice(&bytes).ok();
     let path = parts.uri.path().to_owned();
     let headers = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut rec = RecordedRequest {
         method: parts.method.to_string(),
@@ -156,7 +170,10 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
             let agent = body["tools"].as_array().is_some_and(|t| !t.is_empty());
             let reply = if agent {
                 rec.scripted = true;
-                g.script.replies.pop_front().unwrap_or_else(|| g.script.exhausted.clone())
+                g.script
+                    .replies
+                    .pop_front()
+                    .unwrap_or_else(|| g.script.exhausted.clone())
             } else {
                 Reply::Turn(Turn::text_only("Agent task").usage(Usage::new(20, 5)))
             };
@@ -166,13 +183,19 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
             }
             g.counter += 1;
             let msg_id = format!("msg_fake{:04}", g.counter);
-            let model = body["model"].as_str().unwrap_or("claude-sonnet-4-5").to_owned();
+            let model = body["model"]
+                .as_str()
+                .unwrap_or("claude-sonnet-4-5")
+                .to_owned();
             let stream = body["stream"].as_bool().unwrap_or(false);
             respond(reply, &msg_id, &model, stream, &vars)
         }
         _ => {
             tracing::warn!(method = %parts.method, path, "fake anthropic: unexpected request");
-            error_response(404, &format!("fake anthropic: no route for {} {path}", parts.method))
+            error_response(
+                404,
+                &format!("fake anthropic: no route for {} {path}", parts.method),
+            )
         }
     };
     g.requests.push(rec);
@@ -188,11 +211,21 @@ fn key_matches(h: &HeaderMap, expected: &str) -> bool {
     api_key == Some(expected) || bearer == Some(expected)
 }
 
-fn respond(reply: Reply, msg_id: &str, model: &str, stream: bool, vars: &[(String, String)]) -> Response {
+fn respond(
+    reply: Reply,
+    msg_id: &str,
+    model: &str,
+    stream: bool,
+    vars: &[(String, String)],
+) -> Response {
     match reply {
         Reply::Error { status, message } => error_response(status, &message),
-        Reply::Turn(turn) if stream => sse_response(sse::turn_frames(msg_id, model, &turn, vars), false),
-        Reply::Turn(turn) => axum::Json(sse::turn_message(msg_id, model, &turn, vars)).into_response(),
+        Reply::Turn(turn) if stream => {
+            sse_response(sse::turn_frames(msg_id, model, &turn, vars), false)
+        }
+        Reply::Turn(turn) => {
+            axum::Json(sse::turn_message(msg_id, model, &turn, vars)).into_response()
+        }
         Reply::Stall => sse_response(sse::start_frames(msg_id, model, &Usage::default()), true),
     }
 }
@@ -215,7 +248,12 @@ fn sse_response(frames: Vec<Bytes>, stall: bool) -> Response {
 
 fn error_response(status: u16, message: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, [("request-id", "req_fake")], axum::Json(script::error_body(status, message))).into_response()
+    (
+        code,
+        [("request-id", "req_fake")],
+        axum::Json(script::error_body(status, message)),
+    )
+        .into_response()
 }
 
 /// The working directory Claude Code states in its system prompt ("Working directory: /x").

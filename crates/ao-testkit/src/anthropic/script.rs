@@ -16,7 +16,12 @@ pub struct Usage {
 impl Usage {
     /// Plain input/output usage, no cache tokens.
     pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
-        Usage { input_tokens, output_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 }
+        Usage {
+            input_tokens,
+            output_tokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: 0,
+        }
     }
 
     /// Adds cache write/read token counts.
@@ -38,7 +43,10 @@ impl Default for Usage {
 pub enum Block {
     Text(String),
     /// A tool call; `input` is the tool's JSON input.
-    ToolUse { name: String, input: Value },
+    ToolUse {
+        name: String,
+        input: Value,
+    },
 }
 
 /// One successful assistant reply. `stop_reason` is `tool_use` if any block is a tool call,
@@ -69,7 +77,10 @@ impl Turn {
     }
 
     pub fn tool_use(mut self, name: impl Into<String>, input: Value) -> Self {
-        self.blocks.push(Block::ToolUse { name: name.into(), input });
+        self.blocks.push(Block::ToolUse {
+            name: name.into(),
+            input,
+        });
         self
     }
 
@@ -79,7 +90,15 @@ impl Turn {
     }
 
     pub fn stop_reason(&self) -> &'static str {
-        if self.blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) { "tool_use" } else { "end_turn" }
+        if self
+            .blocks
+            .iter()
+            .any(|b| matches!(b, Block::ToolUse { .. }))
+        {
+            "tool_use"
+        } else {
+            "end_turn"
+        }
     }
 }
 
@@ -90,14 +109,20 @@ pub enum Reply {
     /// An HTTP error with Anthropic's error body; the error `type` follows from the status
     /// (400 `invalid_request_error`, 401 `authentication_error`, 429 `rate_limit_error`,
     /// 500 `api_error`, 529 `overloaded_error`, …).
-    Error { status: u16, message: String },
+    Error {
+        status: u16,
+        message: String,
+    },
     /// Starts the SSE stream (`message_start`, `ping`) and then never sends anything more.
     Stall,
 }
 
 impl Reply {
     pub fn error(status: u16, message: impl Into<String>) -> Self {
-        Reply::Error { status, message: message.into() }
+        Reply::Error {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -120,7 +145,11 @@ pub struct Script {
 
 impl Default for Script {
     fn default() -> Self {
-        Script { replies: VecDeque::new(), exhausted: Reply::Turn(Turn::text_only("Done.")), api_key: None }
+        Script {
+            replies: VecDeque::new(),
+            exhausted: Reply::Turn(Turn::text_only("Done.")),
+            api_key: None,
+        }
     }
 }
 
@@ -182,9 +211,11 @@ pub(crate) fn render(value: &Value, vars: &[(String, String)]) -> Value {
     match value {
         Value::String(s) => Value::String(render_str(s, vars)),
         Value::Array(a) => Value::Array(a.iter().map(|v| render(v, vars)).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, v)| (k.clone(), render(v, vars))).collect())
-        }
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), render(v, vars)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }

@@ -27,13 +27,21 @@ pub(crate) fn start_frames(msg_id: &str, model: &str, usage: &Usage) -> Vec<Byte
         "usage": usage_json(usage, 1),
     });
     vec![
-        frame("message_start", &json!({"type": "message_start", "message": message})),
+        frame(
+            "message_start",
+            &json!({"type": "message_start", "message": message}),
+        ),
         frame("ping", &json!({"type": "ping"})),
     ]
 }
 
 /// The full SSE event sequence for a turn.
-pub(crate) fn turn_frames(msg_id: &str, model: &str, turn: &Turn, vars: &[(String, String)]) -> Vec<Bytes> {
+pub(crate) fn turn_frames(
+    msg_id: &str,
+    model: &str,
+    turn: &Turn,
+    vars: &[(String, String)],
+) -> Vec<Bytes> {
     let mut out = start_frames(msg_id, model, &turn.usage);
     for (index, block) in turn.blocks.iter().enumerate() {
         let (start, deltas) = match block {
@@ -52,7 +60,10 @@ pub(crate) fn turn_frames(msg_id: &str, model: &str, turn: &Turn, vars: &[(Strin
                     .map(|c| json!({"type": "input_json_delta", "partial_json": c}))
                     .collect::<Vec<_>>();
                 let id = tool_id(msg_id, index);
-                (json!({"type": "tool_use", "id": id, "name": name, "input": {}}), deltas)
+                (
+                    json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    deltas,
+                )
             }
         };
         out.push(frame(
@@ -65,7 +76,10 @@ pub(crate) fn turn_frames(msg_id: &str, model: &str, turn: &Turn, vars: &[(Strin
                 &json!({"type": "content_block_delta", "index": index, "delta": delta}),
             ));
         }
-        out.push(frame("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
+        out.push(frame(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        ));
     }
     out.push(frame(
         "message_delta",
@@ -80,7 +94,12 @@ pub(crate) fn turn_frames(msg_id: &str, model: &str, turn: &Turn, vars: &[(Strin
 }
 
 /// The non-streaming response body for a turn.
-pub(crate) fn turn_message(msg_id: &str, model: &str, turn: &Turn, vars: &[(String, String)]) -> Value {
+pub(crate) fn turn_message(
+    msg_id: &str,
+    model: &str,
+    turn: &Turn,
+    vars: &[(String, String)],
+) -> Value {
     let content: Vec<Value> = turn
         .blocks
         .iter()
@@ -118,7 +137,9 @@ mod tests {
 
     #[test]
     fn tool_turn_stream_has_standard_sequence() {
-        let turn = Turn::new().text("hi").tool_use("Write", json!({"file_path": "{cwd}/a"}));
+        let turn = Turn::new()
+            .text("hi")
+            .tool_use("Write", json!({"file_path": "{cwd}/a"}));
         let vars = vec![("cwd".to_owned(), "/w".to_owned())];
         let frames: Vec<String> = turn_frames("msg_1", "m", &turn, &vars)
             .iter()
@@ -135,10 +156,15 @@ mod tests {
             .iter()
             .filter(|f| f.contains("input_json_delta"))
             .map(|f| {
-                let data: Value = serde_json::from_str(f.lines().nth(1).unwrap().trim_start_matches("data: ")).unwrap();
+                let data: Value =
+                    serde_json::from_str(f.lines().nth(1).unwrap().trim_start_matches("data: "))
+                        .unwrap();
                 data["delta"]["partial_json"].as_str().unwrap().to_owned()
             })
             .collect();
-        assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), json!({"file_path": "/w/a"}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&json).unwrap(),
+            json!({"file_path": "/w/a"})
+        );
     }
 }

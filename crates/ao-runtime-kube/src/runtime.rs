@@ -1,0 +1,381 @@
+//! [`KubeRuntime`]: the `Runtime` trait over the Kubernetes API. Launch creates the task's
+//! token Secret and Pod (idempotently: a `409 AlreadyExists` pod is adopted), stop and
+//! cleanup delete them, adopt and workers read the watch's pod cache. What happens to pods
+//! afterwards arrives through the single watch ([`crate::watch`]) and the per-task
+//! supervisors ([`crate::supervisor`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ao_core::runtime::{Adoption, EventSender, LaunchSpec, Runtime, RuntimeError};
+use ao_core::store::TaskStore;
+use ao_core::task::{Task, TaskId, TaskSpec, WorkerRef};
+use ao_core::validation::ValidationError;
+use async_trait::async_trait;
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::KubeConfig;
+use crate::error::{is_already_exists, is_not_found, to_runtime};
+use crate::pod::{self, SELECTOR, pod_name, task_id_of, token_secret_name};
+use crate::podstate::{PodState, classify, container_started};
+use crate::supervisor::{self, Seen};
+
+pub(crate) struct Inner {
+    pub cfg: KubeConfig,
+    pub store: Arc<dyn TaskStore>,
+    pub events: EventSender,
+    pub pods: Api<Pod>,
+    pub secrets: Api<Secret>,
+    /// The watch's pod cache (slimmed pods: metadata and status).
+    pub cache: reflector::Store<Pod>,
+    writer: Mutex<Option<reflector::store::Writer<Pod>>>,
+    /// Tasks this process follows, with the latest news of their pod.
+    pub tracked: Mutex<HashMap<TaskId, watch::Sender<Seen>>>,
+    pub cancel: CancellationToken,
+    started: AtomicBool,
+}
+
+/// The Kubernetes runtime: one ephemeral worker Pod per task.
+///
+/// Wiring: build the client with [`crate::client_from_config`], then
+/// `let rt = Arc::new(KubeRuntime::new(client, args.into_config(), store, events_tx));`
+/// `rt.start();` (spawns the pod watch; needs a Tokio runtime), and give `rt` to the
+/// scheduler. Dropping the runtime stops its watch and log followers.
+pub struct KubeRuntime {
+    inner: Arc<Inner>,
+}
+
+impl KubeRuntime {
+    pub fn new(
+        client: kube::Client,
+        cfg: KubeConfig,
+        store: Arc<dyn TaskStore>,
+        events: EventSender,
+    ) -> Self {
+        let pods = Api::namespaced(client.clone(), &cfg.namespace);
+        let secrets = Api::namespaced(client, &cfg.namespace);
+        let (cache, writer) = reflector::store();
+        KubeRuntime {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                events,
+                pods,
+                secrets,
+                cache,
+                writer: Mutex::new(Some(writer)),
+                tracked: Mutex::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+                started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Start the pod watch (once; later calls do nothing). Every `Runtime` method also
+    /// starts it if needed.
+    pub fn start(&self) {
+        if self.inner.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Some(writer) = self.inner.writer.lock().expect("writer lock").take() else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let cancel = inner.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = crate::watch::run(inner, writer) => {}
+            }
+        });
+    }
+
+    /// Stop the watch and every log follower (running pods are left alone).
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    /// Number of tasks this runtime follows right now.
+    pub fn followed(&self) -> usize {
+        self.inner.tracked.lock().expect("tracked lock").len()
+    }
+
+    /// Pods in the watch cache.
+    pub fn cached_pods(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    fn worker_ref(id: TaskId) -> WorkerRef {
+        WorkerRef {
+            runtime: "kubernetes".into(),
+            name: pod_name(id),
+        }
+    }
+
+    /// The pod of a task: from the watch cache once it is filled, else from the API.
+    async fn find_pod(&self, id: TaskId) -> Result<Option<Arc<Pod>>, RuntimeError> {
+        let ready = tokio::time::timeout(
+            self.inner.cfg.cache_ready_timeout,
+            self.inner.cache.wait_until_ready(),
+        )
+        .await;
+        let name = pod_name(id);
+        if matches!(ready, Ok(Ok(()))) {
+            return Ok(self
+                .inner
+                .cache
+                .get(&ObjectRef::new(&name).within(&self.inner.cfg.namespace)));
+        }
+        debug!(task_id = %id, "pod cache not ready; asking the API");
+        match self.inner.pods.get_opt(&name).await {
+            Ok(p) => Ok(p.map(Arc::new)),
+            Err(e) => Err(to_runtime(e, RuntimeError::Other)),
+        }
+    }
+
+    /// Follow a task: register it before anything can happen to its pod, so no change is missed.
+    fn track(&self, id: TaskId, created: bool) -> Option<watch::Receiver<Seen>> {
+        let mut tracked = self.inner.tracked.lock().expect("tracked lock");
+        if tracked.contains_key(&id) {
+            return None;
+        }
+        let pod = self
+            .inner
+            .cache
+            .get(&ObjectRef::new(&pod_name(id)).within(&self.inner.cfg.namespace));
+        let (tx, rx) = watch::channel(Seen {
+            pod,
+            created,
+            ..Default::default()
+        });
+        tracked.insert(id, tx);
+        Some(rx)
+    }
+
+    fn untrack(&self, id: TaskId) {
+        self.inner.tracked.lock().expect("tracked lock").remove(&id);
+    }
+
+    fn mark(&self, id: TaskId, f: impl FnOnce(&mut Seen)) {
+        if let Some(tx) = self.inner.tracked.lock().expect("tracked lock").get(&id) {
+            tx.send_modify(f);
+        }
+    }
+
+    async fn create_token_secret(&self, id: TaskId, token: &str) -> Result<(), kube::Error> {
+        let secret = pod::build_token_secret(&self.inner.cfg, id, token);
+        let pp = PostParams::default();
+        let retry = self.inner.cfg.retry;
+        match retry
+            .run(id, "create secret", || {
+                self.inner.secrets.create(&pp, &secret)
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_already_exists(&e) => {
+                // Left from an earlier attempt, with an older token: replace it (the RBAC
+                // allows create and delete only).
+                debug!(task_id = %id, "token secret exists; replacing it");
+                self.delete_secret(id).await?;
+                retry
+                    .run(id, "create secret", || {
+                        self.inner.secrets.create(&pp, &secret)
+                    })
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_secret(&self, id: TaskId) -> Result<(), kube::Error> {
+        let name = token_secret_name(id);
+        let dp = DeleteParams::default();
+        match self
+            .inner
+            .cfg
+            .retry
+            .run(id, "delete secret", || {
+                self.inner.secrets.delete(&name, &dp)
+            })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_pod(&self, id: TaskId, grace: Duration) -> Result<bool, kube::Error> {
+        let name = pod_name(id);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(u32::try_from(grace.as_secs()).unwrap_or(u32::MAX)),
+            ..Default::default()
+        };
+        match self
+            .inner
+            .cfg
+            .retry
+            .run(id, "delete pod", || self.inner.pods.delete(&name, &dp))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for KubeRuntime {
+    fn drop(&mut self) {
+        self.inner.cancel.cancel();
+    }
+}
+
+#[async_trait]
+impl Runtime for KubeRuntime {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn admit(&self, spec: &TaskSpec) -> Result<(), ValidationError> {
+        pod::admit(spec)
+    }
+
+    async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError> {
+        self.start();
+        let id = spec.task.id;
+        pod::admit(&spec.task.spec)
+            .map_err(|e| RuntimeError::Launch(format!("{}: {}", e.field, e.message)))?;
+        let Some(rx) = self.track(id, false) else {
+            debug!(task_id = %id, "launch of a task already followed");
+            return Ok(Self::worker_ref(id));
+        };
+        if let Some(cb) = &spec.callback
+            && let Err(e) = self.create_token_secret(id, &cb.token).await
+        {
+            self.untrack(id);
+            warn!(task_id = %id, error = %e, "creating the worker token secret failed");
+            return Err(to_runtime(e, RuntimeError::Launch));
+        }
+        let pod = pod::build_pod(&self.inner.cfg, &spec);
+        let pp = PostParams::default();
+        match self
+            .inner
+            .cfg
+            .retry
+            .run(id, "create pod", || self.inner.pods.create(&pp, &pod))
+            .await
+        {
+            Ok(_) => info!(task_id = %id, pod = %pod_name(id), "worker pod created"),
+            Err(e) if is_already_exists(&e) => {
+                info!(task_id = %id, "worker pod already exists; adopting it")
+            }
+            Err(e) => {
+                self.untrack(id);
+                warn!(task_id = %id, error = %e, "creating the worker pod failed");
+                if spec.callback.is_some() {
+                    let _ = self.delete_secret(id).await;
+                }
+                return Err(to_runtime(e, RuntimeError::Launch));
+            }
+        }
+        self.mark(id, |s| s.created = true);
+        supervisor::spawn(self.inner.clone(), id, rx);
+        Ok(Self::worker_ref(id))
+    }
+
+    async fn stop(&self, task_id: TaskId, grace: Duration) -> Result<(), RuntimeError> {
+        self.start();
+        self.mark(task_id, |s| s.stop_requested = true);
+        info!(task_id = %task_id, grace_s = grace.as_secs(), "deleting the worker pod");
+        match self.delete_pod(task_id, grace).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                // Already gone: its DELETED event may have been missed.
+                self.mark(task_id, |s| s.deleted = true);
+                Ok(())
+            }
+            Err(e) => Err(to_runtime(e, RuntimeError::Other)),
+        }
+    }
+
+    async fn adopt(&self, task: &Task) -> Result<Adoption, RuntimeError> {
+        self.start();
+        let id = task.id;
+        let Some(pod) = self.find_pod(id).await? else {
+            info!(task_id = %id, "no worker pod to adopt");
+            let _ = self.delete_secret(id).await;
+            return Ok(Adoption::NotFound);
+        };
+        if let PodState::Finished(exit) = classify(&pod) {
+            if container_started(&pod) {
+                let name = pod_name(id);
+                let drain = crate::logs::follow(&self.inner, id, &name);
+                match tokio::time::timeout(self.inner.cfg.log_drain_timeout, drain).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        warn!(task_id = %id, error = %e, "reading the finished worker's log failed")
+                    }
+                    Err(_) => warn!(task_id = %id, "the finished worker's log did not end in time"),
+                }
+            }
+            info!(task_id = %id, code = ?exit.code, "worker pod finished while nobody watched");
+            return Ok(Adoption::Exited(exit));
+        }
+        if let Some(rx) = self.track(id, true) {
+            supervisor::spawn(self.inner.clone(), id, rx);
+        }
+        info!(task_id = %id, pod = %pod_name(id), "adopted the worker pod");
+        Ok(Adoption::Alive(Self::worker_ref(id)))
+    }
+
+    async fn workers(&self) -> Result<Vec<TaskId>, RuntimeError> {
+        self.start();
+        let ready = self
+            .inner
+            .cache
+            .wait_until_ready()
+            .now_or_never()
+            .is_some_and(|r| r.is_ok());
+        if ready {
+            return Ok(self
+                .inner
+                .cache
+                .state()
+                .iter()
+                .filter_map(|p| task_id_of(p))
+                .collect());
+        }
+        let lp = ListParams::default().labels(SELECTOR);
+        let list = self
+            .inner
+            .pods
+            .list(&lp)
+            .await
+            .map_err(|e| to_runtime(e, RuntimeError::Other))?;
+        Ok(list.items.iter().filter_map(task_id_of).collect())
+    }
+
+    async fn cleanup(&self, task_id: TaskId) -> Result<(), RuntimeError> {
+        self.start();
+        self.mark(task_id, |s| s.stop_requested = true);
+        debug!(task_id = %task_id, "deleting the worker pod and its token secret");
+        self.delete_pod(task_id, Duration::ZERO)
+            .await
+            .map_err(|e| to_runtime(e, RuntimeError::Other))?;
+        self.delete_secret(task_id)
+            .await
+            .map_err(|e| to_runtime(e, RuntimeError::Other))
+    }
+}

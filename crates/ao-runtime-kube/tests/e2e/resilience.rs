@@ -1,0 +1,151 @@
+//! The API misbehaving: watches cut and resumed, `410 Gone` forcing a relist, 5xx/429
+//! answers and an unreachable server. No task is lost and no transition is missed.
+
+use std::time::Duration;
+
+use ao_core::lifecycle::TaskStatus;
+use ao_core::store::TaskStore;
+use ao_kube_sim::{Behaviour, Step};
+
+use crate::common::*;
+
+fn slow(lines: &[&str], ms: u64) -> Behaviour {
+    let mut s = vec![Step::Sleep(Duration::from_millis(ms))];
+    s.extend(lines.iter().map(|l| Step::Log(l.to_string())));
+    s.push(Step::Sleep(Duration::from_millis(ms)));
+    s.push(Step::Exit(0));
+    Behaviour::Script(s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_watches_resume_without_losing_a_transition() {
+    let mut e = env().await;
+    // Every watch stream ends after one event: each transition arrives on a resumed watch.
+    e.sim.faults().cut_watch_after = Some(1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    e.sim.cut_watches();
+    let ids = [
+        submit(&e.store, spec("a")).await,
+        submit(&e.store, spec("b")).await,
+    ];
+    for id in ids {
+        e.sim.set_behaviour(&pod_name(id), slow(&["x", "y"], 150));
+    }
+    for id in ids {
+        let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(15)).await;
+        assert_eq!(t.status, TaskStatus::Succeeded);
+        assert_eq!(log_lines(&e.store, id).await, ["x", "y"]);
+    }
+    let reqs = e.sim.requests();
+    let resumed = reqs
+        .iter()
+        .filter(|r| r.is_watch() && !r.query.contains("resourceVersion=0"))
+        .count();
+    let lists = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/pods") && !r.is_watch())
+        .count();
+    assert!(
+        resumed >= 4,
+        "watches resumed from their version: {resumed}"
+    );
+    assert_eq!(lists, 1, "cuts resume; they do not relist");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_on_resume_relists_and_misses_nothing() {
+    let mut e = env().await;
+    let id = submit(&e.store, spec("a")).await;
+    e.sim.set_behaviour(&pod_name(id), slow(&["x"], 400));
+    let (sim, name) = (e.sim.clone(), pod_name(id));
+    tick_until(&mut e.sched, Duration::from_secs(5), || {
+        sim.pod(NS, &name).is_some()
+    })
+    .await;
+    // The watch is cut and its resume gets 410 (history compacted): the watcher relists.
+    e.sim.faults().gone_next_watches = 1;
+    e.sim.cut_watches();
+    let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(15)).await;
+    assert_eq!(t.status, TaskStatus::Succeeded);
+    let lists = e
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/pods") && !r.is_watch())
+        .count();
+    assert!(lists >= 2, "relisted after 410: {lists} lists");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_deleted_while_the_watch_was_down_is_noticed_after_relist() {
+    let mut e = env().await;
+    let id = submit(&e.store, spec("a")).await;
+    e.sim.set_behaviour(&pod_name(id), Behaviour::forever());
+    let (sim, name) = (e.sim.clone(), pod_name(id));
+    tick_until(&mut e.sched, Duration::from_secs(5), || {
+        sim.pod(NS, &name).is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    e.sim.faults().gone_next_watches = 1_000;
+    e.sim.cut_watches();
+    e.sim.delete_pod(NS, &name, 0);
+    e.sim.compact();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    e.sim.faults().gone_next_watches = 0;
+    let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(20)).await;
+    assert_eq!(
+        (t.status, t.reason),
+        (TaskStatus::Failed, ao_core::lifecycle::Reason::WorkerLost)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_5xx_and_429_are_retried() {
+    let mut e = env().await;
+    let id = submit(&e.store, spec("a")).await;
+    e.sim.faults().fail_next.extend([503, 429]);
+    let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(10)).await;
+    assert_eq!(t.status, TaskStatus::Succeeded);
+    // Random failures on a fifth of all requests, reproducibly.
+    e.sim.faults().fail_randomly(0.2, 500, 42);
+    let ids: Vec<_> =
+        futures::future::join_all((0..4).map(|i| submit(&e.store, spec(&format!("t{i}"))))).await;
+    for id in ids {
+        let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(30)).await;
+        assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.message);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_loses_no_task() {
+    let mut e = env().await;
+    e.sim.faults().unreachable = true;
+    let ids: Vec<_> =
+        futures::future::join_all((0..3).map(|i| submit(&e.store, spec(&format!("t{i}"))))).await;
+    for _ in 0..10 {
+        let report = e.sched.tick().await.unwrap();
+        assert!(report.launched.is_empty());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in &ids {
+        let t = e.store.get(*id).await.unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::Queued, "requeued, not failed");
+    }
+    e.sim.faults().unreachable = false;
+    for id in ids {
+        let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(30)).await;
+        assert_eq!(t.status, TaskStatus::Succeeded);
+        let creates = e
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.body.windows(36).any(|w| w == id.to_string().as_bytes())
+                    && r.path.ends_with("/pods")
+            })
+            .count();
+        assert_eq!(creates, 1);
+    }
+}
