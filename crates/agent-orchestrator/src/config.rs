@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Binary providing the `supervise` subcommand (defaults to this executable).
     #[arg(long, env = "AO_SUPERVISOR_BIN", hide = true)]
     pub supervisor_bin: Option<PathBuf>,
+
+    #[command(flatten, next_help_heading = "Kubernetes runtime (--runtime kubernetes)")]
+    pub kube: ao_runtime_kube::KubeArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +199,11 @@ mod tests {
         let crate::cli::Command::Serve(s) = cli.command else { panic!() };
         assert_eq!((s.max_concurrency, s.max_queued), (7, 3));
         assert_eq!(s.worker_args, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
     }
 
     #[test]

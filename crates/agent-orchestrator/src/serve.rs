@@ -72,15 +72,30 @@ pub async fn start(
     let metrics = TaskMetrics::register(&mut registry);
     let http_metrics = ao_api::telemetry::HttpMetrics::register(&mut registry);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut worker_retention = Duration::from_secs(args.worker_retention);
     let runtime: Arc<dyn Runtime> = match args.runtime {
         RuntimeKind::Local => Arc::new(LocalRuntime::new(local_config(&args)?, store.clone(), events_tx)?),
-        RuntimeKind::Kubernetes => bail!("the kubernetes runtime is not part of this build yet"),
+        RuntimeKind::Kubernetes => {
+            if args.callback_url.is_none() {
+                bail!("--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server");
+            }
+            let client = ao_runtime_kube::client_from_config(&args.kube)
+                .await
+                .context("configuring the Kubernetes client")?;
+            let cfg = args.kube.clone().into_config();
+            worker_retention = cfg.pod_ttl;
+            let rt = ao_runtime_kube::KubeRuntime::new(client, cfg, store.clone(), events_tx);
+            rt.start();
+            Arc::new(rt)
+        }
     };
+    // Pods always run the agent worker; local workers may be any command.
+    let agent_worker = args.runtime == RuntimeKind::Kubernetes || args.worker_command.is_none();
     let sched_cfg = SchedulerConfig {
         max_concurrency: args.max_concurrency as usize,
         stop_grace: Duration::from_secs(args.stop_grace),
-        worker_retention: Duration::from_secs(args.worker_retention),
-        require_result: args.require_result.unwrap_or(args.worker_command.is_none()),
+        worker_retention,
+        require_result: args.require_result.unwrap_or(agent_worker),
         callback_url: Some(args.callback_url.clone().unwrap_or_else(|| callback_url(addr))),
         ..SchedulerConfig::default()
     };

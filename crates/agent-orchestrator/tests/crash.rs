@@ -68,7 +68,7 @@ fn pid_of(t: &Value) -> i32 {
 async fn kill_9_and_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let worker = script(dir.path(), "worker.sh", common::SCRIPT_WORKER);
-    let c = reqwest::Client::new();
+    let c = common::client();
     let mut s = start(dir.path(), &worker);
     let finishes_while_down = submit(&c, &s, 1).await;
     let outlives_restart = submit(&c, &s, 6).await;

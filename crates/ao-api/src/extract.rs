@@ -67,8 +67,18 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 }
                 Category::Data => {
                     let msg = inner.to_string();
-                    // The path names the offending field, unknown ones included.
-                    let field = if path == "." { "body".to_string() } else { path };
+                    // The path names the offending field, unknown ones included; a missing
+                    // field is only named in the message.
+                    let missing = msg
+                        .strip_prefix("missing field `")
+                        .and_then(|r| r.split('`').next())
+                        .map(str::to_string);
+                    let field = match (path.as_str(), missing) {
+                        (".", Some(m)) => m,
+                        (".", None) => "body".to_string(),
+                        (p, Some(m)) => format!("{p}.{m}"),
+                        (_, None) => path,
+                    };
                     Err(ApiError::Validation(ValidationError { field, message: strip_position(&msg) }))
                 }
             }

@@ -24,7 +24,7 @@ pub struct KubeArgs {
     #[arg(
         long = "worker-image",
         env = "AO_WORKER_IMAGE",
-        default_value = "ghcr.io/agent-orchestrator/agent-orchestrator:latest"
+        default_value = "ghcr.io/agent-orchestrator/worker:latest"
     )]
     pub worker_image: String,
     /// imagePullPolicy of worker pods: Always, IfNotPresent or Never.
@@ -33,6 +33,7 @@ pub struct KubeArgs {
     pub image_pull_policy: String,
     /// The worker container's command, space-separated.
     #[arg(
+        id = "k8s_worker_command",
         long = "k8s-worker-command",
         env = "AO_K8S_WORKER_COMMAND",
         default_value = "agent-orchestrator worker"

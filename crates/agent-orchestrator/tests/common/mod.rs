@@ -23,6 +23,12 @@ pub struct TestApp {
     pub token: Option<String>,
 }
 
+/// An HTTP client (reqwest needs a TLS provider installed, even for plain HTTP).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Write an executable shell script into `dir`.
 pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
