@@ -9,7 +9,11 @@ use crate::config::ServeArgs;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "agent-orchestrator", version, about = "Run autonomous coding agents as ephemeral, isolated workers")]
+#[command(
+    name = "agent-orchestrator",
+    version,
+    about = "Run autonomous coding agents as ephemeral, isolated workers"
+)]
 pub struct Cli {
     /// Log format: `structured` (JSON lines; alias `json`) or `plain` (alias `text`).
     #[arg(long, env = "AO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true, ignore_case = true)]

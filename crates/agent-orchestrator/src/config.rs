@@ -38,7 +38,12 @@ pub struct ServeArgs {
     pub database_url: Option<String>,
 
     /// Comma-separated API bearer tokens. Required to listen beyond loopback.
-    #[arg(long, env = "AO_API_TOKENS", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "AO_API_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub api_tokens: Vec<String>,
 
     /// File with API bearer tokens, one per line (`#` starts a comment).
@@ -82,7 +87,12 @@ pub struct ServeArgs {
     pub worker_command: Option<PathBuf>,
 
     /// Arguments for `--worker-command` (repeat the flag, or comma-separate in the variable).
-    #[arg(long = "worker-arg", env = "AO_WORKER_ARGS", value_delimiter = ',', allow_hyphen_values = true)]
+    #[arg(
+        long = "worker-arg",
+        env = "AO_WORKER_ARGS",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
     pub worker_args: Vec<String>,
 
     /// Extra environment variable names passed from the orchestrator to local workers, on top
@@ -104,16 +114,25 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_SUPERVISOR_BIN", hide = true)]
     pub supervisor_bin: Option<PathBuf>,
 
-    #[command(flatten, next_help_heading = "Kubernetes runtime (--runtime kubernetes)")]
+    #[command(
+        flatten,
+        next_help_heading = "Kubernetes runtime (--runtime kubernetes)"
+    )]
     pub kube: ao_runtime_kube::KubeArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("config file {path}: unknown key `{key}` (keys are the long option names of `serve`)")]
     UnknownKey { path: PathBuf, key: String },
     #[error("config file {path}: key `{key}` has an unsupported value type")]
@@ -123,11 +142,20 @@ pub enum ConfigError {
 /// Insert `--key=value` for every file setting not already given as a flag or in the
 /// environment, right after the `serve` subcommand.
 pub fn with_file_defaults(mut argv: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    let Some(serve_at) = argv.iter().position(|a| a == "serve") else { return Ok(argv) };
-    let path = config_path(&argv[serve_at + 1..]).or_else(|| std::env::var_os("AO_CONFIG").map(PathBuf::from));
+    let Some(serve_at) = argv.iter().position(|a| a == "serve") else {
+        return Ok(argv);
+    };
+    let path = config_path(&argv[serve_at + 1..])
+        .or_else(|| std::env::var_os("AO_CONFIG").map(PathBuf::from));
     let Some(path) = path else { return Ok(argv) };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-    let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse { path: path.clone(), source })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
+        path: path.clone(),
+        source,
+    })?;
     let cmd = Cli::command();
     let serve = cmd.find_subcommand("serve").expect("serve subcommand");
     let mut extra = Vec::new();
@@ -136,8 +164,13 @@ pub fn with_file_defaults(mut argv: Vec<String>) -> Result<Vec<String>, ConfigEr
         let arg = serve
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
-            .ok_or_else(|| ConfigError::UnknownKey { path: path.clone(), key: key.clone() })?;
-        let on_cli = argv[serve_at + 1..].iter().any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
+            .ok_or_else(|| ConfigError::UnknownKey {
+                path: path.clone(),
+                key: key.clone(),
+            })?;
+        let on_cli = argv[serve_at + 1..]
+            .iter()
+            .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
         let in_env = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
         if on_cli || in_env {
             continue;
@@ -146,7 +179,10 @@ pub fn with_file_defaults(mut argv: Vec<String>) -> Result<Vec<String>, ConfigEr
             toml::Value::Array(items) => items.into_iter().map(scalar).collect::<Option<Vec<_>>>(),
             v => scalar(v).map(|s| vec![s]),
         }
-        .ok_or_else(|| ConfigError::BadValue { path: path.clone(), key: key.clone() })?;
+        .ok_or_else(|| ConfigError::BadValue {
+            path: path.clone(),
+            key: key.clone(),
+        })?;
         for v in values {
             extra.push(format!("--{long}={v}"));
         }
@@ -190,13 +226,30 @@ mod tests {
     fn file_fills_what_flags_do_not_give() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "max-concurrency = 7\nmax_queued = 9\nworker-arg = [\"a\", \"b\"]\n").unwrap();
-        let out = with_file_defaults(argv(&["ao", "serve", "--config", f.to_str().unwrap(), "--max-queued", "3"])).unwrap();
+        std::fs::write(
+            &f,
+            "max-concurrency = 7\nmax_queued = 9\nworker-arg = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
+        let out = with_file_defaults(argv(&[
+            "ao",
+            "serve",
+            "--config",
+            f.to_str().unwrap(),
+            "--max-queued",
+            "3",
+        ]))
+        .unwrap();
         assert!(out.contains(&"--max-concurrency=7".to_string()));
         assert!(!out.iter().any(|a| a == "--max-queued=9"));
-        assert!(out.contains(&"--worker-arg=a".to_string()) && out.contains(&"--worker-arg=b".to_string()));
+        assert!(
+            out.contains(&"--worker-arg=a".to_string())
+                && out.contains(&"--worker-arg=b".to_string())
+        );
         let cli = <Cli as clap::Parser>::try_parse_from(out).unwrap();
-        let crate::cli::Command::Serve(s) = cli.command else { panic!() };
+        let crate::cli::Command::Serve(s) = cli.command else {
+            panic!()
+        };
         assert_eq!((s.max_concurrency, s.max_queued), (7, 3));
         assert_eq!(s.worker_args, vec!["a", "b"]);
     }
@@ -211,7 +264,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "max-concurency = 7\n").unwrap();
-        let err = with_file_defaults(argv(&["ao", "serve", "--config", f.to_str().unwrap()])).unwrap_err();
+        let err = with_file_defaults(argv(&["ao", "serve", "--config", f.to_str().unwrap()]))
+            .unwrap_err();
         assert!(err.to_string().contains("max-concurency"), "{err}");
     }
 }

@@ -7,7 +7,10 @@ use agent_orchestrator::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_with_config_file();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("agent-orchestrator: cannot start the async runtime: {e}");
@@ -24,7 +27,12 @@ fn main() -> ExitCode {
             Command::Tasks(args) => agent_orchestrator::client::main(*args).await,
             Command::Completions { shell } => {
                 let mut cmd = <Cli as clap::CommandFactory>::command();
-                clap_complete::generate(shell, &mut cmd, "agent-orchestrator", &mut std::io::stdout());
+                clap_complete::generate(
+                    shell,
+                    &mut cmd,
+                    "agent-orchestrator",
+                    &mut std::io::stdout(),
+                );
                 ExitCode::SUCCESS
             }
             Command::Worker => {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ao_api::{AppState, ApiTokens};
+use ao_api::{ApiTokens, AppState};
 use ao_core::metrics::TaskMetrics;
 use ao_core::runtime::Runtime;
 use ao_core::scheduler::{Scheduler, SchedulerConfig};
@@ -74,10 +74,16 @@ pub async fn start(
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut worker_retention = Duration::from_secs(args.worker_retention);
     let runtime: Arc<dyn Runtime> = match args.runtime {
-        RuntimeKind::Local => Arc::new(LocalRuntime::new(local_config(&args)?, store.clone(), events_tx)?),
+        RuntimeKind::Local => Arc::new(LocalRuntime::new(
+            local_config(&args)?,
+            store.clone(),
+            events_tx,
+        )?),
         RuntimeKind::Kubernetes => {
             if args.callback_url.is_none() {
-                bail!("--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server");
+                bail!(
+                    "--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server"
+                );
             }
             let client = ao_runtime_kube::client_from_config(&args.kube)
                 .await
@@ -96,10 +102,20 @@ pub async fn start(
         stop_grace: Duration::from_secs(args.stop_grace),
         worker_retention,
         require_result: args.require_result.unwrap_or(agent_worker),
-        callback_url: Some(args.callback_url.clone().unwrap_or_else(|| callback_url(addr))),
+        callback_url: Some(
+            args.callback_url
+                .clone()
+                .unwrap_or_else(|| callback_url(addr)),
+        ),
         ..SchedulerConfig::default()
     };
-    let scheduler = Scheduler::new(store.clone(), runtime.clone(), events_rx, sched_cfg, metrics.clone());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        runtime.clone(),
+        events_rx,
+        sched_cfg,
+        metrics.clone(),
+    );
     let admit_rt = runtime.clone();
     let state = AppState {
         store,
@@ -164,7 +180,10 @@ async fn supervise(
 async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn TaskStore>> {
     let store = match &args.database_url {
         Some(url) if url.starts_with("sqlite:") => SqliteStore::open_url(url).await,
-        Some(url) => bail!("unsupported database URL `{}` (only sqlite: is built in)", url.split(':').next().unwrap_or("")),
+        Some(url) => bail!(
+            "unsupported database URL `{}` (only sqlite: is built in)",
+            url.split(':').next().unwrap_or("")
+        ),
         None => SqliteStore::open(&args.data_dir.join("orchestrator.db")).await,
     }
     .context("opening the task store")?;
@@ -176,7 +195,8 @@ fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
     let worker_command = match &args.worker_command {
         // A relative path would be looked up from each task's workspace; anchor it here.
         Some(cmd) if cmd.components().count() > 1 && cmd.is_relative() => {
-            let cmd = std::fs::canonicalize(cmd).with_context(|| format!("worker command {}", cmd.display()))?;
+            let cmd = std::fs::canonicalize(cmd)
+                .with_context(|| format!("worker command {}", cmd.display()))?;
             std::iter::once(cmd.to_string_lossy().into_owned())
                 .chain(args.worker_args.iter().cloned())
                 .collect()
@@ -204,7 +224,11 @@ fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {
 }
 
 fn callback_url(addr: SocketAddr) -> String {
-    let ip = if addr.ip().is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { addr.ip() };
+    let ip = if addr.ip().is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        addr.ip()
+    };
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 

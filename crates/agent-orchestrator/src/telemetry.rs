@@ -18,7 +18,9 @@ pub enum LogFormat {
 /// Install the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("AO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Structured => builder
             .json()

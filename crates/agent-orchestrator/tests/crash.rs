@@ -17,7 +17,15 @@ struct Server {
 
 fn start(dir: &std::path::Path, worker: &std::path::Path) -> Server {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-concurrency", "3", "--log-format", "json"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-concurrency",
+            "3",
+            "--log-format",
+            "json",
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--worker-command")
@@ -28,7 +36,10 @@ fn start(dir: &std::path::Path, worker: &std::path::Path) -> Server {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if v["message"] == "listening" {
             break v["addr"].as_str().unwrap().to_string();
@@ -36,17 +47,34 @@ fn start(dir: &std::path::Path, worker: &std::path::Path) -> Server {
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base: format!("http://{addr}") }
+    Server {
+        child,
+        base: format!("http://{addr}"),
+    }
 }
 
 async fn submit(c: &reqwest::Client, s: &Server, sleep: u32) -> String {
-    let r = c.post(format!("{}/api/v1/tasks", s.base)).json(&json!({"prompt": "p", "env": {"SLEEP": sleep.to_string()}})).send().await.unwrap();
+    let r = c
+        .post(format!("{}/api/v1/tasks", s.base))
+        .json(&json!({"prompt": "p", "env": {"SLEEP": sleep.to_string()}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn task(c: &reqwest::Client, s: &Server, id: &str) -> Value {
-    c.get(format!("{}/api/v1/tasks/{id}", s.base)).send().await.unwrap().json().await.unwrap()
+    c.get(format!("{}/api/v1/tasks/{id}", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn wait_status(c: &reqwest::Client, s: &Server, id: &str, want: &[&str]) -> Value {
@@ -57,11 +85,19 @@ async fn wait_status(c: &reqwest::Client, s: &Server, id: &str, want: &[&str]) -
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("task {id} never reached {want:?}: {:#}", task(c, s, id).await);
+    panic!(
+        "task {id} never reached {want:?}: {:#}",
+        task(c, s, id).await
+    );
 }
 
 fn pid_of(t: &Value) -> i32 {
-    t["worker"]["name"].as_str().unwrap().trim_start_matches("pid-").parse().unwrap()
+    t["worker"]["name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("pid-")
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -83,26 +119,60 @@ async fn kill_9_and_restart_loses_nothing() {
     s.child.kill().unwrap(); // SIGKILL
     s.child.wait().unwrap();
     // While the orchestrator is down: one worker finishes, one dies without a trace.
-    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(victim), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(victim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let mut s = start(dir.path(), &worker);
     let t = wait_status(&c, &s, &finishes_while_down, &["succeeded", "failed"]).await;
-    assert_eq!((t["status"].as_str(), t["exit_code"].as_i64()), (Some("succeeded"), Some(0)), "{t:#}");
+    assert_eq!(
+        (t["status"].as_str(), t["exit_code"].as_i64()),
+        (Some("succeeded"), Some(0)),
+        "{t:#}"
+    );
     let t = wait_status(&c, &s, &killed_while_down, &["succeeded", "failed"]).await;
-    assert_eq!((t["status"].as_str(), t["reason"].as_str()), (Some("failed"), Some("worker_lost")), "{t:#}");
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("failed"), Some("worker_lost")),
+        "{t:#}"
+    );
     let t = wait_status(&c, &s, &outlives_restart, &["succeeded", "failed"]).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
-    let reasons: Vec<&str> = t["history"].as_array().unwrap().iter().map(|h| h["reason"].as_str().unwrap()).collect();
-    assert_eq!(reasons, ["submitted", "scheduled", "worker_started", "completed"]);
+    let reasons: Vec<&str> = t["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["submitted", "scheduled", "worker_started", "completed"]
+    );
     let t = wait_status(&c, &s, &queued, &["succeeded", "failed"]).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     // Output written across the restart is complete and not duplicated.
     for id in [&finishes_while_down, &outlives_restart] {
-        let logs = c.get(format!("{}/api/v1/tasks/{id}/logs", s.base)).send().await.unwrap().text().await.unwrap();
+        let logs = c
+            .get(format!("{}/api/v1/tasks/{id}/logs", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(logs, format!("start {id}\nline two\ndone\n"));
     }
-    let list: Value = c.get(format!("{}/api/v1/tasks", s.base)).send().await.unwrap().json().await.unwrap();
+    let list: Value = c
+        .get(format!("{}/api/v1/tasks", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 4);
     s.child.kill().unwrap();
     s.child.wait().unwrap();

@@ -24,8 +24,23 @@ impl Drop for Server {
 
 fn start(dir: &std::path::Path, kubeconfig: &std::path::Path) -> Server {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--runtime", "kubernetes"])
-        .args(["--callback-url", "http://127.0.0.1:9", "--require-result", "false", "--stop-grace", "1"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--runtime",
+            "kubernetes",
+        ])
+        .args([
+            "--callback-url",
+            "http://127.0.0.1:9",
+            "--require-result",
+            "false",
+            "--stop-grace",
+            "1",
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .env("KUBECONFIG", kubeconfig)
@@ -36,7 +51,10 @@ fn start(dir: &std::path::Path, kubeconfig: &std::path::Path) -> Server {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         if v["message"] == "listening" {
             break v["addr"].as_str().unwrap().to_string();
@@ -48,8 +66,18 @@ fn start(dir: &std::path::Path, kubeconfig: &std::path::Path) -> Server {
 
 async fn wait_terminal(c: &reqwest::Client, base: &str, id: &str) -> Value {
     for _ in 0..400 {
-        let t: Value = c.get(format!("{base}/api/v1/tasks/{id}")).send().await.unwrap().json().await.unwrap();
-        if matches!(t["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "timed_out")) {
+        let t: Value = c
+            .get(format!("{base}/api/v1/tasks/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if matches!(
+            t["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled" | "timed_out")
+        ) {
             return t;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -61,16 +89,27 @@ async fn wait_terminal(c: &reqwest::Client, base: &str, id: &str) -> Value {
 async fn tasks_run_as_pods_through_the_server_binary() {
     let dir = tempfile::tempdir().unwrap();
     // The pod's `agent-orchestrator worker` runs this script, with the pod's env resolved.
-    let worker = script(dir.path(), "pod-worker.sh", r#"echo "pod task $AO_TASK_ID"
+    let worker = script(
+        dir.path(),
+        "pod-worker.sh",
+        r#"echo "pod task $AO_TASK_ID"
 echo "$AO_TASK_SPEC" | grep -q '"prompt"' && echo "spec received"
 [ -n "$SLEEP" ] && sleep "$SLEEP"
-exit "${EXIT:-0}""#);
+exit "${EXIT:-0}""#,
+    );
     let sim = Sim::new(SimConfig {
         default_behaviour: Behaviour::Process,
         programs: HashMap::from([("agent-orchestrator".to_string(), worker)]),
         ..SimConfig::default()
     });
-    sim.put_secret("agents", "claude-worker-secrets", &[("ANTHROPIC_API_KEY", "sk-test-pod-secret"), ("GITHUB_TOKEN", "ghp-test-pod-secret")]);
+    sim.put_secret(
+        "agents",
+        "claude-worker-secrets",
+        &[
+            ("ANTHROPIC_API_KEY", "sk-test-pod-secret"),
+            ("GITHUB_TOKEN", "ghp-test-pod-secret"),
+        ],
+    );
     let addr = sim.serve_tcp().await.unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     ao_kube_sim::write_kubeconfig(&kubeconfig, addr, "agents").unwrap();
@@ -80,9 +119,17 @@ exit "${EXIT:-0}""#);
         let c = c.clone();
         let base = server.1.clone();
         async move {
-            let r = c.post(format!("{base}/api/v1/tasks")).json(&json!({"prompt": "through k8s", "env": env})).send().await.unwrap();
+            let r = c
+                .post(format!("{base}/api/v1/tasks"))
+                .json(&json!({"prompt": "through k8s", "env": env}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
         }
     };
     let ok = submit(json!({})).await;
@@ -90,28 +137,63 @@ exit "${EXIT:-0}""#);
     let slow = submit(json!({"SLEEP": "60"})).await;
 
     let t = wait_terminal(&c, &server.1, &ok).await;
-    assert_eq!((t["status"].as_str(), t["reason"].as_str()), (Some("succeeded"), Some("completed")), "{t:#}");
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("succeeded"), Some("completed")),
+        "{t:#}"
+    );
     assert_eq!(t["worker"]["runtime"], "kubernetes");
     assert_eq!(t["worker"]["name"], format!("claude-worker-{ok}"));
-    let logs = c.get(format!("{}/api/v1/tasks/{ok}/logs", server.1)).send().await.unwrap().text().await.unwrap();
-    assert!(logs.contains(&format!("pod task {ok}")) && logs.contains("spec received"), "{logs}");
+    let logs = c
+        .get(format!("{}/api/v1/tasks/{ok}/logs", server.1))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        logs.contains(&format!("pod task {ok}")) && logs.contains("spec received"),
+        "{logs}"
+    );
     let t = wait_terminal(&c, &server.1, &bad).await;
-    assert_eq!((t["status"].as_str(), t["reason"].as_str()), (Some("failed"), Some("exit_code_3")), "{t:#}");
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("failed"), Some("exit_code_3")),
+        "{t:#}"
+    );
 
     for _ in 0..200 {
-        let t: Value = c.get(format!("{}/api/v1/tasks/{slow}", server.1)).send().await.unwrap().json().await.unwrap();
+        let t: Value = c
+            .get(format!("{}/api/v1/tasks/{slow}", server.1))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if t["status"] == "running" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let r = c.post(format!("{}/api/v1/tasks/{slow}/cancel", server.1)).send().await.unwrap();
+    let r = c
+        .post(format!("{}/api/v1/tasks/{slow}/cancel", server.1))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let t = wait_terminal(&c, &server.1, &slow).await;
-    assert_eq!((t["status"].as_str(), t["reason"].as_str()), (Some("cancelled"), Some("cancelled_by_user")), "{t:#}");
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("cancelled"), Some("cancelled_by_user")),
+        "{t:#}"
+    );
 
     // The pods the server created carry the labels and hardening, and no secret values.
-    let pod = sim.pod("agents", &format!("claude-worker-{ok}")).or_else(|| sim.pods("agents").into_iter().next());
+    let pod = sim
+        .pod("agents", &format!("claude-worker-{ok}"))
+        .or_else(|| sim.pods("agents").into_iter().next());
     if let Some(pod) = pod {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels.get("app").map(String::as_str), Some("claude-worker"));
@@ -120,6 +202,9 @@ exit "${EXIT:-0}""#);
     }
     for r in sim.requests() {
         let body = format!("{r:?}");
-        assert!(!body.contains("sk-test-pod-secret") && !body.contains("ghp-test-pod-secret"), "secret in a request: {body}");
+        assert!(
+            !body.contains("sk-test-pod-secret") && !body.contains("ghp-test-pod-secret"),
+            "secret in a request: {body}"
+        );
     }
 }

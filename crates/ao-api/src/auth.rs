@@ -32,7 +32,9 @@ impl ApiTokens {
             .filter(|t| !t.is_empty())
             .map(|t| hash(&t))
             .collect();
-        ApiTokens { hashes: Arc::new(hashes) }
+        ApiTokens {
+            hashes: Arc::new(hashes),
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -42,9 +44,9 @@ impl ApiTokens {
     pub fn accepts(&self, token: &str) -> bool {
         let h = hash(token);
         // Check every entry so timing does not reveal which one matched.
-        self.hashes
-            .iter()
-            .fold(false, |ok, known| constant_time_eq(known.as_bytes(), h.as_bytes()) | ok)
+        self.hashes.iter().fold(false, |ok, known| {
+            constant_time_eq(known.as_bytes(), h.as_bytes()) | ok
+        })
     }
 }
 

@@ -4,11 +4,11 @@
 //! 4xx errors say what was wrong. 5xx errors are logged with their cause and tell the client
 //! only that something failed.
 
+use ao_core::store::StoreError;
+use ao_core::validation::ValidationError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ao_core::store::StoreError;
-use ao_core::validation::ValidationError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -61,8 +61,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -77,12 +81,19 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::not_found_task(),
-            StoreError::AlreadyFinished(s) => ApiError::Conflict(format!("task has already finished ({s})")),
+            StoreError::AlreadyFinished(s) => {
+                ApiError::Conflict(format!("task has already finished ({s})"))
+            }
             StoreError::IdempotencyConflict => ApiError::Conflict(
                 "the Idempotency-Key was already used for a different request".into(),
             ),
-            StoreError::StatusChanged { actual, .. } => ApiError::Conflict(format!("task is {actual}")),
-            StoreError::QueueFull { limit } => ApiError::QueueFull { limit, retry_after_secs: 5 },
+            StoreError::StatusChanged { actual, .. } => {
+                ApiError::Conflict(format!("task is {actual}"))
+            }
+            StoreError::QueueFull { limit } => ApiError::QueueFull {
+                limit,
+                retry_after_secs: 5,
+            },
             StoreError::InvalidCursor => ApiError::Validation(ValidationError {
                 field: "cursor".into(),
                 message: "is not a cursor returned by this server".into(),
@@ -106,14 +117,24 @@ impl IntoResponse for ApiError {
             ApiError::Validation(v) => format!("{}: {}", v.field, v.message),
             other => other.to_string(),
         };
-        let body = ErrorBody { error: ErrorDetail { code, message, field } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                field,
+            },
+        };
         let mut resp = (status, Json(body)).into_response();
         match &self {
-            ApiError::QueueFull { retry_after_secs, .. } => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            ApiError::QueueFull {
+                retry_after_secs, ..
+            } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Unauthorized => {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }

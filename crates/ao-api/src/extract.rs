@@ -2,10 +2,10 @@
 //! a well-formed body with a wrong, missing or unknown field is a 422 naming the field, and a
 //! body over the limit is a 413.
 
+use ao_core::validation::ValidationError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
-use ao_core::validation::ValidationError;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -24,7 +24,13 @@ where
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         match json_type.as_deref() {
             Some("application/json") => {}
             Some(m) if m.ends_with("+json") => {}
@@ -75,11 +81,15 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                         .map(str::to_string);
                     let field = match (path.as_str(), missing) {
                         (".", Some(m)) => m,
-                        (".", None) => "body".to_string(),
+                        // Not an object at all.
+                        (p, None) if p == "." || p.starts_with('[') => "body".to_string(),
                         (p, Some(m)) => format!("{p}.{m}"),
                         (_, None) => path,
                     };
-                    Err(ApiError::Validation(ValidationError { field, message: strip_position(&msg) }))
+                    Err(ApiError::Validation(ValidationError {
+                        field,
+                        message: strip_position(&msg),
+                    }))
                 }
             }
         }
@@ -101,17 +111,29 @@ mod tests {
     fn field(json: &str) -> String {
         match parse::<TaskRequest>(json.as_bytes()) {
             Err(ApiError::Validation(v)) => v.field,
-            other => panic!("expected validation error, got {other:?}", other = other.err()),
+            other => panic!(
+                "expected validation error, got {other:?}",
+                other = other.err()
+            ),
         }
     }
 
     #[test]
     fn classifies_errors() {
-        assert!(matches!(parse::<TaskRequest>(b"{nope"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse::<TaskRequest>(b""), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse::<TaskRequest>(b"{nope"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse::<TaskRequest>(b""),
+            Err(ApiError::BadRequest(_))
+        ));
         assert_eq!(field(r#"{"prompt":"x","bogus":1}"#), "bogus");
         assert_eq!(field(r#"{"prompt":"x","max_turns":"ten"}"#), "max_turns");
-        assert_eq!(field(r#"{"prompt":"x","repository":{"url":"u","extra":1}}"#), "repository.extra");
+        assert_eq!(
+            field(r#"{"prompt":"x","repository":{"url":"u","extra":1}}"#),
+            "repository.extra"
+        );
         assert_eq!(field(r#"{"prompt":"x","labels":{"a":1}}"#), "labels.a");
         assert_eq!(field(r#"[1]"#), "body");
     }

@@ -45,7 +45,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     prometheus_client::encoding::text::encode(&mut out, &state.registry)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         out,
     )
         .into_response())

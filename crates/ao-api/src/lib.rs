@@ -66,9 +66,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/logs", get(output::logs))
         .route("/api/v1/tasks/{id}/events", get(output::events))
-        .route_layer(axum::middleware::from_fn_with_state(state.tokens.clone(), auth::require_token));
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.tokens.clone(),
+            auth::require_token,
+        ));
     let callbacks = Router::new()
-        .route("/api/v1/tasks/{id}/worker/events", post(worker::post_events))
+        .route(
+            "/api/v1/tasks/{id}/worker/events",
+            post(worker::post_events),
+        )
         .route("/api/v1/tasks/{id}/worker/result", put(worker::put_result))
         // Tool results can be large; workers batch them, so their bodies get a higher limit.
         .layer(axum::Extension(extract::BodyLimit(CALLBACK_BODY_LIMIT)))
@@ -86,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(axum::Extension(extract::BodyLimit(limit)))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(state.http_metrics.clone(), telemetry::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.http_metrics.clone(),
+            telemetry::observe,
+        ))
         .with_state(state)
 }

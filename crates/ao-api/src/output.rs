@@ -28,7 +28,11 @@ use crate::tasks::task_id;
 const BATCH: usize = 500;
 
 type Fetch<T> = Arc<
-    dyn Fn(Arc<dyn TaskStore>, TaskId, i64) -> Pin<Box<dyn Future<Output = Result<Vec<(i64, T)>, StoreError>> + Send>>
+    dyn Fn(
+            Arc<dyn TaskStore>,
+            TaskId,
+            i64,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<(i64, T)>, StoreError>> + Send>>
         + Send
         + Sync,
 >;
@@ -86,8 +90,22 @@ impl<T: Send + 'static> Follower<T> {
     }
 }
 
-fn follower<T: Send + 'static>(state: &AppState, id: TaskId, after: i64, follow: bool, fetch: Fetch<T>) -> Follower<T> {
-    Follower { store: state.store.clone(), id, after, follow, changes: state.store.changes(), fetch, done: false }
+fn follower<T: Send + 'static>(
+    state: &AppState,
+    id: TaskId,
+    after: i64,
+    follow: bool,
+    fetch: Fetch<T>,
+) -> Follower<T> {
+    Follower {
+        store: state.store.clone(),
+        id,
+        after,
+        follow,
+        changes: state.store.changes(),
+        fetch,
+        done: false,
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -103,7 +121,11 @@ pub struct LogParams {
 
 async fn existing(state: &AppState, raw: &str) -> Result<TaskId, ApiError> {
     let id = task_id(raw)?;
-    state.store.get(id).await?.ok_or_else(ApiError::not_found_task)?;
+    state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(ApiError::not_found_task)?;
     Ok(id)
 }
 
@@ -118,11 +140,21 @@ pub async fn logs(
     Path(id): Path<String>,
     params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::Validation(ao_core::validation::ValidationError { field: "query".into(), message: e.body_text() }))?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::Validation(ao_core::validation::ValidationError {
+            field: "query".into(),
+            message: e.body_text(),
+        })
+    })?;
     let id = existing(&state, &id).await?;
     let fetch: Fetch<String> = Arc::new(|store, id, after| {
         Box::pin(async move {
-            Ok(store.logs(id, after, BATCH).await?.into_iter().map(|l| (l.seq, l.line)).collect())
+            Ok(store
+                .logs(id, after, BATCH)
+                .await?
+                .into_iter()
+                .map(|l| (l.seq, l.line))
+                .collect())
         })
     });
     let f = follower(&state, id, params.after.unwrap_or(0), params.follow, fetch);
@@ -142,7 +174,10 @@ pub async fn logs(
         Some((chunk, f))
     });
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         Body::from_stream(body),
     )
         .into_response())
@@ -175,7 +210,12 @@ pub async fn events(
     headers: HeaderMap,
     params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::Validation(ao_core::validation::ValidationError { field: "query".into(), message: e.body_text() }))?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::Validation(ao_core::validation::ValidationError {
+            field: "query".into(),
+            message: e.body_text(),
+        })
+    })?;
     let id = existing(&state, &id).await?;
     let last_id = headers
         .get("last-event-id")
@@ -184,15 +224,27 @@ pub async fn events(
     let after = params.after.or(last_id).unwrap_or(0);
     let fetch: Fetch<serde_json::Value> = Arc::new(|store, id, after| {
         Box::pin(async move {
-            Ok(store.events(id, after, BATCH).await?.into_iter().map(|e| (e.seq, e.event)).collect())
+            Ok(store
+                .events(id, after, BATCH)
+                .await?
+                .into_iter()
+                .map(|e| (e.seq, e.event))
+                .collect())
         })
     });
     let f = follower(&state, id, after, params.follow.unwrap_or(true), fetch);
     let s = stream::unfold(f, |mut f| async move {
         let events: Vec<Event> = match f.next().await? {
-            Ok(Item::Batch(batch)) => batch.into_iter().map(|(seq, ev)| sse_event(seq, &ev)).collect(),
+            Ok(Item::Batch(batch)) => batch
+                .into_iter()
+                .map(|(seq, ev)| sse_event(seq, &ev))
+                .collect(),
             Ok(Item::End(end)) => vec![Event::default().event("end").data(end.to_string())],
-            Err(e) => vec![Event::default().event("error").data(serde_json::json!({"message": e.to_string()}).to_string())],
+            Err(e) => vec![
+                Event::default()
+                    .event("error")
+                    .data(serde_json::json!({"message": e.to_string()}).to_string()),
+            ],
         };
         Some((stream::iter(events.into_iter().map(Ok)), f))
     })
@@ -202,6 +254,12 @@ pub async fn events(
 
 fn sse_event(seq: i64, ev: &serde_json::Value) -> Event {
     let kind = ev.get("type").and_then(|t| t.as_str()).unwrap_or("event");
-    let kind: String = kind.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-    Event::default().id(seq.to_string()).event(kind).data(ev.to_string())
+    let kind: String = kind
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    Event::default()
+        .id(seq.to_string())
+        .event(kind)
+        .data(ev.to_string())
 }

@@ -40,7 +40,10 @@ pub struct TaskPage {
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::Validation(ValidationError { field: field.into(), message: message.into() })
+    ApiError::Validation(ValidationError {
+        field: field.into(),
+        message: message.into(),
+    })
 }
 
 /// Parse a task id from the path; an id that cannot exist is simply not found.
@@ -49,7 +52,9 @@ pub(crate) fn task_id(raw: &str) -> Result<TaskId, ApiError> {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = v
         .to_str()
         .map_err(|_| invalid("Idempotency-Key", "must be printable ASCII"))?
@@ -103,7 +108,10 @@ pub async fn create(
     let location = format!("/api/v1/tasks/{}", task.id);
     let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
     let h = resp.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_str(&location).expect("ascii location"));
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("ascii location"),
+    );
     if replayed {
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -120,30 +128,52 @@ pub async fn create(
     ),
     responses((status = 200, body = TaskPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<TaskPage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TaskPage>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
-    let mut q = ListQuery { limit: DEFAULT_PAGE, ..Default::default() };
+    let mut q = ListQuery {
+        limit: DEFAULT_PAGE,
+        ..Default::default()
+    };
     for (k, v) in pairs {
         match k.as_str() {
-            "status" => q.status = Some(v.parse().map_err(|e: ao_core::lifecycle::UnknownStatus| invalid("status", e.to_string()))?),
+            "status" => {
+                q.status = Some(v.parse().map_err(|e: ao_core::lifecycle::UnknownStatus| {
+                    invalid("status", e.to_string())
+                })?)
+            }
             "label" => {
-                let (lk, lv) = v.split_once('=').ok_or_else(|| invalid("label", "must be key=value"))?;
+                let (lk, lv) = v
+                    .split_once('=')
+                    .ok_or_else(|| invalid("label", "must be key=value"))?;
                 q.labels.push((lk.to_string(), lv.to_string()));
             }
             "limit" => {
-                let n: usize = v.parse().map_err(|_| invalid("limit", "must be a positive integer"))?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| invalid("limit", "must be a positive integer"))?;
                 if n == 0 {
                     return Err(invalid("limit", "must be a positive integer"));
                 }
                 q.limit = n.min(MAX_PAGE);
             }
             "cursor" => q.cursor = Some(v),
-            other => return Err(invalid(other, "unknown query parameter (expected status, label, limit, cursor)")),
+            other => {
+                return Err(invalid(
+                    other,
+                    "unknown query parameter (expected status, label, limit, cursor)",
+                ));
+            }
         }
     }
     let page = state.store.list(&q).await?;
-    Ok(Json(TaskPage { items: page.items, next_cursor: page.next_cursor }))
+    Ok(Json(TaskPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// Get one task with its history.
@@ -151,9 +181,16 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     params(("id" = String, Path, description = "Task id")),
     responses((status = 200, body = TaskDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<TaskDetail>, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskDetail>, ApiError> {
     let id = task_id(&id)?;
-    let task = state.store.get(id).await?.ok_or_else(ApiError::not_found_task)?;
+    let task = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(ApiError::not_found_task)?;
     let history = state.store.history(id).await?;
     Ok(Json(TaskDetail { task, history }))
 }
@@ -167,7 +204,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         (status = 409, description = "Already finished", body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<(StatusCode, Json<Task>), ApiError> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
     let id = task_id(&id)?;
     let task = state.store.request_cancel(id).await?;
     info!(task_id = %id, status = %task.status, "cancel requested");

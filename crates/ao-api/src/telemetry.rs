@@ -26,7 +26,9 @@ impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = HttpMetrics {
             // 0.1 ms .. ~3.3 s
-            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16))),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
         };
         registry.sub_registry_with_prefix("ao").register(
             "http_request_duration_seconds",
@@ -49,7 +51,11 @@ pub async fn observe(State(metrics): State<HttpMetrics>, req: Request, next: Nex
     let status = resp.status().as_u16();
     metrics
         .duration
-        .get_or_create(&HttpLabels { method: method.clone(), route: route.clone(), status })
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
         .observe(elapsed.as_secs_f64());
     tracing::info!(
         target: "access",

@@ -37,22 +37,40 @@ pub struct EventAck {
     pub last_seq: i64,
 }
 
-async fn authorize(state: &AppState, raw_id: &str, headers: &HeaderMap) -> Result<(TaskId, Task), ApiError> {
+async fn authorize(
+    state: &AppState,
+    raw_id: &str,
+    headers: &HeaderMap,
+) -> Result<(TaskId, Task), ApiError> {
     let id = task_id(raw_id)?;
-    let task = state.store.get(id).await?.ok_or_else(ApiError::not_found_task)?;
-    let stored = state.store.worker_token_hash(id).await?.ok_or(ApiError::Unauthorized)?;
+    let task = state
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(ApiError::not_found_task)?;
+    let stored = state
+        .store
+        .worker_token_hash(id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     let given = bearer(headers).ok_or(ApiError::Unauthorized)?;
     if !constant_time_eq(hash(given).as_bytes(), stored.as_bytes()) {
         return Err(ApiError::Unauthorized);
     }
     if task.status.is_terminal() {
-        return Err(ApiError::Conflict(format!("task has already finished ({})", task.status)));
+        return Err(ApiError::Conflict(format!(
+            "task has already finished ({})",
+            task.status
+        )));
     }
     Ok((id, task))
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Validation(ValidationError { field: field.into(), message: message.into() })
+    ApiError::Validation(ValidationError {
+        field: field.into(),
+        message: message.into(),
+    })
 }
 
 /// Append agent events (worker only).
@@ -76,7 +94,10 @@ pub async fn post_events(
         return Err(invalid("events", "at most 1000 events per batch"));
     }
     if let Some(i) = batch.events.iter().position(|e| !e.is_object()) {
-        return Err(invalid(&format!("events[{i}]"), "every event must be a JSON object"));
+        return Err(invalid(
+            &format!("events[{i}]"),
+            "every event must be a JSON object",
+        ));
     }
     let last = state.store.append_events(id, &[]).await?;
     if batch.first_seq > last + 1 {
@@ -85,7 +106,9 @@ pub async fn post_events(
             batch.first_seq
         )));
     }
-    let skip = usize::try_from(last + 1 - batch.first_seq).unwrap_or(0).min(batch.events.len());
+    let skip = usize::try_from(last + 1 - batch.first_seq)
+        .unwrap_or(0)
+        .min(batch.events.len());
     let fresh = &batch.events[skip..];
     let last_seq = state.store.append_events(id, fresh).await?;
     debug!(task_id = %id, received = batch.events.len(), stored = fresh.len(), last_seq, "worker events");

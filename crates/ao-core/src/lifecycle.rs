@@ -57,7 +57,10 @@ impl TaskStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::TimedOut
+            TaskStatus::Succeeded
+                | TaskStatus::Failed
+                | TaskStatus::Cancelled
+                | TaskStatus::TimedOut
         )
     }
 
@@ -84,7 +87,9 @@ impl FromStr for TaskStatus {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown task status `{0}` (expected one of queued, starting, running, succeeded, failed, cancelled, timed_out)")]
+#[error(
+    "unknown task status `{0}` (expected one of queued, starting, running, succeeded, failed, cancelled, timed_out)"
+)]
 pub struct UnknownStatus(pub String);
 
 /// Why a task moved to its current status. Serialized as a stable snake_case string, for
@@ -229,7 +234,11 @@ mod tests {
 
     #[test]
     fn happy_path_is_legal() {
-        for (a, b) in [(Queued, Starting), (Starting, Running), (Running, Succeeded)] {
+        for (a, b) in [
+            (Queued, Starting),
+            (Starting, Running),
+            (Running, Succeeded),
+        ] {
             assert_eq!(check_transition(a, b), Ok(()));
         }
     }

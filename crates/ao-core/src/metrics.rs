@@ -69,26 +69,73 @@ impl TaskMetrics {
             turns_per_task: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
         };
         let r = registry.sub_registry_with_prefix("ao");
-        r.register("tasks_created", "Tasks accepted by the API", m.created.clone());
-        r.register("tasks_finished", "Tasks that reached a terminal status, by status", m.finished.clone());
+        r.register(
+            "tasks_created",
+            "Tasks accepted by the API",
+            m.created.clone(),
+        );
+        r.register(
+            "tasks_finished",
+            "Tasks that reached a terminal status, by status",
+            m.finished.clone(),
+        );
         r.register("tasks", "Tasks by current status", m.by_status.clone());
-        r.register("queue_depth", "Tasks waiting in the queue", m.queue_depth.clone());
-        r.register("task_duration_seconds", "Run time from start to finish, by final status", m.duration.clone());
-        r.register("task_queue_wait_seconds", "Time from submission to start", m.queue_wait.clone());
-        r.register("task_outcomes", "Agent outcomes of finished tasks, by kind", m.outcomes.clone());
-        r.register("agent_cost_usd", "Total agent cost in US dollars", m.cost_usd.clone());
-        r.register("agent_task_cost_usd", "Agent cost per finished task", m.cost_per_task.clone());
-        r.register("agent_tokens", "Agent tokens used, by kind (input, output)", m.tokens.clone());
-        r.register("agent_task_tokens", "Agent tokens per finished task, by kind", m.tokens_per_task.clone());
+        r.register(
+            "queue_depth",
+            "Tasks waiting in the queue",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "task_duration_seconds",
+            "Run time from start to finish, by final status",
+            m.duration.clone(),
+        );
+        r.register(
+            "task_queue_wait_seconds",
+            "Time from submission to start",
+            m.queue_wait.clone(),
+        );
+        r.register(
+            "task_outcomes",
+            "Agent outcomes of finished tasks, by kind",
+            m.outcomes.clone(),
+        );
+        r.register(
+            "agent_cost_usd",
+            "Total agent cost in US dollars",
+            m.cost_usd.clone(),
+        );
+        r.register(
+            "agent_task_cost_usd",
+            "Agent cost per finished task",
+            m.cost_per_task.clone(),
+        );
+        r.register(
+            "agent_tokens",
+            "Agent tokens used, by kind (input, output)",
+            m.tokens.clone(),
+        );
+        r.register(
+            "agent_task_tokens",
+            "Agent tokens per finished task, by kind",
+            m.tokens_per_task.clone(),
+        );
         r.register("agent_turns", "Agent turns, total", m.turns.clone());
-        r.register("agent_task_turns", "Agent turns per finished task", m.turns_per_task.clone());
+        r.register(
+            "agent_task_turns",
+            "Agent turns per finished task",
+            m.turns_per_task.clone(),
+        );
         m
     }
 
     /// Refresh the by-status gauges from a store count.
     pub fn set_counts(&self, counts: &[(TaskStatus, u64)]) {
         for status in TaskStatus::ALL {
-            let n = counts.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n);
+            let n = counts
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
             let n = i64::try_from(n).unwrap_or(i64::MAX);
             self.by_status.get_or_create(&label(status)).set(n);
             if status == TaskStatus::Queued {
@@ -112,7 +159,9 @@ impl TaskMetrics {
 
     fn observe_result(&self, r: &TaskResult) {
         self.outcomes
-            .get_or_create(&OutcomeLabel { outcome: r.outcome.clone() })
+            .get_or_create(&OutcomeLabel {
+                outcome: r.outcome.clone(),
+            })
             .inc();
         if let Some(c) = r.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {
             self.cost_usd.inc_by(c);
@@ -140,5 +189,7 @@ impl TaskMetrics {
 }
 
 fn label(status: TaskStatus) -> StatusLabel {
-    StatusLabel { status: status.as_str().to_string() }
+    StatusLabel {
+        status: status.as_str().to_string(),
+    }
 }

@@ -26,7 +26,10 @@ pub enum StoreError {
     AlreadyFinished(TaskStatus),
     /// The task was not in the expected status (someone else moved it first).
     #[error("task is {actual}, expected {expected}")]
-    StatusChanged { expected: TaskStatus, actual: TaskStatus },
+    StatusChanged {
+        expected: TaskStatus,
+        actual: TaskStatus,
+    },
     #[error(transparent)]
     IllegalTransition(#[from] TransitionError),
     #[error("invalid cursor")]

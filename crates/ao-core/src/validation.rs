@@ -110,7 +110,11 @@ impl TaskRequest {
         if prompt.len() > limits.max_prompt_bytes {
             return Err(invalid(
                 "prompt",
-                format!("is {} bytes; the limit is {}", prompt.len(), limits.max_prompt_bytes),
+                format!(
+                    "is {} bytes; the limit is {}",
+                    prompt.len(),
+                    limits.max_prompt_bytes
+                ),
             ));
         }
         if prompt.contains('\0') {
@@ -125,7 +129,9 @@ impl TaskRequest {
         {
             return Err(invalid("max_turns", "must be between 1 and 1000"));
         }
-        let timeout_seconds = self.timeout_seconds.unwrap_or(limits.default_timeout_seconds);
+        let timeout_seconds = self
+            .timeout_seconds
+            .unwrap_or(limits.default_timeout_seconds);
         if timeout_seconds == 0 || timeout_seconds > limits.max_timeout_seconds {
             return Err(invalid(
                 "timeout_seconds",
@@ -135,7 +141,10 @@ impl TaskRequest {
         if let Some(b) = self.max_budget_usd
             && !(b.is_finite() && b > 0.0 && b <= 10_000.0)
         {
-            return Err(invalid("max_budget_usd", "must be a number above 0 and at most 10000"));
+            return Err(invalid(
+                "max_budget_usd",
+                "must be a number above 0 and at most 10000",
+            ));
         }
         let labels = self.labels.unwrap_or_default();
         validate_labels(&labels)?;
@@ -160,14 +169,20 @@ fn validate_repository(repo: Repository) -> Result<Repository, ValidationError> 
         return Err(invalid("repository.url", "must not be empty"));
     }
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid("repository.url", "must be a URL without spaces or control characters"));
+        return Err(invalid(
+            "repository.url",
+            "must be a URL without spaces or control characters",
+        ));
     }
     if url.starts_with('-') {
         return Err(invalid("repository.url", "must not start with '-'"));
     }
     if let Some((scheme, rest)) = url.split_once("://") {
         if !matches!(scheme, "https" | "http" | "ssh" | "git" | "file") {
-            return Err(invalid("repository.url", format!("unsupported scheme `{scheme}`")));
+            return Err(invalid(
+                "repository.url",
+                format!("unsupported scheme `{scheme}`"),
+            ));
         }
         let authority = rest.split('/').next().unwrap_or_default();
         if let Some((userinfo, _)) = authority.rsplit_once('@')
@@ -189,12 +204,16 @@ fn validate_repository(repo: Repository) -> Result<Repository, ValidationError> 
             || r.len() > 255
             || r.starts_with('-')
             || r.contains("..")
-            || r.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+            || r.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
         if bad {
             return Err(invalid("repository.ref", "is not a valid git ref name"));
         }
     }
-    Ok(Repository { url, git_ref: repo.git_ref })
+    Ok(Repository {
+        url,
+        git_ref: repo.git_ref,
+    })
 }
 
 fn validate_model(model: &str) -> Result<(), ValidationError> {
@@ -206,7 +225,10 @@ fn validate_model(model: &str) -> Result<(), ValidationError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid("model", "must be 1-128 characters of letters, digits and ._:-/@[]"))
+        Err(invalid(
+            "model",
+            "must be 1-128 characters of letters, digits and ._:-/@[]",
+        ))
     }
 }
 
@@ -218,7 +240,8 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), ValidationEr
         let key_ok = !k.is_empty()
             && k.len() <= 63
             && k.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
         if !key_ok {
             return Err(invalid(
                 format!("labels.{k}"),
@@ -274,7 +297,10 @@ mod tests {
     use super::*;
 
     fn req(prompt: &str) -> TaskRequest {
-        TaskRequest { prompt: Some(prompt.into()), ..Default::default() }
+        TaskRequest {
+            prompt: Some(prompt.into()),
+            ..Default::default()
+        }
     }
 
     fn field_of(r: TaskRequest) -> String {
@@ -291,9 +317,16 @@ mod tests {
 
     #[test]
     fn task_alias_is_the_prompt() {
-        let r = TaskRequest { task: Some("legacy".into()), ..Default::default() };
+        let r = TaskRequest {
+            task: Some("legacy".into()),
+            ..Default::default()
+        };
         assert_eq!(r.validate(&Limits::default()).unwrap().prompt, "legacy");
-        let both = TaskRequest { task: Some("a".into()), prompt: Some("b".into()), ..Default::default() };
+        let both = TaskRequest {
+            task: Some("a".into()),
+            prompt: Some("b".into()),
+            ..Default::default()
+        };
         assert_eq!(field_of(both), "task");
     }
 
@@ -302,47 +335,107 @@ mod tests {
         assert_eq!(field_of(TaskRequest::default()), "prompt");
         assert_eq!(field_of(req("   ")), "prompt");
         assert_eq!(field_of(req("a\0b")), "prompt");
-        let limits = Limits { max_prompt_bytes: 4, ..Default::default() };
+        let limits = Limits {
+            max_prompt_bytes: 4,
+            ..Default::default()
+        };
         assert_eq!(req("12345").validate(&limits).unwrap_err().field, "prompt");
     }
 
     #[test]
     fn numeric_bounds() {
-        assert_eq!(field_of(TaskRequest { max_turns: Some(0), ..req("x") }), "max_turns");
-        assert_eq!(field_of(TaskRequest { timeout_seconds: Some(0), ..req("x") }), "timeout_seconds");
         assert_eq!(
-            field_of(TaskRequest { timeout_seconds: Some(10 * 86_400), ..req("x") }),
+            field_of(TaskRequest {
+                max_turns: Some(0),
+                ..req("x")
+            }),
+            "max_turns"
+        );
+        assert_eq!(
+            field_of(TaskRequest {
+                timeout_seconds: Some(0),
+                ..req("x")
+            }),
+            "timeout_seconds"
+        );
+        assert_eq!(
+            field_of(TaskRequest {
+                timeout_seconds: Some(10 * 86_400),
+                ..req("x")
+            }),
             "timeout_seconds"
         );
         for b in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(field_of(TaskRequest { max_budget_usd: Some(b), ..req("x") }), "max_budget_usd");
+            assert_eq!(
+                field_of(TaskRequest {
+                    max_budget_usd: Some(b),
+                    ..req("x")
+                }),
+                "max_budget_usd"
+            );
         }
     }
 
     #[test]
     fn env_names_are_validated_and_reserved_names_refused() {
-        for bad in ["1X", "A-B", "", "PATH", "LD_PRELOAD", "ANTHROPIC_API_KEY", "GITHUB_TOKEN", "AO_X", "home"] {
+        for bad in [
+            "1X",
+            "A-B",
+            "",
+            "PATH",
+            "LD_PRELOAD",
+            "ANTHROPIC_API_KEY",
+            "GITHUB_TOKEN",
+            "AO_X",
+            "home",
+        ] {
             let env = BTreeMap::from([(bad.to_string(), "v".to_string())]);
-            let f = field_of(TaskRequest { env: Some(env), ..req("x") });
+            let f = field_of(TaskRequest {
+                env: Some(env),
+                ..req("x")
+            });
             assert_eq!(f, format!("env.{bad}"), "{bad}");
         }
         let env = BTreeMap::from([("RUST_LOG".to_string(), "debug".to_string())]);
-        assert!(TaskRequest { env: Some(env), ..req("x") }.validate(&Limits::default()).is_ok());
+        assert!(
+            TaskRequest {
+                env: Some(env),
+                ..req("x")
+            }
+            .validate(&Limits::default())
+            .is_ok()
+        );
     }
 
     #[test]
     fn labels_are_validated() {
         let labels = BTreeMap::from([("team/x".to_string(), "a b".to_string())]);
-        assert!(TaskRequest { labels: Some(labels), ..req("x") }.validate(&Limits::default()).is_ok());
+        assert!(
+            TaskRequest {
+                labels: Some(labels),
+                ..req("x")
+            }
+            .validate(&Limits::default())
+            .is_ok()
+        );
         let labels = BTreeMap::from([("-bad".to_string(), "v".to_string())]);
-        assert_eq!(field_of(TaskRequest { labels: Some(labels), ..req("x") }), "labels.-bad");
+        assert_eq!(
+            field_of(TaskRequest {
+                labels: Some(labels),
+                ..req("x")
+            }),
+            "labels.-bad"
+        );
     }
 
     #[test]
     fn repository_rules() {
         let ok = |u: &str| {
             TaskRequest {
-                repository: Some(Repository { url: u.into(), git_ref: Some("main".into()) }),
+                repository: Some(Repository {
+                    url: u.into(),
+                    git_ref: Some("main".into()),
+                }),
                 ..req("x")
             }
             .validate(&Limits::default())
@@ -350,11 +443,22 @@ mod tests {
         assert!(ok("https://github.com/o/r.git").is_ok());
         assert!(ok("git@github.com:o/r.git").is_ok());
         assert!(ok("/srv/git/r.git").is_ok());
-        for bad in ["", "https://user:pw@github.com/o/r", "https://tok@github.com/o/r", "ftp://x/y", "relative/path", "--upload-pack=x", "https://a b"] {
+        for bad in [
+            "",
+            "https://user:pw@github.com/o/r",
+            "https://tok@github.com/o/r",
+            "ftp://x/y",
+            "relative/path",
+            "--upload-pack=x",
+            "https://a b",
+        ] {
             assert_eq!(ok(bad).unwrap_err().field, "repository.url", "{bad}");
         }
         let r = TaskRequest {
-            repository: Some(Repository { url: "/r".into(), git_ref: Some("a..b".into()) }),
+            repository: Some(Repository {
+                url: "/r".into(),
+                git_ref: Some("a..b".into()),
+            }),
             ..req("x")
         };
         assert_eq!(field_of(r), "repository.ref");

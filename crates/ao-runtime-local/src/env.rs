@@ -29,11 +29,21 @@ pub const DEFAULT_PASS_ENV: &[&str] = &[
 ];
 
 /// Variables for one task's worker, in the order they are applied (later ones win).
-pub(crate) fn worker_env(cfg: &LocalConfig, spec: &LaunchSpec, dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn worker_env(
+    cfg: &LocalConfig,
+    spec: &LaunchSpec,
+    dir: &Path,
+) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::new();
     // The task's own variables first: validation already refused reserved names, and the
     // runtime's own settings below override anything that slipped through.
-    env.extend(spec.task.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(
+        spec.task
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     for name in &cfg.pass_env {
         if let Ok(v) = std::env::var(name) {
             env.push((name.clone(), v));

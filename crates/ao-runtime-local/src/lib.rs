@@ -59,7 +59,11 @@ pub struct LocalRuntime {
 }
 
 impl LocalRuntime {
-    pub fn new(cfg: LocalConfig, store: Arc<dyn TaskStore>, events: EventSender) -> std::io::Result<Self> {
+    pub fn new(
+        cfg: LocalConfig,
+        store: Arc<dyn TaskStore>,
+        events: EventSender,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&cfg.root)?;
         Ok(LocalRuntime {
             cfg,
@@ -89,7 +93,10 @@ impl LocalRuntime {
 
     /// Follow a worker until it ends: tail its output into the store, then report the exit.
     fn follow(&self, id: TaskId, pid: i32, dir: &Path, waiter: process::Waiter) {
-        self.workers.lock().expect("workers lock").insert(id, Handle { pid });
+        self.workers
+            .lock()
+            .expect("workers lock")
+            .insert(id, Handle { pid });
         let store = self.store.clone();
         let events = self.events.clone();
         let workers = self.workers.clone();
@@ -127,10 +134,15 @@ impl Runtime for LocalRuntime {
         if let Some(pid) = self.pid_of(id) {
             return Ok(Self::worker_ref(pid));
         }
-        process::prepare_dir(&dir, &spec.task).map_err(|e| RuntimeError::Launch(format!("preparing the task directory: {e}")))?;
+        process::prepare_dir(&dir, &spec.task)
+            .map_err(|e| RuntimeError::Launch(format!("preparing the task directory: {e}")))?;
         let env = env::worker_env(&self.cfg, &spec, &dir);
-        let child = process::spawn(&self.cfg, &dir, env).map_err(|e| RuntimeError::Launch(format!("starting the worker: {e}")))?;
-        let pid = child.id().and_then(|p| i32::try_from(p).ok()).ok_or_else(|| RuntimeError::Launch("worker exited at once".into()))?;
+        let child = process::spawn(&self.cfg, &dir, env)
+            .map_err(|e| RuntimeError::Launch(format!("starting the worker: {e}")))?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| RuntimeError::Launch("worker exited at once".into()))?;
         self.follow(id, pid, &dir, process::Waiter::Child(child));
         Ok(Self::worker_ref(pid))
     }
@@ -151,7 +163,9 @@ impl Runtime for LocalRuntime {
                     self.follow(task.id, pid, &dir, waiter);
                     return Ok(Adoption::Alive(Self::worker_ref(pid)));
                 }
-                Err(e) => warn!(task_id = %task.id, error = %e, "could not watch the surviving worker; treating as exited"),
+                Err(e) => {
+                    warn!(task_id = %task.id, error = %e, "could not watch the surviving worker; treating as exited")
+                }
             }
         }
         match process::read_exit(&dir) {
@@ -167,7 +181,8 @@ impl Runtime for LocalRuntime {
     }
 
     async fn workers(&self) -> Result<Vec<TaskId>, RuntimeError> {
-        let entries = std::fs::read_dir(&self.cfg.root).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let entries =
+            std::fs::read_dir(&self.cfg.root).map_err(|e| RuntimeError::Other(e.to_string()))?;
         Ok(entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect())
@@ -181,7 +196,10 @@ impl Runtime for LocalRuntime {
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::Other(format!("removing {}: {e}", dir.display()))),
+            Err(e) => Err(RuntimeError::Other(format!(
+                "removing {}: {e}",
+                dir.display()
+            ))),
         }
     }
 }

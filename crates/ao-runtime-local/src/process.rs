@@ -17,8 +17,8 @@ use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
-use crate::supervise::ExitRecord;
 use crate::LocalConfig;
+use crate::supervise::ExitRecord;
 
 pub(crate) fn prepare_dir(dir: &Path, task: &Task) -> std::io::Result<()> {
     let mut b = fs::DirBuilder::new();
@@ -38,7 +38,11 @@ pub(crate) fn prepare_dir(dir: &Path, task: &Task) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn spawn(cfg: &LocalConfig, dir: &Path, env: Vec<(String, String)>) -> std::io::Result<Child> {
+pub(crate) fn spawn(
+    cfg: &LocalConfig,
+    dir: &Path,
+    env: Vec<(String, String)>,
+) -> std::io::Result<Child> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -68,7 +72,11 @@ pub(crate) fn spawn(cfg: &LocalConfig, dir: &Path, env: Vec<(String, String)>) -
 /// The pid of a supervisor that still runs for this task folder, if any. The command line
 /// is checked so a recycled pid is never mistaken for our worker.
 pub(crate) fn live_supervisor(dir: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(dir.join("supervisor.pid")).ok()?.trim().parse().ok()?;
+    let pid: i32 = fs::read_to_string(dir.join("supervisor.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie has exited; it only waits to be reaped.

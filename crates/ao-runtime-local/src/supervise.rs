@@ -62,9 +62,14 @@ pub async fn supervise(dir: &Path, command: &[String]) -> std::io::Result<ExitCo
         Err(e) => {
             // Say why in the task's own output, then record a failure.
             let msg = format!("agent-orchestrator: cannot start worker `{program}`: {e}\n");
-            let mut log = OpenOptions::new().append(true).open(dir.join("output.log"))?;
+            let mut log = OpenOptions::new()
+                .append(true)
+                .open(dir.join("output.log"))?;
             std::io::Write::write_all(&mut log, msg.as_bytes())?;
-            let rec = ExitRecord { code: Some(127), signal: None };
+            let rec = ExitRecord {
+                code: Some(127),
+                signal: None,
+            };
             write_record(dir, &rec)?;
             return Ok(ExitCode::from(127));
         }

@@ -19,7 +19,12 @@ const BATCH: usize = 500;
 
 /// Store every complete line of `path` beyond those already stored, until `done` turns true;
 /// then store the rest, including a last line without a newline.
-pub(crate) async fn tail(store: Arc<dyn TaskStore>, id: TaskId, path: PathBuf, mut done: watch::Receiver<bool>) {
+pub(crate) async fn tail(
+    store: Arc<dyn TaskStore>,
+    id: TaskId,
+    path: PathBuf,
+    mut done: watch::Receiver<bool>,
+) {
     // Resume after a restart: skip lines the store already has.
     let mut skip = match store.log_count(id).await {
         Ok(n) => n,

@@ -1,11 +1,11 @@
 //! Task rows: creation under the queue bound, compare-and-set transitions, listing.
 
+use ao_core::Reason;
 use ao_core::lifecycle::{TaskStatus, check_transition};
 use ao_core::store::{
     Created, EventRecord, ListQuery, LogLine, Page, StoreError, StoreResult, TaskStore, Transition,
 };
 use ao_core::task::{NewTask, Task, TaskId, TaskResult, TransitionRecord};
-use ao_core::Reason;
 use async_trait::async_trait;
 use chrono::Utc;
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
@@ -49,7 +49,11 @@ impl SqliteStore {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         if let Some(key) = &new.idempotency_key {
             let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?");
-            let existing = sqlx::query(AssertSqlSafe(sql)).bind(key).fetch_optional(&mut *tx).await.map_err(db_err)?;
+            let existing = sqlx::query(AssertSqlSafe(sql))
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
             if let Some(row) = existing {
                 let task = row::task(&row)?;
                 return if task.request_hash == new.request_hash {
@@ -88,7 +92,15 @@ impl SqliteStore {
                 .await
                 .map_err(db_err)?;
         }
-        record(&mut tx, new.id, None, TaskStatus::Queued, &Reason::Submitted, new.created_at).await?;
+        record(
+            &mut tx,
+            new.id,
+            None,
+            TaskStatus::Queued,
+            &Reason::Submitted,
+            new.created_at,
+        )
+        .await?;
         let task = fetch(&mut tx, new.id).await?.ok_or(StoreError::NotFound)?;
         tx.commit().await.map_err(db_err)?;
         self.changes.bump();
@@ -100,7 +112,10 @@ impl SqliteStore {
         let mut tx = self.writer.begin().await.map_err(db_err)?;
         let current = fetch(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
         if current.status != from {
-            return Err(StoreError::StatusChanged { expected: from, actual: current.status });
+            return Err(StoreError::StatusChanged {
+                expected: from,
+                actual: current.status,
+            });
         }
         let at = ts(t.at);
         let started = (t.to == TaskStatus::Running).then(|| at.clone());
@@ -172,22 +187,26 @@ impl SqliteStore {
             Some(c) => Some(c.parse().map_err(|_| StoreError::InvalidCursor)?),
             None => None,
         };
-        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
+        let mut b: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1"));
         if let Some(s) = q.status {
             b.push(" AND status = ").push_bind(s.as_str());
         }
         for (k, v) in &q.labels {
-            b.push(" AND EXISTS (SELECT 1 FROM task_labels l WHERE l.task_id = tasks.id AND l.key = ")
-                .push_bind(k.clone())
-                .push(" AND l.value = ")
-                .push_bind(v.clone())
-                .push(")");
+            b.push(
+                " AND EXISTS (SELECT 1 FROM task_labels l WHERE l.task_id = tasks.id AND l.key = ",
+            )
+            .push_bind(k.clone())
+            .push(" AND l.value = ")
+            .push_bind(v.clone())
+            .push(")");
         }
         if let Some(c) = cursor {
             b.push(" AND seq < ").push_bind(c);
         }
         let limit = q.limit.max(1);
-        b.push(" ORDER BY seq DESC LIMIT ").push_bind((limit + 1) as i64);
+        b.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind((limit + 1) as i64);
         let rows = b.build().fetch_all(&self.reader).await.map_err(db_err)?;
         let mut items = Vec::with_capacity(rows.len());
         let mut last_seq = None;
@@ -195,7 +214,9 @@ impl SqliteStore {
             items.push(row::task(r)?);
             last_seq = Some(r.try_get::<i64, _>("seq").map_err(db_err)?);
         }
-        let next_cursor = (rows.len() > limit).then(|| last_seq.map(|s| s.to_string())).flatten();
+        let next_cursor = (rows.len() > limit)
+            .then(|| last_seq.map(|s| s.to_string()))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 
@@ -204,7 +225,11 @@ impl SqliteStore {
             "SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ({statuses}) ORDER BY seq ASC LIMIT ?"
         );
         let limit = limit.map_or(-1, |l| l as i64);
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(limit).fetch_all(&self.reader).await.map_err(db_err)?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(row::task).collect()
     }
 }
@@ -307,13 +332,23 @@ impl TaskStore for SqliteStore {
     }
 
     async fn append_logs(&self, id: TaskId, lines: &[String]) -> StoreResult<()> {
-        output::append(self, "task_logs", "line", id, lines.iter().map(String::as_str)).await?;
+        output::append(
+            self,
+            "task_logs",
+            "line",
+            id,
+            lines.iter().map(String::as_str),
+        )
+        .await?;
         Ok(())
     }
 
     async fn logs(&self, id: TaskId, after: i64, limit: usize) -> StoreResult<Vec<LogLine>> {
         let rows = output::read(self, "task_logs", "line", id, after, limit).await?;
-        Ok(rows.into_iter().map(|(seq, line, at)| LogLine { seq, line, at }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(seq, line, at)| LogLine { seq, line, at })
+            .collect())
     }
 
     async fn log_count(&self, id: TaskId) -> StoreResult<i64> {
@@ -322,7 +357,14 @@ impl TaskStore for SqliteStore {
 
     async fn append_events(&self, id: TaskId, events: &[serde_json::Value]) -> StoreResult<i64> {
         let texts: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-        output::append(self, "task_events", "event", id, texts.iter().map(String::as_str)).await
+        output::append(
+            self,
+            "task_events",
+            "event",
+            id,
+            texts.iter().map(String::as_str),
+        )
+        .await
     }
 
     async fn events(&self, id: TaskId, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>> {
@@ -336,7 +378,10 @@ impl TaskStore for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(db_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(db_err)?;
         Ok(())
     }
 

@@ -53,7 +53,10 @@ impl std::fmt::Display for ClientError {
 
 impl ClientError {
     pub fn usage(message: String) -> Self {
-        ClientError { kind: ExitKind::Usage, message }
+        ClientError {
+            kind: ExitKind::Usage,
+            message,
+        }
     }
 
     fn transport(url: &str, e: reqwest::Error) -> Self {
@@ -82,17 +85,28 @@ impl Api {
     pub fn new(conn: &Connection) -> Result<Self, ClientError> {
         let base = conn.url.trim_end_matches('/').to_string();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::usage(format!("--url `{base}` must start with http:// or https://")));
+            return Err(ClientError::usage(format!(
+                "--url `{base}` must start with http:// or https://"
+            )));
         }
         let client = reqwest::Client::builder()
-            .user_agent(concat!("agent-orchestrator-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "agent-orchestrator-cli/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()
             .map_err(|e| ClientError::usage(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Api { client, base, token: conn.token.clone() })
+        Ok(Api {
+            client,
+            base,
+            token: conn.token.clone(),
+        })
     }
 
     fn req(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        let rb = self.client.request(method, format!("{}{}", self.base, path));
+        let rb = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
         match &self.token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
@@ -101,7 +115,10 @@ impl Api {
 
     /// Send, and turn any non-success answer into a [`ClientError`].
     pub async fn send(&self, rb: RequestBuilder) -> Result<Response, ClientError> {
-        let resp = rb.send().await.map_err(|e| ClientError::transport(&self.base, e))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| ClientError::transport(&self.base, e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -109,22 +126,36 @@ impl Api {
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         let msg = body["error"]["message"].as_str().unwrap_or("").to_string();
         let (kind, text) = match status {
-            StatusCode::UNAUTHORIZED => (ExitKind::Unauthorized, "unauthorized: set AO_TOKEN or --token to a valid API token".to_string()),
+            StatusCode::UNAUTHORIZED => (
+                ExitKind::Unauthorized,
+                "unauthorized: set AO_TOKEN or --token to a valid API token".to_string(),
+            ),
             StatusCode::NOT_FOUND => (ExitKind::NotFound, format!("not found: {msg}")),
             StatusCode::CONFLICT => (ExitKind::Conflict, format!("conflict: {msg}")),
-            StatusCode::TOO_MANY_REQUESTS => (ExitKind::QueueFull, format!("the queue is full: {msg}")),
+            StatusCode::TOO_MANY_REQUESTS => {
+                (ExitKind::QueueFull, format!("the queue is full: {msg}"))
+            }
             s if s.is_client_error() => (ExitKind::Invalid, format!("invalid request: {msg}")),
-            s => (ExitKind::Server, format!("server error {}: {}", s.as_u16(), if msg.is_empty() { "no details" } else { &msg })),
+            s => (
+                ExitKind::Server,
+                format!(
+                    "server error {}: {}",
+                    s.as_u16(),
+                    if msg.is_empty() { "no details" } else { &msg }
+                ),
+            ),
         };
-        Err(ClientError { kind, message: text })
+        Err(ClientError {
+            kind,
+            message: text,
+        })
     }
 
     async fn json(&self, rb: RequestBuilder) -> Result<Value, ClientError> {
-        self.send(rb)
-            .await?
-            .json()
-            .await
-            .map_err(|e| ClientError { kind: ExitKind::Server, message: format!("unexpected answer: {e}") })
+        self.send(rb).await?.json().await.map_err(|e| ClientError {
+            kind: ExitKind::Server,
+            message: format!("unexpected answer: {e}"),
+        })
     }
 
     pub async fn submit(&self, body: &Value, key: Option<&str>) -> Result<Value, ClientError> {
@@ -136,18 +167,29 @@ impl Api {
     }
 
     pub async fn get(&self, id: &str) -> Result<Value, ClientError> {
-        self.json(self.req(reqwest::Method::GET, &format!("/api/v1/tasks/{}", enc(id)))).await
+        self.json(self.req(reqwest::Method::GET, &format!("/api/v1/tasks/{}", enc(id))))
+            .await
     }
 
     pub async fn cancel(&self, id: &str) -> Result<Value, ClientError> {
-        self.json(self.req(reqwest::Method::POST, &format!("/api/v1/tasks/{}/cancel", enc(id)))).await
+        self.json(self.req(
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{}/cancel", enc(id)),
+        ))
+        .await
     }
 
-    pub async fn list(&self, status: Option<&str>, labels: &[String], limit: usize) -> Result<Vec<Value>, ClientError> {
+    pub async fn list(
+        &self,
+        status: Option<&str>,
+        labels: &[String],
+        limit: usize,
+    ) -> Result<Vec<Value>, ClientError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         while out.len() < limit {
-            let mut q: Vec<(&str, String)> = vec![("limit", (limit - out.len()).min(200).to_string())];
+            let mut q: Vec<(&str, String)> =
+                vec![("limit", (limit - out.len()).min(200).to_string())];
             if let Some(s) = status {
                 q.push(("status", s.to_string()));
             }
@@ -157,7 +199,9 @@ impl Api {
             if let Some(c) = &cursor {
                 q.push(("cursor", c.clone()));
             }
-            let page = self.json(self.req(reqwest::Method::GET, "/api/v1/tasks").query(&q)).await?;
+            let page = self
+                .json(self.req(reqwest::Method::GET, "/api/v1/tasks").query(&q))
+                .await?;
             out.extend(page["items"].as_array().cloned().unwrap_or_default());
             match page["next_cursor"].as_str() {
                 Some(c) => cursor = Some(c.to_string()),
@@ -184,7 +228,11 @@ impl Api {
 
     pub async fn events(&self, id: &str, follow: bool) -> Result<Response, ClientError> {
         let path = format!("/api/v1/tasks/{}/events?follow={follow}", enc(id));
-        self.send(self.req(reqwest::Method::GET, &path).header("accept", "text/event-stream")).await
+        self.send(
+            self.req(reqwest::Method::GET, &path)
+                .header("accept", "text/event-stream"),
+        )
+        .await
     }
 
     pub fn transport_error(&self, e: reqwest::Error) -> ClientError {
@@ -194,5 +242,7 @@ impl Api {
 
 /// Task ids are UUIDs, but keep odd input from changing the path.
 fn enc(id: &str) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect()
 }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
+use super::Output;
 use super::api::{Api, ClientError, ExitKind};
 use super::render::{elapsed, event_line, print_task};
-use super::Output;
 
 /// One parsed SSE message.
 #[derive(Debug, Default, PartialEq)]
@@ -28,7 +28,8 @@ pub struct SseParser {
 
 impl SseParser {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
-        self.buf.push_str(&String::from_utf8_lossy(bytes).replace("\r\n", "\n"));
+        self.buf
+            .push_str(&String::from_utf8_lossy(bytes).replace("\r\n", "\n"));
         let mut out = Vec::new();
         while let Some(end) = self.buf.find("\n\n") {
             let block: String = self.buf.drain(..end + 2).collect();
@@ -38,7 +39,9 @@ impl SseParser {
                 if line.starts_with(':') {
                     continue;
                 }
-                let (field, value) = line.split_once(':').map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+                let (field, value) = line
+                    .split_once(':')
+                    .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
                 match field {
                     "id" => msg.id = value.parse().ok(),
                     "event" => msg.event = value.to_string(),
@@ -57,7 +60,12 @@ impl SseParser {
 
 /// Read the task's events until the stream ends (the task ended, or `follow` is off), calling
 /// `on` for each. Reconnects a few times if the connection drops.
-async fn stream_events(api: &Api, id: &str, follow: bool, mut on: impl FnMut(&SseMessage)) -> Result<(), ClientError> {
+async fn stream_events(
+    api: &Api,
+    id: &str,
+    follow: bool,
+    mut on: impl FnMut(&SseMessage),
+) -> Result<(), ClientError> {
     let mut last: Option<i64> = None;
     let mut retries = 0;
     loop {
@@ -84,7 +92,10 @@ async fn stream_events(api: &Api, id: &str, follow: bool, mut on: impl FnMut(&Ss
         }
         retries += 1;
         if retries > 5 {
-            return Err(ClientError { kind: ExitKind::Unreachable, message: "lost the event stream".into() });
+            return Err(ClientError {
+                kind: ExitKind::Unreachable,
+                message: "lost the event stream".into(),
+            });
         }
         // The new stream replays from the start; `last` skips what was already shown.
         tokio::time::sleep(Duration::from_millis(500 * retries)).await;
@@ -97,7 +108,12 @@ pub async fn events(api: &Api, id: &str, follow: bool, raw: bool) -> Result<(), 
         if msg.event == "end" {
             if !raw {
                 let v: Value = serde_json::from_str(&msg.data).unwrap_or(Value::Null);
-                let _ = writeln!(out, "task {} ({})", v["status"].as_str().unwrap_or("?"), v["reason"].as_str().unwrap_or("?"));
+                let _ = writeln!(
+                    out,
+                    "task {} ({})",
+                    v["status"].as_str().unwrap_or("?"),
+                    v["reason"].as_str().unwrap_or("?")
+                );
             }
             return;
         }
@@ -136,8 +152,16 @@ impl Progress {
 
     fn line(&self, started: Instant) -> String {
         let cost = self.cost.map_or(String::new(), |c| format!(" · ${c:.4}"));
-        let phase = if self.phase.is_empty() { "waiting" } else { &self.phase };
-        format!("{phase} · {} · {} turns{cost}", elapsed(started.elapsed().as_secs()), self.turns)
+        let phase = if self.phase.is_empty() {
+            "waiting"
+        } else {
+            &self.phase
+        };
+        format!(
+            "{phase} · {} · {} turns{cost}",
+            elapsed(started.elapsed().as_secs()),
+            self.turns
+        )
     }
 }
 
@@ -190,7 +214,14 @@ mod tests {
         assert!(p.feed(b"id: 1\nevent: assistant\nda").is_empty());
         let msgs = p.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\nevent: end\ndata: {}\n\n");
         assert_eq!(msgs.len(), 2);
-        assert_eq!(msgs[0], SseMessage { id: Some(1), event: "assistant".into(), data: "{\"a\":1}".into() });
+        assert_eq!(
+            msgs[0],
+            SseMessage {
+                id: Some(1),
+                event: "assistant".into(),
+                data: "{\"a\":1}".into()
+            }
+        );
         assert_eq!(msgs[1].event, "end");
     }
 }

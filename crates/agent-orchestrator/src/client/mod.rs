@@ -19,7 +19,12 @@ pub use api::{ClientError, ExitKind};
 #[derive(Debug, Clone, Args)]
 pub struct Connection {
     /// Orchestrator base URL.
-    #[arg(long, env = "AO_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "AO_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub url: String,
     /// API bearer token.
     #[arg(long, env = "AO_TOKEN", hide_env_values = true, global = true)]
@@ -138,8 +143,12 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         Some((i, 'd')) => (&s[..i], 86_400),
         _ => (s, 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 30m or 2h"))?;
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("`{s}` is out of range"))
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 30m or 2h"))?;
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("`{s}` is out of range"))
 }
 
 fn pairs(items: &[String], what: &str) -> Result<serde_json::Map<String, Value>, ClientError> {
@@ -174,14 +183,20 @@ fn submit_body(args: &SubmitArgs) -> Result<Value, ClientError> {
     let mut body = json!({ "prompt": read_prompt(args)? });
     let o = body.as_object_mut().expect("object");
     if let Some(url) = &args.repo {
-        o.insert("repository".into(), json!({"url": url, "ref": args.git_ref}));
+        o.insert(
+            "repository".into(),
+            json!({"url": url, "ref": args.git_ref}),
+        );
     }
     let opt = |v: Option<Value>| v.unwrap_or(Value::Null);
     o.insert("model".into(), opt(args.model.clone().map(Value::from)));
     o.insert("max_turns".into(), opt(args.max_turns.map(Value::from)));
     o.insert("max_budget_usd".into(), opt(args.budget.map(Value::from)));
     o.insert("timeout_seconds".into(), opt(args.timeout.map(Value::from)));
-    o.insert("labels".into(), Value::Object(pairs(&args.labels, "label")?));
+    o.insert(
+        "labels".into(),
+        Value::Object(pairs(&args.labels, "label")?),
+    );
     o.insert("env".into(), Value::Object(pairs(&args.env, "env")?));
     o.retain(|_, v| !v.is_null());
     Ok(body)
@@ -215,7 +230,14 @@ async fn run(args: TasksArgs) -> Result<ExitCode, ClientError> {
             }
             follow::wait(&api, &id, s.output).await
         }
-        TasksCommand::List { status, labels, limit, output } => {
+        TasksCommand::List {
+            status,
+            labels,
+            limit,
+            output,
+        } => {
+            // `--label nokv` is a usage error (exit 2) here too, as for `submit`.
+            pairs(&labels, "label")?;
             let tasks = api.list(status.as_deref(), &labels, limit).await?;
             render::print_list(&tasks, output);
             Ok(ExitCode::SUCCESS)
@@ -234,7 +256,11 @@ async fn run(args: TasksArgs) -> Result<ExitCode, ClientError> {
         }
         TasksCommand::Cancel { id } => {
             let task = api.cancel(&id).await?;
-            let state = if task["status"] == "cancelled" { "cancelled" } else { "cancelling" };
+            let state = if task["status"] == "cancelled" {
+                "cancelled"
+            } else {
+                "cancelling"
+            };
             println!("task {id} {state}");
             Ok(ExitCode::SUCCESS)
         }

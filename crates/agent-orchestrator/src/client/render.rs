@@ -7,7 +7,9 @@ use super::Output;
 
 /// `3s ago`, `5m ago`, `2h ago`, `4d ago`.
 pub fn age(ts: &str, now: DateTime<Utc>) -> String {
-    let Ok(t) = DateTime::parse_from_rfc3339(ts) else { return "-".into() };
+    let Ok(t) = DateTime::parse_from_rfc3339(ts) else {
+        return "-".into();
+    };
     let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
     match secs {
         0..=59 => format!("{secs}s ago"),
@@ -39,7 +41,13 @@ fn short(text: &str, max: usize) -> String {
     if one_line.chars().count() <= max {
         one_line
     } else {
-        format!("{}…", one_line.chars().take(max.saturating_sub(1)).collect::<String>())
+        format!(
+            "{}…",
+            one_line
+                .chars()
+                .take(max.saturating_sub(1))
+                .collect::<String>()
+        )
     }
 }
 
@@ -72,7 +80,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 pub fn print_list(tasks: &[Value], output: Output) {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&Value::Array(tasks.to_vec())).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Array(tasks.to_vec())).unwrap_or_default()
+        );
         return;
     }
     let now = Utc::now();
@@ -86,12 +97,27 @@ pub fn print_list(tasks: &[Value], output: Output) {
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
-            let mut r = vec![s(&t["id"]), s(&t["status"]), s(&t["reason"]), age(t["created_at"].as_str().unwrap_or(""), now)];
+            let mut r = vec![
+                s(&t["id"]),
+                s(&t["status"]),
+                s(&t["reason"]),
+                age(t["created_at"].as_str().unwrap_or(""), now),
+            ];
             if wide {
                 r.push(s(&t["worker"]["name"]));
-                r.push(t["result"]["cost_usd"].as_f64().map_or("-".into(), |c| format!("${c:.4}")));
-                let labels: Vec<String> = t["labels"].as_object().map_or(vec![], |m| m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect());
-                r.push(if labels.is_empty() { "-".into() } else { labels.join(",") });
+                r.push(
+                    t["result"]["cost_usd"]
+                        .as_f64()
+                        .map_or("-".into(), |c| format!("${c:.4}")),
+                );
+                let labels: Vec<String> = t["labels"].as_object().map_or(vec![], |m| {
+                    m.iter().map(|(k, v)| format!("{k}={}", s(v))).collect()
+                });
+                r.push(if labels.is_empty() {
+                    "-".into()
+                } else {
+                    labels.join(",")
+                });
                 r.push(short(t["prompt"].as_str().unwrap_or(""), 60));
             } else {
                 r.push(short(t["prompt"].as_str().unwrap_or(""), 40));
@@ -116,7 +142,14 @@ pub fn print_task(t: &Value, output: Output) {
         ("ID", s(&t["id"])),
         ("Status", s(&t["status"])),
         ("Reason", s(&t["reason"])),
-        ("Created", format!("{} ({})", s(&t["created_at"]), age(t["created_at"].as_str().unwrap_or(""), now))),
+        (
+            "Created",
+            format!(
+                "{} ({})",
+                s(&t["created_at"]),
+                age(t["created_at"].as_str().unwrap_or(""), now)
+            ),
+        ),
     ];
     for (k, f) in [("Started", "started_at"), ("Finished", "finished_at")] {
         if let Some(ts) = t[f].as_str() {
@@ -124,7 +157,10 @@ pub fn print_task(t: &Value, output: Output) {
         }
     }
     if t["worker"].is_object() {
-        rows.push(("Worker", format!("{}/{}", s(&t["worker"]["runtime"]), s(&t["worker"]["name"]))));
+        rows.push((
+            "Worker",
+            format!("{}/{}", s(&t["worker"]["runtime"]), s(&t["worker"]["name"])),
+        ));
     }
     if !t["exit_code"].is_null() {
         rows.push(("Exit code", s(&t["exit_code"])));
@@ -133,13 +169,20 @@ pub fn print_task(t: &Value, output: Output) {
         rows.push(("Message", m.to_string()));
     }
     if let Some(repo) = t["repository"]["url"].as_str() {
-        rows.push(("Repository", format!("{repo} {}", t["repository"]["ref"].as_str().unwrap_or(""))));
+        rows.push((
+            "Repository",
+            format!("{repo} {}", t["repository"]["ref"].as_str().unwrap_or("")),
+        ));
     }
     rows.push(("Prompt", short(t["prompt"].as_str().unwrap_or(""), 100)));
     let r = &t["result"];
     if r.is_object() {
         rows.push(("Outcome", s(&r["outcome"])));
-        for (k, f) in [("PR", "pr_url"), ("Branch", "branch"), ("Commit", "commit_sha")] {
+        for (k, f) in [
+            ("PR", "pr_url"),
+            ("Branch", "branch"),
+            ("Commit", "commit_sha"),
+        ] {
             if let Some(v) = r[f].as_str() {
                 rows.push((k, v.to_string()));
             }
@@ -147,7 +190,14 @@ pub fn print_task(t: &Value, output: Output) {
         if let Some(c) = r["cost_usd"].as_f64() {
             rows.push(("Cost", format!("${c:.4}")));
         }
-        rows.push(("Tokens", format!("{} in / {} out", s(&r["input_tokens"]), s(&r["output_tokens"]))));
+        rows.push((
+            "Tokens",
+            format!(
+                "{} in / {} out",
+                s(&r["input_tokens"]),
+                s(&r["output_tokens"])
+            ),
+        ));
         rows.push(("Turns", s(&r["num_turns"])));
         if let Some(sum) = r["summary"].as_str() {
             rows.push(("Summary", short(sum, 200)));
@@ -162,36 +212,63 @@ pub fn print_task(t: &Value, output: Output) {
 /// One readable line for an agent event, or nothing for events not worth a line.
 pub fn event_line(ev: &Value) -> Vec<String> {
     match ev["type"].as_str() {
-        Some("system") if ev["subtype"] == "init" => vec![format!("● session {} · model {}", s(&ev["session_id"]), s(&ev["model"]))],
+        Some("system") if ev["subtype"] == "init" => vec![format!(
+            "● session {} · model {}",
+            s(&ev["session_id"]),
+            s(&ev["model"])
+        )],
         Some("assistant") => ev["message"]["content"]
             .as_array()
             .map(|blocks| {
                 blocks
                     .iter()
                     .filter_map(|b| match b["type"].as_str() {
-                        Some("tool_use") => Some(format!("→ {}: {}", s(&b["name"]), short(&tool_arg(&b["input"]), 80))),
-                        Some("text") => b["text"].as_str().filter(|t| !t.trim().is_empty()).map(|t| format!("  {}", short(t, 160))),
+                        Some("tool_use") => Some(format!(
+                            "→ {}: {}",
+                            s(&b["name"]),
+                            short(&tool_arg(&b["input"]), 80)
+                        )),
+                        Some("text") => b["text"]
+                            .as_str()
+                            .filter(|t| !t.trim().is_empty())
+                            .map(|t| format!("  {}", short(t, 160))),
                         _ => None,
                     })
                     .collect()
             })
             .unwrap_or_default(),
         Some("result") => {
-            let cost = ev["total_cost_usd"].as_f64().map_or(String::new(), |c| format!(" · ${c:.4}"));
-            let mut lines = vec![format!("■ {} · {} turns{cost}", s(&ev["subtype"]), s(&ev["num_turns"]))];
+            let cost = ev["total_cost_usd"]
+                .as_f64()
+                .map_or(String::new(), |c| format!(" · ${c:.4}"));
+            let mut lines = vec![format!(
+                "■ {} · {} turns{cost}",
+                s(&ev["subtype"]),
+                s(&ev["num_turns"])
+            )];
             if let Some(text) = ev["result"].as_str() {
                 lines.push(text.to_string());
             }
             lines
         }
-        Some("worker") => ev["phase"].as_str().map_or(vec![], |p| vec![format!("· {p}")]),
+        Some("worker") => ev["phase"]
+            .as_str()
+            .map_or(vec![], |p| vec![format!("· {p}")]),
         _ => vec![],
     }
 }
 
 /// The most telling argument of a tool call.
 fn tool_arg(input: &Value) -> String {
-    for key in ["command", "file_path", "path", "pattern", "url", "query", "description"] {
+    for key in [
+        "command",
+        "file_path",
+        "path",
+        "pattern",
+        "url",
+        "query",
+        "description",
+    ] {
         if let Some(v) = input[key].as_str() {
             return v.to_string();
         }
@@ -206,7 +283,9 @@ mod tests {
 
     #[test]
     fn ages_are_relative() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(age("2026-01-01T11:59:57Z", now), "3s ago");
         assert_eq!(age("2026-01-01T11:57:00Z", now), "3m ago");
         assert_eq!(age("2026-01-01T09:00:00Z", now), "3h ago");
@@ -216,7 +295,10 @@ mod tests {
 
     #[test]
     fn tables_align() {
-        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()], vec!["z".into(), "w".into()]]);
+        let t = table(
+            &["A", "BB"],
+            &[vec!["xxx".into(), "y".into()], vec!["z".into(), "w".into()]],
+        );
         assert_eq!(t, "A    BB\nxxx  y\nz    w");
     }
 
@@ -226,8 +308,14 @@ mod tests {
             {"type": "text", "text": "Let me look."},
             {"type": "tool_use", "name": "Bash", "input": {"command": "git status"}},
             {"type": "tool_use", "name": "Write", "input": {"file_path": "/w/a.txt", "content": "x"}}]}});
-        assert_eq!(event_line(&ev), vec!["  Let me look.", "→ Bash: git status", "→ Write: /w/a.txt"]);
+        assert_eq!(
+            event_line(&ev),
+            vec!["  Let me look.", "→ Bash: git status", "→ Write: /w/a.txt"]
+        );
         let res = json!({"type": "result", "subtype": "success", "num_turns": 3, "total_cost_usd": 0.5, "result": "Done."});
-        assert_eq!(event_line(&res), vec!["■ success · 3 turns · $0.5000", "Done."]);
+        assert_eq!(
+            event_line(&res),
+            vec!["■ success · 3 turns · $0.5000", "Done."]
+        );
     }
 }

@@ -86,7 +86,14 @@ impl TestApp {
         let handle = agent_orchestrator::serve::start(args, tokens, listener, shutdown.clone())
             .await
             .unwrap();
-        TestApp { base, client: reqwest::Client::new(), dir, shutdown, handle, token }
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            dir,
+            shutdown,
+            handle,
+            token,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -101,18 +108,27 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> reqwest::Response {
-        self.auth(self.client.post(self.url(path)).json(&body)).send().await.unwrap()
+        self.auth(self.client.post(self.url(path)).json(&body))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.auth(self.client.get(self.url(path))).send().await.unwrap()
+        self.auth(self.client.get(self.url(path)))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Submit a task; panics unless it is accepted.
     pub async fn submit(&self, body: Value) -> String {
         let r = self.post_json("/api/v1/tasks", body).await;
         assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
-        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn task(&self, id: &str) -> Value {
@@ -122,7 +138,13 @@ impl TestApp {
     }
 
     pub async fn cancel(&self, id: &str) -> reqwest::Response {
-        self.auth(self.client.post(self.url(&format!("/api/v1/tasks/{id}/cancel")))).send().await.unwrap()
+        self.auth(
+            self.client
+                .post(self.url(&format!("/api/v1/tasks/{id}/cancel"))),
+        )
+        .send()
+        .await
+        .unwrap()
     }
 
     /// Wait until the task's status satisfies `pred` (bounded; panics after `secs`).
@@ -133,13 +155,19 @@ impl TestApp {
             if pred(t["status"].as_str().unwrap()) {
                 return t;
             }
-            assert!(tokio::time::Instant::now() < deadline, "task {id} stuck: {t:#}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} stuck: {t:#}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn wait_terminal(&self, id: &str) -> Value {
-        self.wait_for(id, 30, |s| matches!(s, "succeeded" | "failed" | "cancelled" | "timed_out")).await
+        self.wait_for(id, 30, |s| {
+            matches!(s, "succeeded" | "failed" | "cancelled" | "timed_out")
+        })
+        .await
     }
 
     pub async fn stop(self) {

@@ -145,7 +145,10 @@ impl Scheduler {
         loop {
             match self.recover().await {
                 Ok(n) => {
-                    info!(adopted_or_resolved = n, "scheduler recovered state from the store");
+                    info!(
+                        adopted_or_resolved = n,
+                        "scheduler recovered state from the store"
+                    );
                     break;
                 }
                 Err(e) => {
@@ -180,7 +183,10 @@ impl Scheduler {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
-        info!(active = self.active.len(), "scheduler stopped; running workers are left to be adopted");
+        info!(
+            active = self.active.len(),
+            "scheduler stopped; running workers are left to be adopted"
+        );
     }
 
     /// How long the loop may sleep before something is due.

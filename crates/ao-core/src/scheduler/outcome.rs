@@ -66,11 +66,17 @@ mod tests {
     use super::*;
 
     fn code(c: i32) -> ExitInfo {
-        ExitInfo { code: Some(c), ..Default::default() }
+        ExitInfo {
+            code: Some(c),
+            ..Default::default()
+        }
     }
 
     fn result(outcome: &str) -> TaskResult {
-        TaskResult { outcome: outcome.into(), ..Default::default() }
+        TaskResult {
+            outcome: outcome.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -83,10 +89,22 @@ mod tests {
 
     #[test]
     fn plain_exit_codes() {
-        assert_eq!(final_status(None, &code(0), None, false), (TaskStatus::Succeeded, Reason::Completed));
-        assert_eq!(final_status(None, &code(3), None, false), (TaskStatus::Failed, Reason::ExitCode(3)));
-        let sig = ExitInfo { signal: Some(9), ..Default::default() };
-        assert_eq!(final_status(None, &sig, None, false), (TaskStatus::Failed, Reason::Signal(9)));
+        assert_eq!(
+            final_status(None, &code(0), None, false),
+            (TaskStatus::Succeeded, Reason::Completed)
+        );
+        assert_eq!(
+            final_status(None, &code(3), None, false),
+            (TaskStatus::Failed, Reason::ExitCode(3))
+        );
+        let sig = ExitInfo {
+            signal: Some(9),
+            ..Default::default()
+        };
+        assert_eq!(
+            final_status(None, &sig, None, false),
+            (TaskStatus::Failed, Reason::Signal(9))
+        );
         assert_eq!(
             final_status(None, &ExitInfo::default(), None, false),
             (TaskStatus::Failed, Reason::WorkerLost)
@@ -95,18 +113,37 @@ mod tests {
 
     #[test]
     fn runtime_reason_overrides() {
-        let oom = ExitInfo { code: Some(137), reason: Some(Reason::Other("oom_killed".into())), ..Default::default() };
-        assert_eq!(final_status(None, &oom, None, false), (TaskStatus::Failed, Reason::Other("oom_killed".into())));
-        let dl = ExitInfo { reason: Some(Reason::DeadlineExceeded), ..Default::default() };
+        let oom = ExitInfo {
+            code: Some(137),
+            reason: Some(Reason::Other("oom_killed".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            final_status(None, &oom, None, false),
+            (TaskStatus::Failed, Reason::Other("oom_killed".into()))
+        );
+        let dl = ExitInfo {
+            reason: Some(Reason::DeadlineExceeded),
+            ..Default::default()
+        };
         assert_eq!(final_status(None, &dl, None, false).0, TaskStatus::TimedOut);
     }
 
     #[test]
     fn agent_results_decide() {
         for ok in SUCCESS_OUTCOMES {
-            assert_eq!(final_status(None, &code(0), Some(&result(ok)), true).0, TaskStatus::Succeeded);
+            assert_eq!(
+                final_status(None, &code(0), Some(&result(ok)), true).0,
+                TaskStatus::Succeeded
+            );
         }
-        for bad in ["no_changes", "agent_error", "permission_denied", "delivery_failed", "budget_exceeded"] {
+        for bad in [
+            "no_changes",
+            "agent_error",
+            "permission_denied",
+            "delivery_failed",
+            "budget_exceeded",
+        ] {
             let (s, r) = final_status(None, &code(0), Some(&result(bad)), true);
             assert_eq!((s, r), (TaskStatus::Failed, Reason::Other(bad.into())));
         }

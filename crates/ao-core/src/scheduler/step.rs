@@ -57,8 +57,11 @@ impl Scheduler {
             Adoption::Alive(worker) => {
                 info!(worker = %worker.name, "adopted a running worker");
                 let task = if task.status == TaskStatus::Starting {
-                    let t = Transition::new(TaskStatus::Running, Reason::WorkerAdopted).worker(worker);
-                    self.store.transition(task.id, TaskStatus::Starting, t).await?
+                    let t =
+                        Transition::new(TaskStatus::Running, Reason::WorkerAdopted).worker(worker);
+                    self.store
+                        .transition(task.id, TaskStatus::Starting, t)
+                        .await?
                 } else {
                     task
                 };
@@ -71,7 +74,9 @@ impl Scheduler {
             Adoption::NotFound if task.status == TaskStatus::Starting => {
                 info!("worker was never created; requeueing");
                 let t = Transition::new(TaskStatus::Queued, Reason::Requeued);
-                self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                self.store
+                    .transition(task.id, TaskStatus::Starting, t)
+                    .await?;
             }
             Adoption::NotFound => {
                 warn!("worker is gone");
@@ -116,11 +121,19 @@ impl Scheduler {
             self.active.remove(&task_id);
             return Ok(None);
         }
-        let stop = self.active.get(&task_id).and_then(|a| a.stopping.map(|(c, _)| c));
+        let stop = self
+            .active
+            .get(&task_id)
+            .and_then(|a| a.stopping.map(|(c, _)| c));
         self.finish(&task, stop, exit).await.map(Some)
     }
 
-    async fn finish(&mut self, task: &Task, stop: Option<StopCause>, exit: ExitInfo) -> StoreResult<Task> {
+    async fn finish(
+        &mut self,
+        task: &Task,
+        stop: Option<StopCause>,
+        exit: ExitInfo,
+    ) -> StoreResult<Task> {
         let (status, reason) =
             final_status(stop, &exit, task.result.as_ref(), self.cfg.require_result);
         let mut t = Transition::new(status, reason.clone()).exit_code(exit.code);
@@ -137,7 +150,8 @@ impl Scheduler {
         info!(task_id = %task.id, status = %status, reason = %reason, exit_code = ?exit.code, "task finished");
         self.active.remove(&task.id);
         self.metrics.observe_finished(&done);
-        self.gc_due.push((Instant::now() + self.cfg.worker_retention, task.id));
+        self.gc_due
+            .push((Instant::now() + self.cfg.worker_retention, task.id));
         Ok(done)
     }
 
@@ -161,7 +175,9 @@ impl Scheduler {
         for (id, a) in &self.active {
             match a.stopping {
                 None if cancel_requested.contains(id) => to_stop.push((*id, StopCause::Cancel)),
-                None if a.deadline.is_some_and(|d| d <= now) => to_stop.push((*id, StopCause::Deadline)),
+                None if a.deadline.is_some_and(|d| d <= now) => {
+                    to_stop.push((*id, StopCause::Deadline))
+                }
                 Some((cause, since))
                     if since.elapsed() > self.cfg.stop_grace + self.cfg.stop_timeout =>
                 {
@@ -184,7 +200,10 @@ impl Scheduler {
         for (id, cause) in overdue {
             warn!(task_id = %id, "worker never reported its exit after being killed");
             if let Some(task) = self.store.get(id).await? {
-                let exit = ExitInfo { message: Some("worker did not exit after being killed".into()), ..Default::default() };
+                let exit = ExitInfo {
+                    message: Some("worker did not exit after being killed".into()),
+                    ..Default::default()
+                };
                 self.finish(&task, Some(cause), exit).await?;
                 report.finished.push(id);
             }
@@ -194,7 +213,10 @@ impl Scheduler {
 
     /// Launch queued tasks while there are free slots, oldest first.
     async fn admit(&mut self, report: &mut TickReport) -> StoreResult<()> {
-        if self.launch_backoff_until.is_some_and(|t| Instant::now() < t) {
+        if self
+            .launch_backoff_until
+            .is_some_and(|t| Instant::now() < t)
+        {
             return Ok(());
         }
         let free = self.cfg.max_concurrency.saturating_sub(self.active.len());
@@ -228,16 +250,28 @@ impl Scheduler {
         let callback = match &self.cfg.callback_url {
             Some(url) => {
                 let token = token::generate();
-                self.store.set_worker_token_hash(task.id, &token::hash(&token)).await?;
-                Some(Callback { url: url.clone(), token })
+                self.store
+                    .set_worker_token_hash(task.id, &token::hash(&token))
+                    .await?;
+                Some(Callback {
+                    url: url.clone(),
+                    token,
+                })
             }
             None => None,
         };
-        let spec = LaunchSpec { task: task.clone(), callback };
+        let spec = LaunchSpec {
+            task: task.clone(),
+            callback,
+        };
         match self.runtime.launch(spec).await {
             Ok(worker) => {
-                let t = Transition::new(TaskStatus::Running, Reason::WorkerStarted).worker(worker.clone());
-                let running = self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                let t = Transition::new(TaskStatus::Running, Reason::WorkerStarted)
+                    .worker(worker.clone());
+                let running = self
+                    .store
+                    .transition(task.id, TaskStatus::Starting, t)
+                    .await?;
                 info!(worker = %worker.name, runtime = %worker.runtime, "worker started");
                 self.metrics.observe_started(&running);
                 self.track(&running);
@@ -248,15 +282,21 @@ impl Scheduler {
             Err(RuntimeError::Unavailable(msg)) => {
                 warn!(error = %msg, backoff_ms = self.launch_backoff.as_millis() as u64, "runtime unavailable; task goes back to the queue");
                 let t = Transition::new(TaskStatus::Queued, Reason::Requeued).message(msg);
-                self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                self.store
+                    .transition(task.id, TaskStatus::Starting, t)
+                    .await?;
                 self.launch_backoff_until = Some(Instant::now() + self.launch_backoff);
                 self.launch_backoff = (self.launch_backoff * 2).min(Duration::from_secs(30));
                 Ok(Launch::Requeued)
             }
             Err(e) => {
                 warn!(error = %e, "worker launch failed");
-                let t = Transition::new(TaskStatus::Failed, Reason::LaunchFailed).message(e.to_string());
-                let done = self.store.transition(task.id, TaskStatus::Starting, t).await?;
+                let t = Transition::new(TaskStatus::Failed, Reason::LaunchFailed)
+                    .message(e.to_string());
+                let done = self
+                    .store
+                    .transition(task.id, TaskStatus::Starting, t)
+                    .await?;
                 self.metrics.observe_finished(&done);
                 Ok(Launch::Failed)
             }
@@ -297,7 +337,9 @@ impl Scheduler {
             let due = match self.store.get(id).await {
                 Ok(Some(t)) => match (t.status.is_terminal(), t.finished_at) {
                     (true, Some(f)) => {
-                        let left = (f + retention - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        let left = (f + retention - Utc::now())
+                            .to_std()
+                            .unwrap_or(Duration::ZERO);
                         Some(Instant::now() + left)
                     }
                     _ => None,
