@@ -52,7 +52,10 @@ struct Config {
 
 fn env_num<T: std::str::FromStr>(k: &str, d: T) -> T {
     match std::env::var(k) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{k}={v:?} is not a valid number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{k}={v:?} is not a valid number")),
         Err(_) => d,
     }
 }
@@ -98,7 +101,10 @@ struct Server {
 impl Server {
     /// Start `agent-orchestrator serve` with `worker` (program and arguments) as the worker.
     fn start(worker: &[&str], max_concurrency: u32) -> Server {
-        let dir = tempfile::Builder::new().prefix("ao-bench-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("ao-bench-")
+            .tempdir()
+            .expect("temp dir");
         let data = dir.path().join("data");
         let mut cmd = Command::new(BIN);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
@@ -107,7 +113,12 @@ impl Server {
             .arg("--worker-command")
             .arg(worker[0])
             .args(worker[1..].iter().map(|a| format!("--worker-arg={a}")))
-            .args(["--max-concurrency", &max_concurrency.to_string(), "--max-queued", "1000000"])
+            .args([
+                "--max-concurrency",
+                &max_concurrency.to_string(),
+                "--max-queued",
+                "1000000",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -119,7 +130,12 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("spawning the server");
         let stderr = child.stderr.take().expect("piped stderr");
-        let mut server = Server { child, base: String::new(), data, _dir: dir };
+        let mut server = Server {
+            child,
+            base: String::new(),
+            data,
+            _dir: dir,
+        };
 
         let (tx, rx) = mpsc::channel::<Result<String, String>>();
         std::thread::spawn(move || {
@@ -180,12 +196,22 @@ impl Drop for Server {
 /// of every supervisor still running for a task folder under `workers`, checking its command
 /// line so that a recycled pid is never hit.
 fn kill_leftover_workers(workers: &Path) {
-    let Ok(entries) = std::fs::read_dir(workers) else { return };
+    let Ok(entries) = std::fs::read_dir(workers) else {
+        return;
+    };
     for e in entries.flatten() {
-        let Ok(dir) = std::fs::canonicalize(e.path()) else { continue };
-        let Ok(pid) = std::fs::read_to_string(dir.join("supervisor.pid")) else { continue };
-        let Ok(pid) = pid.trim().parse::<i32>() else { continue };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(dir) = std::fs::canonicalize(e.path()) else {
+            continue;
+        };
+        let Ok(pid) = std::fs::read_to_string(dir.join("supervisor.pid")) else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let dir_arg = dir.as_os_str().as_encoded_bytes();
         if pid > 1 && cmdline.split(|b| *b == 0).any(|a| a == dir_arg) {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -262,7 +288,12 @@ async fn one(c: &reqwest::Client, url: &str, r: Req) -> f64 {
     let status = resp.status();
     let body = resp.bytes().await.unwrap_or_else(|e| panic!("{url}: {e}"));
     let took = ms(t.elapsed());
-    assert_eq!(status.as_u16(), want, "{url}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status.as_u16(),
+        want,
+        "{url}: {}",
+        String::from_utf8_lossy(&body)
+    );
     took
 }
 
@@ -306,12 +337,22 @@ async fn phase(c: &reqwest::Client, url: &str, r: Req, n: usize, clients: usize)
         }
         all
     };
-    Phase { wall: t.elapsed(), lat: summarize(&lat) }
+    Phase {
+        wall: t.elapsed(),
+        lat: summarize(&lat),
+    }
 }
 
 /// Sum of the samples of a metric family in the Prometheus text output.
 async fn metric(c: &reqwest::Client, s: &Server, name: &str) -> f64 {
-    let text = c.get(s.url("/metrics")).send().await.expect("metrics").text().await.expect("metrics body");
+    let text = c
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body");
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ', '_']))
         .filter(|l| !l[name.len()..].starts_with("_created"))
@@ -342,7 +383,11 @@ async fn admission(cfg: &Config, clients: usize) -> AdmissionRun {
     let queued_after = metric(&c, &s, "ao_queue_depth").await;
     let health_drain = phase(&c, &health_url, Req::Health, cfg.admit_requests, clients).await;
     AdmissionRun {
-        mode: if clients <= 1 { "sequential" } else { "concurrent" },
+        mode: if clients <= 1 {
+            "sequential"
+        } else {
+            "concurrent"
+        },
         clients,
         health,
         admit,
@@ -373,7 +418,11 @@ impl Agent {
     }
 
     fn true_() -> Agent {
-        Agent { label: "/bin/true".into(), command: vec!["/bin/true".into()], nominal_ms: 0.0 }
+        Agent {
+            label: "/bin/true".into(),
+            command: vec!["/bin/true".into()],
+            nominal_ms: 0.0,
+        }
     }
 
     fn argv(&self) -> Vec<&str> {
@@ -426,7 +475,13 @@ impl Timing {
             .and_then(|h| h.iter().find(|r| r["reason"] == "scheduled"))
             .map(|r| at(r, "at"))
             .unwrap_or(started);
-        Timing { e2e_ms, created: at(t, "created_at"), scheduled, started, finished: at(t, "finished_at") }
+        Timing {
+            e2e_ms,
+            created: at(t, "created_at"),
+            scheduled,
+            started,
+            finished: at(t, "finished_at"),
+        }
     }
 }
 
@@ -445,21 +500,39 @@ async fn submit(c: &reqwest::Client, s: &Server) -> String {
 }
 
 /// Poll the task until it is terminal; bounded by `deadline`.
-async fn wait_terminal(c: &reqwest::Client, s: &Server, id: &str, poll: Duration, deadline: Instant) -> Value {
+async fn wait_terminal(
+    c: &reqwest::Client,
+    s: &Server,
+    id: &str,
+    poll: Duration,
+    deadline: Instant,
+) -> Value {
     let url = s.url(&format!("/api/v1/tasks/{id}"));
     loop {
-        let t: Value = c.get(&url).send().await.expect("get task").json().await.expect("task body");
+        let t: Value = c
+            .get(&url)
+            .send()
+            .await
+            .expect("get task")
+            .json()
+            .await
+            .expect("task body");
         if TERMINAL.contains(&t["status"].as_str().unwrap_or_default()) {
             return t;
         }
-        assert!(Instant::now() < deadline, "task {id} not finished in time: {t:#}");
+        assert!(
+            Instant::now() < deadline,
+            "task {id} not finished in time: {t:#}"
+        );
         tokio::time::sleep(poll).await;
     }
 }
 
 fn deadline_for(cfg: &Config, agent: &Agent, tasks: usize, concurrency: u32) -> Instant {
     let per = agent.nominal_ms / 1e3 + 0.5;
-    Instant::now() + Duration::from_secs_f64(60.0 + per * tasks as f64 / f64::from(concurrency)) + cfg.poll
+    Instant::now()
+        + Duration::from_secs_f64(60.0 + per * tasks as f64 / f64::from(concurrency))
+        + cfg.poll
 }
 
 /// Scenario 2: one task in flight at a time (`--max-concurrency 1`), so that no task waits
@@ -534,8 +607,12 @@ fn header(first: &str) {
 
 fn print_admission(runs: &[AdmissionRun]) {
     println!("\n== 1. Admission: POST /api/v1/tasks vs GET /healthz (same server, same run) ==");
-    println!("   worker /bin/true, --max-concurrency 1, --max-queued 1000000; the scheduler drains");
-    println!("   the backlog in the background (1 worker process at a time) while POSTs are measured.\n");
+    println!(
+        "   worker /bin/true, --max-concurrency 1, --max-queued 1000000; the scheduler drains"
+    );
+    println!(
+        "   the backlog in the background (1 worker process at a time) while POSTs are measured.\n"
+    );
     println!(
         "  {:<34} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "phase", "n", "conc", "req/s", "mean ms", "p50 ms", "p99 ms", "max ms"
@@ -583,13 +660,28 @@ fn print_overhead(agent: &Agent, bare: &Summary, ts: &[Timing]) {
     let total = col(&|t| ms_between(t.created, t.finished));
     let over = col(&|t| ms_between(t.created, t.finished) - nominal);
     row("client: submit -> terminal seen (poll)", &e2e);
-    row("client overhead = that - agent time", &col(&|t| t.e2e_ms - nominal));
+    row(
+        "client overhead = that - agent time",
+        &col(&|t| t.e2e_ms - nominal),
+    );
     row("server: created -> finished", &total);
     row("OVERHEAD = created -> finished - agent time", &over);
-    row("  scheduling latency: created -> started", &col(&|t| ms_between(t.created, t.started)));
-    row("    pickup: created -> scheduled", &col(&|t| ms_between(t.created, t.scheduled)));
-    row("    launch: scheduled -> started (running)", &col(&|t| ms_between(t.scheduled, t.started)));
-    row("  finish latency: started -> finished - agent", &col(&|t| ms_between(t.started, t.finished) - nominal));
+    row(
+        "  scheduling latency: created -> started",
+        &col(&|t| ms_between(t.created, t.started)),
+    );
+    row(
+        "    pickup: created -> scheduled",
+        &col(&|t| ms_between(t.created, t.scheduled)),
+    );
+    row(
+        "    launch: scheduled -> started (running)",
+        &col(&|t| ms_between(t.scheduled, t.started)),
+    );
+    row(
+        "  finish latency: started -> finished - agent",
+        &col(&|t| ms_between(t.started, t.finished) - nominal),
+    );
     if nominal > 0.0 {
         println!(
             "  -> overhead / agent time: mean {:.3}, p50 {:.3}, p99 {:.3}; beyond a bare fork+exec: mean {:.2} ms",
@@ -618,7 +710,8 @@ fn print_batches(agent: &Agent, bare: &Summary, batches: &[Batch]) {
         let tput = ts.len() as f64 / span_s;
         // Ideal: `concurrency` agents back to back, each taking its bare run time.
         let ideal = f64::from(b.concurrency) * 1e3 / bare.mean.max(1e-3);
-        let per_task = ms_between(first_started, last_finished) * f64::from(b.concurrency) / ts.len() as f64;
+        let per_task =
+            ms_between(first_started, last_finished) * f64::from(b.concurrency) / ts.len() as f64;
         println!(
             "  {:<12} {:>4} {:>5} {:>10.1} {:>10.1} {:>8.1}% {:>12.1} {:>13.2} {:>10.2}",
             agent.label,
@@ -635,7 +728,10 @@ fn print_batches(agent: &Agent, bare: &Summary, batches: &[Batch]) {
     if let Some(b) = batches.iter().find(|b| b.concurrency == 1) {
         let mut ts: Vec<&Timing> = b.timings.iter().collect();
         ts.sort_by_key(|t| t.started);
-        let gaps: Vec<f64> = ts.windows(2).map(|w| ms_between(w[0].finished, w[1].started)).collect();
+        let gaps: Vec<f64> = ts
+            .windows(2)
+            .map(|w| ms_between(w[0].finished, w[1].started))
+            .collect();
         if !gaps.is_empty() {
             let g = summarize(&gaps);
             println!(
@@ -652,12 +748,24 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cfg = Config::from_env();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let started = Instant::now();
 
-    println!("agent-orchestrator black-box bench{}", if cfg.smoke { " (smoke run: not invoked with --bench)" } else { "" });
+    println!(
+        "agent-orchestrator black-box bench{}",
+        if cfg.smoke {
+            " (smoke run: not invoked with --bench)"
+        } else {
+            ""
+        }
+    );
     println!("  binary    {BIN}");
-    println!("  machine   {cores} cores available (client and server share them), loopback HTTP/1.1 keep-alive");
+    println!(
+        "  machine   {cores} cores available (client and server share them), loopback HTTP/1.1 keep-alive"
+    );
     println!(
         "  sizes     BENCH_ADMIT_REQUESTS={} BENCH_ADMIT_CLIENTS={} BENCH_TASKS={} BENCH_AGENT_SECONDS={} \
          BENCH_BATCH_CONCURRENCY={} BENCH_POLL_MS={}",
@@ -712,5 +820,8 @@ fn main() {
             }
         }
     });
-    println!("\ntotal bench time {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "\ntotal bench time {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -22,7 +22,8 @@ struct Out {
 
 impl Out {
     fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
     }
 
     /// A failure: the given exit code and exactly one `error: ...` line on stderr.
@@ -31,7 +32,10 @@ impl Out {
         let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
         assert_eq!(lines.len(), 1, "one line on stderr: {self:?}");
         assert!(lines[0].starts_with("error: "), "{self:?}");
-        assert!(lines[0].contains(needle), "stderr mentions `{needle}`: {self:?}");
+        assert!(
+            lines[0].contains(needle),
+            "stderr mentions `{needle}`: {self:?}"
+        );
         assert!(self.stdout.is_empty(), "nothing on stdout: {self:?}");
     }
 }
@@ -43,7 +47,11 @@ async fn run_cli(url: &str, token: Option<&str>, args: &[&str], stdin: Option<&s
         .env("AO_URL", url)
         .env_remove("AO_TOKEN")
         .env_remove("AO_CONFIG")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -58,7 +66,12 @@ async fn run_cli(url: &str, token: Option<&str>, args: &[&str], stdin: Option<&s
     }
     let out = tokio::time::timeout(RUN_LIMIT, child.wait_with_output())
         .await
-        .unwrap_or_else(|_| panic!("`agent-orchestrator {}` did not end within {RUN_LIMIT:?}", args.join(" ")))
+        .unwrap_or_else(|_| {
+            panic!(
+                "`agent-orchestrator {}` did not end within {RUN_LIMIT:?}",
+                args.join(" ")
+            )
+        })
         .unwrap();
     Out {
         code: out.status.code().expect("exited, not killed"),
@@ -90,8 +103,21 @@ async fn submit_and_get_round_trip() {
     let out = cli(
         &app,
         &[
-            "tasks", "submit", "hello world", "--label", "team=a", "--label", "kind=test", "--env", "FOO=bar",
-            "--timeout", "30m", "--model", "claude-test", "-o", "json",
+            "tasks",
+            "submit",
+            "hello world",
+            "--label",
+            "team=a",
+            "--label",
+            "kind=test",
+            "--env",
+            "FOO=bar",
+            "--timeout",
+            "30m",
+            "--model",
+            "claude-test",
+            "-o",
+            "json",
         ],
     )
     .await;
@@ -118,9 +144,24 @@ async fn submit_and_get_round_trip() {
     assert_eq!(done["status"], "succeeded", "{done:#}");
     let table = cli(&app, &["tasks", "get", &id]).await;
     assert_eq!(table.code, 0, "{table:?}");
-    assert!(table.stdout.lines().any(|l| l.starts_with("ID:") && l.ends_with(&id)), "{table:?}");
-    assert!(table.stdout.lines().any(|l| l.starts_with("Status:") && l.ends_with("succeeded")), "{table:?}");
-    assert!(table.stdout.contains("Prompt:") && table.stdout.contains("hello world"), "{table:?}");
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("ID:") && l.ends_with(&id)),
+        "{table:?}"
+    );
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("Status:") && l.ends_with("succeeded")),
+        "{table:?}"
+    );
+    assert!(
+        table.stdout.contains("Prompt:") && table.stdout.contains("hello world"),
+        "{table:?}"
+    );
     app.stop().await;
 }
 
@@ -132,14 +173,22 @@ async fn submit_reads_the_prompt_from_a_file_and_from_stdin() {
     let id = submit(&app, &["-f", file.to_str().unwrap()]).await;
     assert_eq!(app.task(&id).await["prompt"], "from a file\nsecond line\n");
 
-    let out = run_cli(&app.base, None, &["tasks", "submit", "-o", "json", "-"], Some("from stdin\n")).await;
+    let out = run_cli(
+        &app.base,
+        None,
+        &["tasks", "submit", "-o", "json", "-"],
+        Some("from stdin\n"),
+    )
+    .await;
     assert_eq!(out.code, 0, "{out:?}");
     let id2 = out.json()["id"].as_str().unwrap().to_string();
     assert_eq!(app.task(&id2).await["prompt"], "from stdin\n");
 
     // A missing file is a usage error.
     let missing = app.dir.path().join("nope.md");
-    cli(&app, &["tasks", "submit", "-f", missing.to_str().unwrap()]).await.assert_error(2, "cannot read");
+    cli(&app, &["tasks", "submit", "-f", missing.to_str().unwrap()])
+        .await
+        .assert_error(2, "cannot read");
     for id in [id, id2] {
         app.wait_terminal(&id).await;
     }
@@ -152,16 +201,48 @@ async fn submit_wait_exits_with_the_tasks_outcome() {
     let ok = cli(&app, &["tasks", "submit", "--wait", "will succeed"]).await;
     assert_eq!(ok.code, 0, "{ok:?}");
     assert!(ok.stderr.contains("submitted"), "{ok:?}");
-    assert!(ok.stdout.lines().any(|l| l.starts_with("Status:") && l.ends_with("succeeded")), "{ok:?}");
+    assert!(
+        ok.stdout
+            .lines()
+            .any(|l| l.starts_with("Status:") && l.ends_with("succeeded")),
+        "{ok:?}"
+    );
     assert!(ok.stdout.contains("will succeed"), "{ok:?}");
 
-    let bad = cli(&app, &["tasks", "submit", "--wait", "--env", "EXIT=3", "will fail"]).await;
+    let bad = cli(
+        &app,
+        &["tasks", "submit", "--wait", "--env", "EXIT=3", "will fail"],
+    )
+    .await;
     assert_eq!(bad.code, 1, "{bad:?}");
-    assert!(bad.stdout.lines().any(|l| l.starts_with("Status:") && l.ends_with("failed")), "{bad:?}");
-    assert!(bad.stdout.lines().any(|l| l.starts_with("Exit code:") && l.ends_with('3')), "{bad:?}");
+    assert!(
+        bad.stdout
+            .lines()
+            .any(|l| l.starts_with("Status:") && l.ends_with("failed")),
+        "{bad:?}"
+    );
+    assert!(
+        bad.stdout
+            .lines()
+            .any(|l| l.starts_with("Exit code:") && l.ends_with('3')),
+        "{bad:?}"
+    );
 
     // With -o json the final task is the only thing on stdout.
-    let j = cli(&app, &["tasks", "submit", "--wait", "-o", "json", "--env", "EXIT=3", "json fail"]).await;
+    let j = cli(
+        &app,
+        &[
+            "tasks",
+            "submit",
+            "--wait",
+            "-o",
+            "json",
+            "--env",
+            "EXIT=3",
+            "json fail",
+        ],
+    )
+    .await;
     assert_eq!(j.code, 1, "{j:?}");
     let t = j.json();
     assert_eq!(t["status"], "failed");
@@ -174,7 +255,11 @@ async fn submit_wait_exits_with_the_tasks_outcome() {
 fn column_starts(header: &str, names: &[&str]) -> Vec<usize> {
     names
         .iter()
-        .map(|n| header.find(n).unwrap_or_else(|| panic!("header `{header}` has {n}")))
+        .map(|n| {
+            header
+                .find(n)
+                .unwrap_or_else(|| panic!("header `{header}` has {n}"))
+        })
         .collect()
 }
 
@@ -189,7 +274,10 @@ fn assert_aligned(table: &str, names: &[&str]) {
         let chars: Vec<char> = row.chars().collect();
         for &s in &starts[1..] {
             assert!(chars.len() > s, "row too short for its columns:\n{table}");
-            assert!(chars[s - 2..s].iter().all(|c| *c == ' ') && chars[s] != ' ', "misaligned at {s}:\n{table}");
+            assert!(
+                chars[s - 2..s].iter().all(|c| *c == ' ') && chars[s] != ' ',
+                "misaligned at {s}:\n{table}"
+            );
         }
     }
 }
@@ -198,7 +286,17 @@ fn assert_aligned(table: &str, names: &[&str]) {
 async fn list_shows_an_aligned_filterable_table() {
     let app = TestApp::spawn(&[]).await;
     let a = submit(&app, &["--label", "team=a", "first task"]).await;
-    let b = submit(&app, &["--label", "team=b", "--env", "EXIT=3", "second task with a much longer prompt"]).await;
+    let b = submit(
+        &app,
+        &[
+            "--label",
+            "team=b",
+            "--env",
+            "EXIT=3",
+            "second task with a much longer prompt",
+        ],
+    )
+    .await;
     let c = submit(&app, &["--label", "team=a", "third"]).await;
     for id in [&a, &b, &c] {
         app.wait_terminal(id).await;
@@ -209,17 +307,32 @@ async fn list_shows_an_aligned_filterable_table() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{out:?}");
     let cols = ["ID", "STATUS", "REASON", "AGE", "PROMPT"];
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), cols, "{out:?}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        cols,
+        "{out:?}"
+    );
     assert_aligned(&out.stdout, &cols);
     // Newest first, with relative ages.
-    assert!(lines[1].starts_with(&c) && lines[2].starts_with(&b) && lines[3].starts_with(&a), "{out:?}");
+    assert!(
+        lines[1].starts_with(&c) && lines[2].starts_with(&b) && lines[3].starts_with(&a),
+        "{out:?}"
+    );
     let age_at = column_starts(lines[0], &["AGE"])[0];
     for row in &lines[1..] {
         let age: String = row.chars().skip(age_at).collect();
-        let (n, rest) = age.split_once('s').unwrap_or_else(|| panic!("age in `{row}`"));
-        assert!(n.parse::<u32>().is_ok_and(|n| n < 60) && rest.starts_with(" ago"), "`0s ago`-like age in `{row}`");
+        let (n, rest) = age
+            .split_once('s')
+            .unwrap_or_else(|| panic!("age in `{row}`"));
+        assert!(
+            n.parse::<u32>().is_ok_and(|n| n < 60) && rest.starts_with(" ago"),
+            "`0s ago`-like age in `{row}`"
+        );
     }
-    assert!(lines[2].contains("failed") && lines[1].contains("succeeded"), "{out:?}");
+    assert!(
+        lines[2].contains("failed") && lines[1].contains("succeeded"),
+        "{out:?}"
+    );
 
     let failed = cli(&app, &["tasks", "list", "--status", "failed"]).await;
     assert_eq!(failed.code, 0, "{failed:?}");
@@ -229,19 +342,39 @@ async fn list_shows_an_aligned_filterable_table() {
 
     let team_a = cli(&app, &["tasks", "list", "--label", "team=a", "-o", "json"]).await;
     assert_eq!(team_a.code, 0, "{team_a:?}");
-    let ids: Vec<String> = team_a.json().as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> = team_a
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(ids, vec![c.clone(), a.clone()]);
 
     let none = cli(&app, &["tasks", "list", "--label", "team=zzz"]).await;
-    assert_eq!((none.code, none.stdout.trim()), (0, "No tasks found."), "{none:?}");
+    assert_eq!(
+        (none.code, none.stdout.trim()),
+        (0, "No tasks found."),
+        "{none:?}"
+    );
 
     let all = cli(&app, &["tasks", "list", "-o", "json"]).await;
     assert_eq!(all.json().as_array().unwrap().len(), 3);
 
     let wide = cli(&app, &["tasks", "list", "-o", "wide"]).await;
     assert_eq!(wide.code, 0, "{wide:?}");
-    let wide_cols = ["ID", "STATUS", "REASON", "AGE", "WORKER", "COST", "LABELS", "PROMPT"];
-    assert_eq!(wide.stdout.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), wide_cols);
+    let wide_cols = [
+        "ID", "STATUS", "REASON", "AGE", "WORKER", "COST", "LABELS", "PROMPT",
+    ];
+    assert_eq!(
+        wide.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        wide_cols
+    );
     assert_aligned(&wide.stdout, &wide_cols);
     assert!(wide.stdout.contains("team=b"), "{wide:?}");
     app.stop().await;
@@ -254,16 +387,24 @@ async fn logs_print_the_workers_output_and_follow_until_the_end() {
     app.wait_terminal(&id).await;
     let out = cli(&app, &["tasks", "logs", &id]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout, format!("start {id}\nline two\ndone\n"), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("start {id}\nline two\ndone\n"),
+        "{out:?}"
+    );
 
     // -f on a running task streams until the task ends, then exits by itself.
     let slow = submit(&app, &["--env", "SLEEP=2", "slow"]).await;
-    app.wait_for(&slow, 30, |s| s == "running" || is_terminal(s)).await;
+    app.wait_for(&slow, 30, |s| s == "running" || is_terminal(s))
+        .await;
     let started = std::time::Instant::now();
     let followed = cli(&app, &["tasks", "logs", "-f", &slow]).await;
     assert_eq!(followed.code, 0, "{followed:?}");
     assert!(followed.stdout.ends_with("done\n"), "{followed:?}");
-    assert!(followed.stdout.starts_with(&format!("start {slow}\n")), "{followed:?}");
+    assert!(
+        followed.stdout.starts_with(&format!("start {slow}\n")),
+        "{followed:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(app.task(&slow).await["status"], "succeeded");
     app.stop().await;
@@ -282,7 +423,10 @@ async fn events_of_a_task_without_events() {
     }
     let readable = cli(&app, &["tasks", "events", &id]).await;
     assert_eq!(readable.code, 0, "{readable:?}");
-    assert!(readable.stdout.trim().starts_with("task succeeded"), "{readable:?}");
+    assert!(
+        readable.stdout.trim().starts_with("task succeeded"),
+        "{readable:?}"
+    );
     let followed = cli(&app, &["tasks", "events", "-f", &id]).await;
     assert_eq!(followed.code, 0, "{followed:?}");
     app.stop().await;
@@ -296,24 +440,47 @@ async fn cancel_a_running_task_then_wait_exits_1() {
     let out = cli(&app, &["tasks", "cancel", &id]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let line = out.stdout.trim();
-    assert!(line == format!("task {id} cancelled") || line == format!("task {id} cancelling"), "{out:?}");
+    assert!(
+        line == format!("task {id} cancelled") || line == format!("task {id} cancelling"),
+        "{out:?}"
+    );
     let waited = cli(&app, &["tasks", "wait", &id]).await;
     assert_eq!(waited.code, 1, "{waited:?}");
-    assert!(waited.stdout.lines().any(|l| l.starts_with("Status:") && l.ends_with("cancelled")), "{waited:?}");
+    assert!(
+        waited
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("Status:") && l.ends_with("cancelled")),
+        "{waited:?}"
+    );
     // Cancelling it again is a conflict.
-    cli(&app, &["tasks", "cancel", &id]).await.assert_error(8, "conflict");
+    cli(&app, &["tasks", "cancel", &id])
+        .await
+        .assert_error(8, "conflict");
     app.stop().await;
 }
 
 #[tokio::test]
 async fn a_missing_or_wrong_token_is_exit_4() {
-    let app = TestApp::spawn(&["--api-tokens", "s3cret-token"]).await;
-    assert_eq!(app.token.as_deref(), Some("s3cret-token"));
+    let app = TestApp::spawn(&["--api-tokens", "s3cret-token-0123456789"]).await;
+    assert_eq!(app.token.as_deref(), Some("s3cret-token-0123456789"));
     let none = run_cli(&app.base, None, &["tasks", "list"], None).await;
     none.assert_error(4, "unauthorized");
-    let wrong = run_cli(&app.base, Some("not-it"), &["tasks", "submit", "x"], None).await;
+    let wrong = run_cli(
+        &app.base,
+        Some("not-the-right-token-at-all"),
+        &["tasks", "submit", "x"],
+        None,
+    )
+    .await;
     wrong.assert_error(4, "AO_TOKEN");
-    let flag = run_cli(&app.base, None, &["tasks", "list", "--token", "s3cret-token"], None).await;
+    let flag = run_cli(
+        &app.base,
+        None,
+        &["tasks", "list", "--token", "s3cret-token-0123456789"],
+        None,
+    )
+    .await;
     assert_eq!(flag.code, 0, "{flag:?}");
     let ok = cli(&app, &["tasks", "list", "-o", "json"]).await;
     assert_eq!(ok.code, 0, "{ok:?}");
@@ -337,35 +504,64 @@ async fn errors_have_distinct_exit_codes_and_one_line_messages() {
         cli(&app, &args).await.assert_error(5, "not found");
     }
     // 422 and 413: invalid.
-    cli(&app, &["tasks", "submit", "--env", "BAD-NAME=x", "p"]).await.assert_error(6, "invalid request");
+    cli(&app, &["tasks", "submit", "--env", "BAD-NAME=x", "p"])
+        .await
+        .assert_error(6, "invalid request");
     let big = app.dir.path().join("big.txt");
     std::fs::write(&big, "x".repeat(4096)).unwrap();
-    cli(&app, &["tasks", "submit", "-f", big.to_str().unwrap()]).await.assert_error(6, "invalid request");
-    cli(&app, &["tasks", "list", "--status", "bogus"]).await.assert_error(6, "invalid request");
+    cli(&app, &["tasks", "submit", "-f", big.to_str().unwrap()])
+        .await
+        .assert_error(6, "invalid request");
+    cli(&app, &["tasks", "list", "--status", "bogus"])
+        .await
+        .assert_error(6, "invalid request");
     // 409: cancelling a finished task.
     let id = submit(&app, &["finishes"]).await;
     app.wait_terminal(&id).await;
-    cli(&app, &["tasks", "cancel", &id]).await.assert_error(8, "conflict");
+    cli(&app, &["tasks", "cancel", &id])
+        .await
+        .assert_error(8, "conflict");
     // Usage: malformed key=value pairs, before anything is sent.
-    cli(&app, &["tasks", "submit", "--label", "nokv", "p"]).await.assert_error(2, "nokv");
-    cli(&app, &["tasks", "submit", "--env", "NOVALUE", "p"]).await.assert_error(2, "NOVALUE");
-    cli(&app, &["tasks", "list", "--label", "nokv"]).await.assert_error(2, "nokv");
+    cli(&app, &["tasks", "submit", "--label", "nokv", "p"])
+        .await
+        .assert_error(2, "nokv");
+    cli(&app, &["tasks", "submit", "--env", "NOVALUE", "p"])
+        .await
+        .assert_error(2, "NOVALUE");
+    cli(&app, &["tasks", "list", "--label", "nokv"])
+        .await
+        .assert_error(2, "nokv");
     let bad_url = run_cli("ftp://example", None, &["tasks", "list"], None).await;
     bad_url.assert_error(2, "http://");
     // clap's own usage errors are exit 2 as well.
     let clap = cli(&app, &["tasks", "submit", "--timeout", "soon", "p"]).await;
     assert_eq!(clap.code, 2, "{clap:?}");
-    assert!(clap.stderr.starts_with("error:") && clap.stderr.contains("soon"), "{clap:?}");
+    assert!(
+        clap.stderr.starts_with("error:") && clap.stderr.contains("soon"),
+        "{clap:?}"
+    );
     let no_prompt = cli(&app, &["tasks", "submit"]).await;
     assert_eq!(no_prompt.code, 2, "{no_prompt:?}");
     // Nothing invalid was stored.
-    assert_eq!(cli(&app, &["tasks", "list", "-o", "json"]).await.json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        cli(&app, &["tasks", "list", "-o", "json"])
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     app.stop().await;
 }
 
 #[tokio::test]
 async fn an_unreachable_server_is_exit_3() {
-    for args in [vec!["tasks", "list"], vec!["tasks", "submit", "x"], vec!["tasks", "wait", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"]] {
+    for args in [
+        vec!["tasks", "list"],
+        vec!["tasks", "submit", "x"],
+        vec!["tasks", "wait", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"],
+    ] {
         let out = run_cli("http://127.0.0.1:1", None, &args, None).await;
         out.assert_error(3, "cannot reach the orchestrator at http://127.0.0.1:1");
     }
@@ -378,7 +574,9 @@ async fn a_full_queue_is_exit_7() {
     app.wait_for(&running, 30, |s| s == "running").await;
     let queued = submit(&app, &["--env", "SLEEP=60", "waits"]).await;
     assert_eq!(app.task(&queued).await["status"], "queued");
-    cli(&app, &["tasks", "submit", "one too many"]).await.assert_error(7, "queue is full");
+    cli(&app, &["tasks", "submit", "one too many"])
+        .await
+        .assert_error(7, "queue is full");
     // Clean up: cancel both, bounded.
     for id in [&queued, &running] {
         let out = cli(&app, &["tasks", "cancel", id]).await;
@@ -397,6 +595,12 @@ async fn completions_print_a_bash_script() {
     assert!(out.stdout.contains("agent-orchestrator"), "{out:?}");
     assert!(out.stdout.contains("complete -F"), "{out:?}");
     assert!(out.stdout.contains("tasks"), "{out:?}");
-    let bad = run_cli("http://127.0.0.1:1", None, &["completions", "nosuchshell"], None).await;
+    let bad = run_cli(
+        "http://127.0.0.1:1",
+        None,
+        &["completions", "nosuchshell"],
+        None,
+    )
+    .await;
     assert_eq!(bad.code, 2, "{bad:?}");
 }

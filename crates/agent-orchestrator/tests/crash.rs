@@ -3,57 +3,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{BIN, script};
+use common::{ServerProcess, script, worker_pid};
 use serde_json::{Value, json};
 
-struct Server {
-    child: Child,
-    base: String,
+fn start(dir: &std::path::Path, worker: &std::path::Path) -> ServerProcess {
+    let data = dir.join("data");
+    ServerProcess::start(
+        &[
+            "--max-concurrency".as_ref(),
+            "3".as_ref(),
+            "--data-dir".as_ref(),
+            data.as_os_str(),
+            "--worker-command".as_ref(),
+            worker.as_os_str(),
+        ],
+        &[],
+    )
 }
 
-fn start(dir: &std::path::Path, worker: &std::path::Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--max-concurrency",
-            "3",
-            "--log-format",
-            "json",
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--worker-command")
-        .arg(worker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["message"] == "listening" {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-async fn submit(c: &reqwest::Client, s: &Server, sleep: u32) -> String {
+async fn submit(c: &reqwest::Client, s: &ServerProcess, sleep: u32) -> String {
     let r = c
         .post(format!("{}/api/v1/tasks", s.base))
         .json(&json!({"prompt": "p", "env": {"SLEEP": sleep.to_string()}}))
@@ -67,7 +37,7 @@ async fn submit(c: &reqwest::Client, s: &Server, sleep: u32) -> String {
         .to_string()
 }
 
-async fn task(c: &reqwest::Client, s: &Server, id: &str) -> Value {
+async fn task(c: &reqwest::Client, s: &ServerProcess, id: &str) -> Value {
     c.get(format!("{}/api/v1/tasks/{id}", s.base))
         .send()
         .await
@@ -77,7 +47,7 @@ async fn task(c: &reqwest::Client, s: &Server, id: &str) -> Value {
         .unwrap()
 }
 
-async fn wait_status(c: &reqwest::Client, s: &Server, id: &str, want: &[&str]) -> Value {
+async fn wait_status(c: &reqwest::Client, s: &ServerProcess, id: &str, want: &[&str]) -> Value {
     for _ in 0..600 {
         let t = task(c, s, id).await;
         if want.contains(&t["status"].as_str().unwrap()) {
@@ -89,15 +59,6 @@ async fn wait_status(c: &reqwest::Client, s: &Server, id: &str, want: &[&str]) -
         "task {id} never reached {want:?}: {:#}",
         task(c, s, id).await
     );
-}
-
-fn pid_of(t: &Value) -> i32 {
-    t["worker"]["name"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("pid-")
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -114,10 +75,9 @@ async fn kill_9_and_restart_loses_nothing() {
         wait_status(&c, &s, id, &["running"]).await;
     }
     assert_eq!(task(&c, &s, &queued).await["status"], "queued");
-    let victim = pid_of(&task(&c, &s, &killed_while_down).await);
+    let victim = worker_pid(&task(&c, &s, &killed_while_down).await);
 
-    s.child.kill().unwrap(); // SIGKILL
-    s.child.wait().unwrap();
+    s.kill();
     // While the orchestrator is down: one worker finishes, one dies without a trace.
     nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(victim),
@@ -174,6 +134,5 @@ async fn kill_9_and_restart_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 4);
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
+    s.kill();
 }

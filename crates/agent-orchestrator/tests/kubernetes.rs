@@ -5,63 +5,35 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ao_kube_sim::{Behaviour, Sim, SimConfig};
-use common::{BIN, script};
+use common::{ServerProcess, script};
 use serde_json::{Value, json};
 
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, kubeconfig: &std::path::Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
+fn start(dir: &std::path::Path, kubeconfig: &std::path::Path) -> ServerProcess {
+    let data = dir.join("data");
+    ServerProcess::start(
+        &[
             "--runtime",
             "kubernetes",
-        ])
-        .args([
             "--callback-url",
             "http://127.0.0.1:9",
             "--require-result",
             "false",
             "--stop-grace",
             "1",
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("KUBECONFIG", kubeconfig)
-        .env("AO_KUBECONFIG", "")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["message"] == "listening" {
-            break v["addr"].as_str().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Server(child, format!("http://{addr}"))
+            "--data-dir",
+        ]
+        .map(std::ffi::OsStr::new)
+        .into_iter()
+        .chain([data.as_os_str()])
+        .collect::<Vec<_>>(),
+        &[
+            ("KUBECONFIG", kubeconfig.as_os_str()),
+            ("AO_KUBECONFIG", "".as_ref()),
+        ],
+    )
 }
 
 async fn wait_terminal(c: &reqwest::Client, base: &str, id: &str) -> Value {
@@ -117,7 +89,7 @@ exit "${EXIT:-0}""#,
     let c = common::client();
     let submit = |env: Value| {
         let c = c.clone();
-        let base = server.1.clone();
+        let base = server.base.clone();
         async move {
             let r = c
                 .post(format!("{base}/api/v1/tasks"))
@@ -136,7 +108,7 @@ exit "${EXIT:-0}""#,
     let bad = submit(json!({"EXIT": "3"})).await;
     let slow = submit(json!({"SLEEP": "60"})).await;
 
-    let t = wait_terminal(&c, &server.1, &ok).await;
+    let t = wait_terminal(&c, &server.base, &ok).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("succeeded"), Some("completed")),
@@ -145,7 +117,7 @@ exit "${EXIT:-0}""#,
     assert_eq!(t["worker"]["runtime"], "kubernetes");
     assert_eq!(t["worker"]["name"], format!("claude-worker-{ok}"));
     let logs = c
-        .get(format!("{}/api/v1/tasks/{ok}/logs", server.1))
+        .get(format!("{}/api/v1/tasks/{ok}/logs", server.base))
         .send()
         .await
         .unwrap()
@@ -156,7 +128,7 @@ exit "${EXIT:-0}""#,
         logs.contains(&format!("pod task {ok}")) && logs.contains("spec received"),
         "{logs}"
     );
-    let t = wait_terminal(&c, &server.1, &bad).await;
+    let t = wait_terminal(&c, &server.base, &bad).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("failed"), Some("exit_code_3")),
@@ -165,7 +137,7 @@ exit "${EXIT:-0}""#,
 
     for _ in 0..200 {
         let t: Value = c
-            .get(format!("{}/api/v1/tasks/{slow}", server.1))
+            .get(format!("{}/api/v1/tasks/{slow}", server.base))
             .send()
             .await
             .unwrap()
@@ -178,12 +150,12 @@ exit "${EXIT:-0}""#,
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = c
-        .post(format!("{}/api/v1/tasks/{slow}/cancel", server.1))
+        .post(format!("{}/api/v1/tasks/{slow}/cancel", server.base))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let t = wait_terminal(&c, &server.1, &slow).await;
+    let t = wait_terminal(&c, &server.base, &slow).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("cancelled"), Some("cancelled_by_user")),

@@ -5,24 +5,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{TestApp, script};
+use common::{TestApp, alive, script, worker_pid};
 use serde_json::{Value, json};
-
-fn pid_of(task: &Value) -> i32 {
-    task["worker"]["name"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("pid-")
-        .parse()
-        .unwrap()
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie is as good as gone.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
-        .unwrap_or(false)
-}
 
 #[tokio::test]
 async fn success_and_failure() {
@@ -78,7 +62,7 @@ async fn timeout_stops_the_worker() {
         .submit(json!({"prompt": "slow", "timeout_seconds": 1, "env": {"SLEEP": "60"}}))
         .await;
     let running = app.wait_for(&id, 10, |s| s == "running").await;
-    let pid = pid_of(&running);
+    let pid = worker_pid(&running);
     let t = app.wait_terminal(&id).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
@@ -129,7 +113,7 @@ async fn cancel_while_running_stops_the_worker() {
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("cancelled"), Some("cancelled_by_user"))
     );
-    assert!(!alive(pid_of(&running)));
+    assert!(!alive(worker_pid(&running)));
     app.stop().await;
 }
 
@@ -148,7 +132,7 @@ async fn a_worker_ignoring_sigterm_is_killed_after_the_grace_period() {
     app.cancel(&id).await;
     let t = app.wait_terminal(&id).await;
     assert_eq!(t["status"], "cancelled");
-    assert!(!alive(pid_of(&running)));
+    assert!(!alive(worker_pid(&running)));
     app.stop().await;
 }
 

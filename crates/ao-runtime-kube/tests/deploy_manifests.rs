@@ -98,7 +98,11 @@ impl Doc {
     fn loc(&self) -> String {
         let kind = self.value["kind"].as_str().unwrap_or("?");
         let name = self.value["metadata"]["name"].as_str().unwrap_or("?");
-        format!("deploy/{} (document {}, {kind}/{name})", self.file, self.index + 1)
+        format!(
+            "deploy/{} (document {}, {kind}/{name})",
+            self.file,
+            self.index + 1
+        )
     }
 }
 
@@ -120,7 +124,10 @@ fn listed_resources() -> Vec<String> {
     let path = deploy_dir().join("kustomization.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let k: Value = serde_yaml_ng::from_str(&text).expect("kustomization.yaml is YAML");
-    assert_eq!(k["apiVersion"], "kustomize.config.k8s.io/v1beta1", "kustomization apiVersion");
+    assert_eq!(
+        k["apiVersion"], "kustomize.config.k8s.io/v1beta1",
+        "kustomization apiVersion"
+    );
     assert_eq!(k["kind"], "Kustomization", "kustomization kind");
     let resources: Vec<String> = k["resources"]
         .as_array()
@@ -129,7 +136,11 @@ fn listed_resources() -> Vec<String> {
         .map(|r| r.as_str().expect("resources are file names").to_string())
         .collect();
     let unique: BTreeSet<&String> = resources.iter().collect();
-    assert_eq!(unique.len(), resources.len(), "a resource is listed twice: {resources:?}");
+    assert_eq!(
+        unique.len(),
+        resources.len(),
+        "a resource is listed twice: {resources:?}"
+    );
 
     let mut present = BTreeSet::new();
     for entry in std::fs::read_dir(deploy_dir()).expect("deploy/ exists") {
@@ -140,9 +151,15 @@ fn listed_resources() -> Vec<String> {
     }
     let listed: BTreeSet<String> = resources.iter().cloned().collect();
     let unlisted: Vec<&String> = present.difference(&listed).collect();
-    assert!(unlisted.is_empty(), "YAML files in deploy/ not listed in kustomization.yaml resources: {unlisted:?}");
+    assert!(
+        unlisted.is_empty(),
+        "YAML files in deploy/ not listed in kustomization.yaml resources: {unlisted:?}"
+    );
     let missing: Vec<&String> = listed.difference(&present).collect();
-    assert!(missing.is_empty(), "kustomization.yaml lists files that are not in deploy/: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "kustomization.yaml lists files that are not in deploy/: {missing:?}"
+    );
     resources
 }
 
@@ -154,7 +171,9 @@ fn compare(orig: &Value, back: &Value, path: &str, problems: &mut Vec<String>) {
                 let p = format!("{path}.{k}");
                 match b.get(k) {
                     Some(bv) => compare(v, bv, &p, problems),
-                    None => problems.push(format!("{p}: unknown field (dropped by the typed round trip)")),
+                    None => problems.push(format!(
+                        "{p}: unknown field (dropped by the typed round trip)"
+                    )),
                 }
             }
         }
@@ -194,34 +213,57 @@ fn load() -> Manifests {
     let mut problems = Vec::new();
     for file in listed_resources() {
         let path = deploy_dir().join(&file);
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for (index, de) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
             let value = match Value::deserialize(de) {
                 Ok(Value::Null) => continue, // an empty document (comments only)
                 Ok(v) => v,
                 Err(e) => {
-                    problems.push(format!("deploy/{file} (document {}): not YAML: {e}", index + 1));
+                    problems.push(format!(
+                        "deploy/{file} (document {}): not YAML: {e}",
+                        index + 1
+                    ));
                     continue;
                 }
             };
-            let doc = Doc { file: file.clone(), index, value };
+            let doc = Doc {
+                file: file.clone(),
+                index,
+                value,
+            };
             let api_version = doc.value["apiVersion"].as_str().unwrap_or("");
             let kind = doc.value["kind"].as_str().unwrap_or("");
             match (api_version, kind) {
                 ("v1", "Namespace") => m.namespaces.extend(typed(&doc, &mut problems)),
                 ("v1", "ServiceAccount") => m.service_accounts.extend(typed(&doc, &mut problems)),
                 ("v1", "Service") => m.services.extend(typed(&doc, &mut problems)),
-                ("rbac.authorization.k8s.io/v1", "Role") => m.roles.extend(typed(&doc, &mut problems)),
-                ("rbac.authorization.k8s.io/v1", "RoleBinding") => m.role_bindings.extend(typed(&doc, &mut problems)),
+                ("rbac.authorization.k8s.io/v1", "Role") => {
+                    m.roles.extend(typed(&doc, &mut problems))
+                }
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                    m.role_bindings.extend(typed(&doc, &mut problems))
+                }
                 ("apps/v1", "Deployment") => m.deployments.extend(typed(&doc, &mut problems)),
-                ("networking.k8s.io/v1", "NetworkPolicy") => m.network_policies.extend(typed(&doc, &mut problems)),
-                ("monitoring.coreos.com/v1", "ServiceMonitor") => m.service_monitors.extend(typed(&doc, &mut problems)),
-                _ => problems.push(format!("{}: unexpected apiVersion/kind `{api_version}`/`{kind}`", doc.loc())),
+                ("networking.k8s.io/v1", "NetworkPolicy") => {
+                    m.network_policies.extend(typed(&doc, &mut problems))
+                }
+                ("monitoring.coreos.com/v1", "ServiceMonitor") => {
+                    m.service_monitors.extend(typed(&doc, &mut problems))
+                }
+                _ => problems.push(format!(
+                    "{}: unexpected apiVersion/kind `{api_version}`/`{kind}`",
+                    doc.loc()
+                )),
             }
             m.docs.push(doc);
         }
     }
-    assert!(problems.is_empty(), "deploy/ manifests are invalid:\n  {}", problems.join("\n  "));
+    assert!(
+        problems.is_empty(),
+        "deploy/ manifests are invalid:\n  {}",
+        problems.join("\n  ")
+    );
     m
 }
 
@@ -245,14 +287,24 @@ fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, S
 fn orchestrator_container(d: &Deployment) -> &Container {
     let spec = d.spec.as_ref().expect("deployment spec");
     let pod = spec.template.spec.as_ref().expect("pod spec");
-    pod.containers.iter().find(|c| c.name == ORCHESTRATOR).expect("container agent-orchestrator")
+    pod.containers
+        .iter()
+        .find(|c| c.name == ORCHESTRATOR)
+        .expect("container agent-orchestrator")
 }
 
 fn env_of(c: &Container) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for e in c.env.as_deref().unwrap_or_default() {
-        let v = e.value.clone().unwrap_or_else(|| panic!("env {} has no literal value", e.name));
-        assert!(out.insert(e.name.clone(), v).is_none(), "env {} set twice", e.name);
+        let v = e
+            .value
+            .clone()
+            .unwrap_or_else(|| panic!("env {} has no literal value", e.name));
+        assert!(
+            out.insert(e.name.clone(), v).is_none(),
+            "env {} set twice",
+            e.name
+        );
     }
     out
 }
@@ -275,19 +327,38 @@ fn every_file_is_listed_and_every_object_parses_strictly() {
     let created: BTreeSet<&str> = m.namespaces.iter().map(|n| name(&n.metadata)).collect();
     for doc in &m.docs {
         if doc.value["kind"] == "Namespace" {
-            assert!(doc.value["metadata"].get("namespace").is_none(), "{}: a Namespace has no namespace", doc.loc());
+            assert!(
+                doc.value["metadata"].get("namespace").is_none(),
+                "{}: a Namespace has no namespace",
+                doc.loc()
+            );
             continue;
         }
-        let n = doc.value["metadata"]["namespace"].as_str().unwrap_or_else(|| panic!("{}: no metadata.namespace", doc.loc()));
-        assert!(created.contains(n), "{}: namespace {n} is not created by the base", doc.loc());
-        assert_eq!(doc.value["metadata"]["labels"]["app.kubernetes.io/part-of"], ORCHESTRATOR, "{}: part-of label", doc.loc());
+        let n = doc.value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no metadata.namespace", doc.loc()));
+        assert!(
+            created.contains(n),
+            "{}: namespace {n} is not created by the base",
+            doc.loc()
+        );
+        assert_eq!(
+            doc.value["metadata"]["labels"]["app.kubernetes.io/part-of"],
+            ORCHESTRATOR,
+            "{}: part-of label",
+            doc.loc()
+        );
     }
 }
 
 #[test]
 fn the_strict_parse_rejects_unknown_fields_and_wrong_types() {
     let parse = |v: Value| {
-        let doc = Doc { file: "inline.yaml".into(), index: 0, value: v };
+        let doc = Doc {
+            file: "inline.yaml".into(),
+            index: 0,
+            value: v,
+        };
         let mut problems = Vec::new();
         let ok = typed::<Deployment>(&doc, &mut problems).is_some();
         (ok, problems.join("\n"))
@@ -296,9 +367,13 @@ fn the_strict_parse_rejects_unknown_fields_and_wrong_types() {
         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}});
     assert!(parse(base.clone()).0, "{}", parse(base.clone()).1);
     let mut unknown = base.clone();
-    unknown["spec"]["template"]["spec"]["containers"][0]["securityContxt"] = json!({"runAsNonRoot": true});
+    unknown["spec"]["template"]["spec"]["containers"][0]["securityContxt"] =
+        json!({"runAsNonRoot": true});
     let (ok, msg) = parse(unknown);
-    assert!(!ok && msg.contains("$.spec.template.spec.containers[0].securityContxt: unknown field"), "{msg}");
+    assert!(
+        !ok && msg.contains("$.spec.template.spec.containers[0].securityContxt: unknown field"),
+        "{msg}"
+    );
     let mut wrong = base.clone();
     wrong["spec"]["replicas"] = json!("one");
     let (ok, msg) = parse(wrong);
@@ -314,22 +389,40 @@ fn the_strict_parse_rejects_unknown_fields_and_wrong_types() {
 #[test]
 fn namespaces_enforce_the_restricted_pod_security_standard() {
     let m = load();
-    let by_name: BTreeMap<&str, &Namespace> = m.namespaces.iter().map(|n| (name(&n.metadata), n)).collect();
-    assert_eq!(by_name.keys().copied().collect::<Vec<_>>(), vec![WORKER_NS, CONTROL_PLANE_NS]);
+    let by_name: BTreeMap<&str, &Namespace> = m
+        .namespaces
+        .iter()
+        .map(|n| (name(&n.metadata), n))
+        .collect();
+    assert_eq!(
+        by_name.keys().copied().collect::<Vec<_>>(),
+        vec![WORKER_NS, CONTROL_PLANE_NS]
+    );
     for (n, namespace) in by_name {
         let labels = namespace.metadata.labels.clone().unwrap_or_default();
         assert_eq!(
-            labels.get("pod-security.kubernetes.io/enforce").map(String::as_str),
+            labels
+                .get("pod-security.kubernetes.io/enforce")
+                .map(String::as_str),
             Some("restricted"),
             "namespace {n} must enforce the restricted Pod Security Standard"
         );
         for (k, v) in &labels {
             if let Some(mode) = k.strip_prefix("pod-security.kubernetes.io/") {
                 if mode.ends_with("-version") {
-                    assert!(v == "latest" || v.starts_with("v1."), "namespace {n}: {k}={v}");
+                    assert!(
+                        v == "latest" || v.starts_with("v1."),
+                        "namespace {n}: {k}={v}"
+                    );
                 } else {
-                    assert!(["enforce", "audit", "warn"].contains(&mode), "namespace {n}: unknown PSA label {k}");
-                    assert!(["privileged", "baseline", "restricted"].contains(&v.as_str()), "namespace {n}: {k}={v}");
+                    assert!(
+                        ["enforce", "audit", "warn"].contains(&mode),
+                        "namespace {n}: unknown PSA label {k}"
+                    );
+                    assert!(
+                        ["privileged", "baseline", "restricted"].contains(&v.as_str()),
+                        "namespace {n}: {k}={v}"
+                    );
                 }
             }
         }
@@ -341,14 +434,22 @@ fn namespaces_enforce_the_restricted_pod_security_standard() {
 fn verbs_used_by_runtime() -> BTreeSet<(String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut used = BTreeSet::new();
-    let mut add = |resource: &str, verb: &str| used.insert((resource.to_string(), verb.to_string()));
+    let mut add =
+        |resource: &str, verb: &str| used.insert((resource.to_string(), verb.to_string()));
     for entry in std::fs::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "rs") {
             continue;
         }
-        let text: String = std::fs::read_to_string(&path).unwrap().split_whitespace().collect();
-        assert!(!text.contains("Api::all("), "{}: cluster-wide Api needs a ClusterRole", path.display());
+        let text: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        assert!(
+            !text.contains("Api::all("),
+            "{}: cluster-wide Api needs a ClusterRole",
+            path.display()
+        );
         for (handle, resource) in [("pods.", "pods"), ("secrets.", "secrets")] {
             for (at, _) in text.match_indices(handle) {
                 let before = &text[..at];
@@ -356,7 +457,10 @@ fn verbs_used_by_runtime() -> BTreeSet<(String, String)> {
                     continue;
                 }
                 let rest = &text[at + handle.len()..];
-                let method: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                let method: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
                 match (resource, method.as_str()) {
                     (_, "create") => add(resource, "create"),
                     (_, "delete") => add(resource, "delete"),
@@ -368,7 +472,10 @@ fn verbs_used_by_runtime() -> BTreeSet<(String, String)> {
                         add(resource, "list");
                         add(resource, "watch")
                     }
-                    (r, other) => panic!("{}: `{r}.{other}` is not mapped to an RBAC verb: update deploy/rbac.yaml and this test", path.display()),
+                    (r, other) => panic!(
+                        "{}: `{r}.{other}` is not mapped to an RBAC verb: update deploy/rbac.yaml and this test",
+                        path.display()
+                    ),
                 };
             }
         }
@@ -381,7 +488,11 @@ fn the_role_grants_exactly_what_the_runtime_uses() {
     let m = load();
     for doc in &m.docs {
         let kind = doc.value["kind"].as_str().unwrap_or("");
-        assert!(!kind.starts_with("Cluster"), "{}: nothing cluster-wide", doc.loc());
+        assert!(
+            !kind.starts_with("Cluster"),
+            "{}: nothing cluster-wide",
+            doc.loc()
+        );
     }
     let expected: BTreeSet<(String, String)> = [
         ("pods", "create"),
@@ -396,23 +507,40 @@ fn the_role_grants_exactly_what_the_runtime_uses() {
     .into_iter()
     .map(|(r, v)| (r.to_string(), v.to_string()))
     .collect();
-    assert_eq!(verbs_used_by_runtime(), expected, "the runtime's API calls changed: update deploy/rbac.yaml");
+    assert_eq!(
+        verbs_used_by_runtime(),
+        expected,
+        "the runtime's API calls changed: update deploy/rbac.yaml"
+    );
 
     let role = the(&m.roles, "Role");
     assert_eq!(name(&role.metadata), ORCHESTRATOR);
     assert_eq!(ns(&role.metadata), WORKER_NS);
     let mut granted = BTreeSet::new();
     for rule in role.rules.as_deref().unwrap_or_default() {
-        assert_eq!(rule.api_groups.as_deref(), Some(&[String::new()][..]), "only the core API group: {rule:?}");
-        assert!(rule.resource_names.is_none() && rule.non_resource_urls.is_none(), "{rule:?}");
+        assert_eq!(
+            rule.api_groups.as_deref(),
+            Some(&[String::new()][..]),
+            "only the core API group: {rule:?}"
+        );
+        assert!(
+            rule.resource_names.is_none() && rule.non_resource_urls.is_none(),
+            "{rule:?}"
+        );
         for r in rule.resources.as_deref().unwrap_or_default() {
             for v in &rule.verbs {
                 assert!(r != "*" && v != "*", "no wildcards: {rule:?}");
-                assert!(granted.insert((r.clone(), v.clone())), "{r} {v} granted twice");
+                assert!(
+                    granted.insert((r.clone(), v.clone())),
+                    "{r} {v} granted twice"
+                );
             }
         }
     }
-    assert_eq!(granted, expected, "the Role must grant exactly what the runtime uses");
+    assert_eq!(
+        granted, expected,
+        "the Role must grant exactly what the runtime uses"
+    );
 
     let rb = the(&m.role_bindings, "RoleBinding");
     assert_eq!(ns(&rb.metadata), WORKER_NS);
@@ -425,7 +553,9 @@ fn the_role_grants_exactly_what_the_runtime_uses() {
     assert_eq!(subjects[0].name, ORCHESTRATOR);
     assert_eq!(subjects[0].namespace.as_deref(), Some(CONTROL_PLANE_NS));
     assert!(
-        m.service_accounts.iter().any(|sa| name(&sa.metadata) == ORCHESTRATOR && ns(&sa.metadata) == CONTROL_PLANE_NS),
+        m.service_accounts
+            .iter()
+            .any(|sa| name(&sa.metadata) == ORCHESTRATOR && ns(&sa.metadata) == CONTROL_PLANE_NS),
         "the bound ServiceAccount exists"
     );
 }
@@ -437,31 +567,65 @@ fn the_deployment_runs_the_orchestrator_hardened_and_probed() {
     assert_eq!(name(&d.metadata), ORCHESTRATOR);
     assert_eq!(ns(&d.metadata), CONTROL_PLANE_NS);
     let spec = d.spec.as_ref().unwrap();
-    assert_eq!(spec.replicas, Some(1), "SQLite on an emptyDir: a single replica");
-    assert_eq!(spec.strategy.as_ref().and_then(|s| s.type_.as_deref()), Some("Recreate"));
-    let template_labels = spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    assert_eq!(
+        spec.replicas,
+        Some(1),
+        "SQLite on an emptyDir: a single replica"
+    );
+    assert_eq!(
+        spec.strategy.as_ref().and_then(|s| s.type_.as_deref()),
+        Some("Recreate")
+    );
+    let template_labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let selector = spec.selector.match_labels.clone().unwrap_or_default();
-    assert!(!selector.is_empty() && labels_match(&selector, &template_labels), "selector matches the pod template");
+    assert!(
+        !selector.is_empty() && labels_match(&selector, &template_labels),
+        "selector matches the pod template"
+    );
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some(ORCHESTRATOR));
-    assert_ne!(pod.automount_service_account_token, Some(false), "the orchestrator talks to the Kubernetes API");
+    assert_ne!(
+        pod.automount_service_account_token,
+        Some(false),
+        "the orchestrator talks to the Kubernetes API"
+    );
 
     let psc = pod.security_context.as_ref().expect("pod securityContext");
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert!(psc.run_as_user.is_some_and(|u| u != 0), "pod runAsUser is not root");
-    assert_eq!(psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()), Some("RuntimeDefault"));
+    assert!(
+        psc.run_as_user.is_some_and(|u| u != 0),
+        "pod runAsUser is not root"
+    );
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault")
+    );
 
     assert_eq!(pod.containers.len(), 1);
     let c = orchestrator_container(d);
-    let sc = c.security_context.as_ref().expect("container securityContext");
+    let sc = c
+        .security_context
+        .as_ref()
+        .expect("container securityContext");
     assert_ne!(sc.run_as_non_root, Some(false));
-    assert!(sc.run_as_user.or(psc.run_as_user).is_some_and(|u| u != 0), "container runAsUser is not root");
+    assert!(
+        sc.run_as_user.or(psc.run_as_user).is_some_and(|u| u != 0),
+        "container runAsUser is not root"
+    );
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_ne!(sc.privileged, Some(true));
     let caps = sc.capabilities.as_ref().expect("capabilities");
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
-    assert!(caps.add.as_deref().unwrap_or_default().is_empty(), "no added capabilities");
+    assert!(
+        caps.add.as_deref().unwrap_or_default().is_empty(),
+        "no added capabilities"
+    );
     let seccomp = sc.seccomp_profile.as_ref().or(psc.seccomp_profile.as_ref());
     assert_eq!(seccomp.map(|s| s.type_.as_str()), Some("RuntimeDefault"));
 
@@ -471,12 +635,19 @@ fn the_deployment_runs_the_orchestrator_hardened_and_probed() {
     assert_eq!(port.container_port, ORCHESTRATOR_PORT);
     let port_name = port.name.clone().expect("the port is named");
     let probe_port = |p: &Option<k8s_openapi::api::core::v1::Probe>, what: &str| {
-        let get = p.as_ref().and_then(|p| p.http_get.as_ref()).unwrap_or_else(|| panic!("{what} probe is an httpGet"));
+        let get = p
+            .as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .unwrap_or_else(|| panic!("{what} probe is an httpGet"));
         let on_port = match &get.port {
             IntOrString::Int(n) => *n == port.container_port,
             IntOrString::String(s) => *s == port_name,
         };
-        assert!(on_port, "{what} probe uses the container port: {:?}", get.port);
+        assert!(
+            on_port,
+            "{what} probe uses the container port: {:?}",
+            get.port
+        );
         get.path.clone().unwrap_or_default()
     };
     assert_eq!(probe_port(&c.liveness_probe, "liveness"), "/healthz");
@@ -493,21 +664,42 @@ fn the_deployment_runs_the_orchestrator_hardened_and_probed() {
     // Writable paths are volumes; the API tokens are a read-only Secret mount (mode 0440).
     let volumes = pod.volumes.as_deref().unwrap_or_default();
     for mount in c.volume_mounts.as_deref().unwrap_or_default() {
-        assert!(volumes.iter().any(|v| v.name == mount.name), "mount {} has a volume", mount.name);
+        assert!(
+            volumes.iter().any(|v| v.name == mount.name),
+            "mount {} has a volume",
+            mount.name
+        );
     }
-    let tokens = volumes.iter().find_map(|v| v.secret.as_ref()).expect("an API tokens secret volume");
+    let tokens = volumes
+        .iter()
+        .find_map(|v| v.secret.as_ref())
+        .expect("an API tokens secret volume");
     assert_eq!(tokens.default_mode, Some(0o440));
 
     let env = env_of(c);
-    assert_eq!(env.get("AO_RUNTIME").map(String::as_str), Some("kubernetes"));
-    assert_eq!(env.get("AO_K8S_NAMESPACE").map(String::as_str), Some(WORKER_NS));
+    assert_eq!(
+        env.get("AO_RUNTIME").map(String::as_str),
+        Some("kubernetes")
+    );
+    assert_eq!(
+        env.get("AO_K8S_NAMESPACE").map(String::as_str),
+        Some(WORKER_NS)
+    );
     let listen = env.get("AO_LISTEN").expect("AO_LISTEN");
-    assert!(listen.ends_with(&format!(":{}", port.container_port)), "AO_LISTEN {listen} is the container port");
+    assert!(
+        listen.ends_with(&format!(":{}", port.container_port)),
+        "AO_LISTEN {listen} is the container port"
+    );
     let callback = env.get("AO_CALLBACK_URL").expect("AO_CALLBACK_URL");
     let svc = the(&m.services, "Service");
     assert_eq!(
         callback,
-        &format!("http://{}.{}.svc:{}", name(&svc.metadata), ns(&svc.metadata), ORCHESTRATOR_PORT),
+        &format!(
+            "http://{}.{}.svc:{}",
+            name(&svc.metadata),
+            ns(&svc.metadata),
+            ORCHESTRATOR_PORT
+        ),
         "workers call back through the Service"
     );
 }
@@ -521,14 +713,18 @@ fn serve_env_names() -> BTreeSet<String> {
         "crates/agent-orchestrator/src/cli.rs", // global flags such as AO_LOG_FORMAT
         "crates/ao-runtime-kube/src/config.rs",
     ] {
-        let text = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let text =
+            std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         for (at, _) in text.match_indices("env = \"AO_") {
             let rest = &text[at + "env = \"".len()..];
             let end = rest.find('"').expect("closing quote");
             names.insert(rest[..end].to_string());
         }
     }
-    assert!(names.contains("AO_RUNTIME") && names.contains("AO_K8S_NAMESPACE"), "{names:?}");
+    assert!(
+        names.contains("AO_RUNTIME") && names.contains("AO_K8S_NAMESPACE"),
+        "{names:?}"
+    );
     names
 }
 
@@ -543,8 +739,14 @@ fn the_deployment_sets_only_real_serve_flags() {
     let m = load();
     let env = env_of(orchestrator_container(the(&m.deployments, "Deployment")));
     let known = serve_env_names();
-    let unknown: Vec<&String> = env.keys().filter(|k| k.starts_with("AO_") && !known.contains(*k)).collect();
-    assert!(unknown.is_empty(), "AO_ variables that are no flag of `agent-orchestrator serve`: {unknown:?}");
+    let unknown: Vec<&String> = env
+        .keys()
+        .filter(|k| k.starts_with("AO_") && !known.contains(*k))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "AO_ variables that are no flag of `agent-orchestrator serve`: {unknown:?}"
+    );
 
     // The Kubernetes runtime's own flags parse, and describe the objects of the base.
     let cmd = KubeFlags::command();
@@ -555,14 +757,26 @@ fn the_deployment_sets_only_real_serve_flags() {
             argv.push(format!("--{}={v}", arg.get_long().unwrap()));
         }
     }
-    let cfg = KubeFlags::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}")).kube.into_config();
+    let cfg = KubeFlags::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+        .kube
+        .into_config();
     assert_eq!(cfg.namespace, WORKER_NS);
     let worker_sa = m
         .service_accounts
         .iter()
         .find(|sa| name(&sa.metadata) == cfg.service_account && ns(&sa.metadata) == cfg.namespace)
-        .unwrap_or_else(|| panic!("worker ServiceAccount {}/{} is in the base", cfg.namespace, cfg.service_account));
-    assert_eq!(worker_sa.automount_service_account_token, Some(false), "workers get no API token");
+        .unwrap_or_else(|| {
+            panic!(
+                "worker ServiceAccount {}/{} is in the base",
+                cfg.namespace, cfg.service_account
+            )
+        });
+    assert_eq!(
+        worker_sa.automount_service_account_token,
+        Some(false),
+        "workers get no API token"
+    );
 }
 
 #[test]
@@ -574,9 +788,18 @@ fn the_network_policy_isolates_the_worker_pods_the_runtime_creates() {
     let selector = spec.pod_selector.clone().unwrap_or_default();
     assert!(selector.match_expressions.is_none());
     let sel = selector.match_labels.clone().unwrap_or_default();
-    assert_eq!(sel, BTreeMap::from([("app".to_string(), "claude-worker".to_string())]));
-    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
-    assert!(spec.ingress.as_deref().unwrap_or_default().is_empty(), "no ingress at all");
+    assert_eq!(
+        sel,
+        BTreeMap::from([("app".to_string(), "claude-worker".to_string())])
+    );
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string(), "Egress".to_string()][..])
+    );
+    assert!(
+        spec.ingress.as_deref().unwrap_or_default().is_empty(),
+        "no ingress at all"
+    );
 
     // The pods the runtime builds, configured as in the Deployment, are the ones selected.
     let env = env_of(orchestrator_container(the(&m.deployments, "Deployment")));
@@ -592,22 +815,50 @@ fn the_network_policy_isolates_the_worker_pods_the_runtime_creates() {
         "prompt": "p", "timeout_seconds": 60, "created_at": "2026-01-01T00:00:00Z"
     }))
     .expect("task");
-    let callback = Callback { url: env["AO_CALLBACK_URL"].clone(), token: "t".into() };
-    let pod = build_pod(&cfg, &LaunchSpec { task, callback: Some(callback) });
+    let callback = Callback {
+        url: env["AO_CALLBACK_URL"].clone(),
+        token: "t".into(),
+    };
+    let pod = build_pod(
+        &cfg,
+        &LaunchSpec {
+            task,
+            callback: Some(callback),
+        },
+    );
     assert_eq!(pod.metadata.namespace.as_deref(), Some(ns(&np.metadata)));
     let pod_labels = pod.metadata.labels.clone().unwrap_or_default();
     assert!(sel.contains_key(LABEL_APP));
-    assert!(labels_match(&sel, &pod_labels), "NetworkPolicy {sel:?} selects worker pods {pod_labels:?}");
+    assert!(
+        labels_match(&sel, &pod_labels),
+        "NetworkPolicy {sel:?} selects worker pods {pod_labels:?}"
+    );
 
     // Egress: DNS (53 UDP+TCP), HTTPS (443), and the orchestrator's port in the control plane.
     let svc = the(&m.services, "Service");
-    let orchestrator_pods = the(&m.deployments, "Deployment").spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    let orchestrator_pods = the(&m.deployments, "Deployment")
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
     let mut allowed = BTreeSet::new();
     for rule in spec.egress.as_deref().unwrap_or_default() {
         let ports = rule.ports.as_deref().unwrap_or_default();
-        assert!(!ports.is_empty(), "every egress rule names its ports: {rule:?}");
+        assert!(
+            !ports.is_empty(),
+            "every egress rule names its ports: {rule:?}"
+        );
         let peers = rule.to.as_deref().unwrap_or_default();
-        assert!(!peers.is_empty(), "every egress rule names its peers: {rule:?}");
+        assert!(
+            !peers.is_empty(),
+            "every egress rule names its peers: {rule:?}"
+        );
         for p in ports {
             let number = match &p.port {
                 Some(IntOrString::Int(n)) => *n,
@@ -618,19 +869,44 @@ fn the_network_policy_isolates_the_worker_pods_the_runtime_creates() {
             match number {
                 53 => {
                     for peer in peers {
-                        let nsl = peer.namespace_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
-                        assert_eq!(nsl.get("kubernetes.io/metadata.name").map(String::as_str), Some("kube-system"), "DNS goes to kube-system");
+                        let nsl = peer
+                            .namespace_selector
+                            .as_ref()
+                            .and_then(|s| s.match_labels.clone())
+                            .unwrap_or_default();
+                        assert_eq!(
+                            nsl.get("kubernetes.io/metadata.name").map(String::as_str),
+                            Some("kube-system"),
+                            "DNS goes to kube-system"
+                        );
                     }
                 }
                 443 => assert_eq!(proto, "TCP"),
                 ORCHESTRATOR_PORT => {
                     assert_eq!(proto, "TCP");
                     for peer in peers {
-                        assert!(peer.ip_block.is_none(), "the orchestrator port only towards the orchestrator");
-                        let nsl = peer.namespace_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
-                        assert_eq!(nsl.get("kubernetes.io/metadata.name").map(String::as_str), Some(CONTROL_PLANE_NS));
-                        let pl = peer.pod_selector.as_ref().and_then(|s| s.match_labels.clone()).unwrap_or_default();
-                        assert!(!pl.is_empty() && labels_match(&pl, &orchestrator_pods), "peer pods {pl:?} are the orchestrator's");
+                        assert!(
+                            peer.ip_block.is_none(),
+                            "the orchestrator port only towards the orchestrator"
+                        );
+                        let nsl = peer
+                            .namespace_selector
+                            .as_ref()
+                            .and_then(|s| s.match_labels.clone())
+                            .unwrap_or_default();
+                        assert_eq!(
+                            nsl.get("kubernetes.io/metadata.name").map(String::as_str),
+                            Some(CONTROL_PLANE_NS)
+                        );
+                        let pl = peer
+                            .pod_selector
+                            .as_ref()
+                            .and_then(|s| s.match_labels.clone())
+                            .unwrap_or_default();
+                        assert!(
+                            !pl.is_empty() && labels_match(&pl, &orchestrator_pods),
+                            "peer pods {pl:?} are the orchestrator's"
+                        );
                     }
                 }
                 other => panic!("egress to port {other} is not allowed"),
@@ -638,11 +914,27 @@ fn the_network_policy_isolates_the_worker_pods_the_runtime_creates() {
             allowed.insert((number, proto));
         }
     }
-    let expected: BTreeSet<(i32, String)> =
-        [(53, "UDP"), (53, "TCP"), (443, "TCP"), (ORCHESTRATOR_PORT, "TCP")].into_iter().map(|(n, p)| (n, p.to_string())).collect();
+    let expected: BTreeSet<(i32, String)> = [
+        (53, "UDP"),
+        (53, "TCP"),
+        (443, "TCP"),
+        (ORCHESTRATOR_PORT, "TCP"),
+    ]
+    .into_iter()
+    .map(|(n, p)| (n, p.to_string()))
+    .collect();
     assert_eq!(allowed, expected);
     // The callback URL the workers get goes through a port the policy allows.
-    assert!(svc.spec.as_ref().unwrap().ports.as_deref().unwrap().iter().any(|p| p.port == ORCHESTRATOR_PORT));
+    assert!(
+        svc.spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_deref()
+            .unwrap()
+            .iter()
+            .any(|p| p.port == ORCHESTRATOR_PORT)
+    );
 }
 
 #[test]
@@ -650,7 +942,17 @@ fn the_service_and_service_monitor_reach_the_orchestrator() {
     let m = load();
     let d = the(&m.deployments, "Deployment");
     let c = orchestrator_container(d);
-    let pod_labels = d.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    let pod_labels = d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
     let port_name = c.ports.as_deref().unwrap()[0].name.clone().unwrap();
 
     let svc = the(&m.services, "Service");
@@ -659,23 +961,39 @@ fn the_service_and_service_monitor_reach_the_orchestrator() {
     let spec = svc.spec.as_ref().unwrap();
     assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
     let sel = spec.selector.clone().unwrap_or_default();
-    assert!(!sel.is_empty() && labels_match(&sel, &pod_labels), "Service selects the orchestrator pods");
+    assert!(
+        !sel.is_empty() && labels_match(&sel, &pod_labels),
+        "Service selects the orchestrator pods"
+    );
     let ports = spec.ports.as_deref().unwrap_or_default();
     assert_eq!(ports.len(), 1);
     assert_eq!(ports[0].port, ORCHESTRATOR_PORT);
-    assert_eq!(ports[0].target_port, Some(IntOrString::String(port_name.clone())));
+    assert_eq!(
+        ports[0].target_port,
+        Some(IntOrString::String(port_name.clone()))
+    );
 
     let sm = the(&m.service_monitors, "ServiceMonitor");
-    assert_eq!((sm.api_version.as_str(), sm.kind.as_str()), ("monitoring.coreos.com/v1", "ServiceMonitor"));
+    assert_eq!(
+        (sm.api_version.as_str(), sm.kind.as_str()),
+        ("monitoring.coreos.com/v1", "ServiceMonitor")
+    );
     assert_eq!(ns(&sm.metadata), CONTROL_PLANE_NS);
     let svc_labels = svc.metadata.labels.clone().unwrap_or_default();
     let sm_sel = sm.spec.selector.match_labels.clone().unwrap_or_default();
-    assert!(!sm_sel.is_empty() && labels_match(&sm_sel, &svc_labels), "ServiceMonitor selects the Service");
+    assert!(
+        !sm_sel.is_empty() && labels_match(&sm_sel, &svc_labels),
+        "ServiceMonitor selects the Service"
+    );
     if let Some(nsel) = &sm.spec.namespace_selector {
         assert!(nsel.any == Some(true) || nsel.match_names.iter().any(|n| n == CONTROL_PLANE_NS));
     }
     assert_eq!(sm.spec.endpoints.len(), 1);
     let ep = &sm.spec.endpoints[0];
-    assert_eq!(ep.port.as_deref(), ports[0].name.as_deref(), "scrapes the Service's named port");
+    assert_eq!(
+        ep.port.as_deref(),
+        ports[0].name.as_deref(),
+        "scrapes the Service's named port"
+    );
     assert_eq!(ep.path.as_deref(), Some("/metrics"));
 }

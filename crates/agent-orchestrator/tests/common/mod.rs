@@ -175,3 +175,71 @@ impl TestApp {
         self.handle.await.unwrap().unwrap();
     }
 }
+
+/// The server binary as a child process (for crash and restart tests), killed on drop.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Start `agent-orchestrator serve --listen 127.0.0.1:0 --log-format json <args>` with
+    /// extra environment, and wait for its "listening" log line.
+    pub fn start(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)]) -> ServerProcess {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["message"] == "listening" {
+                break v["addr"].as_str().unwrap().to_string();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ServerProcess {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The pid of a local worker, from its task's `worker.name` (`pid-N`).
+pub fn worker_pid(task: &Value) -> i32 {
+    task["worker"]["name"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("pid-")
+        .parse()
+        .unwrap()
+}
+
+/// True while the process runs (a zombie counts as gone).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
