@@ -2,6 +2,14 @@
 //! and `argo`. Tables for people, `-o json` for scripts, live progress while waiting, and a
 //! distinct exit code for each kind of failure (see [`ExitKind`]).
 
+/// `println!` that ignores a closed pipe (`tasks list | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod api;
 mod follow;
 mod render;
@@ -261,7 +269,7 @@ async fn run(args: TasksArgs) -> Result<ExitCode, ClientError> {
             } else {
                 "cancelling"
             };
-            println!("task {id} {state}");
+            out!("task {id} {state}");
             Ok(ExitCode::SUCCESS)
         }
         TasksCommand::Wait { id } => follow::wait(&api, &id, Output::Table).await,

@@ -80,7 +80,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 pub fn print_list(tasks: &[Value], output: Output) {
     if output == Output::Json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&Value::Array(tasks.to_vec())).unwrap_or_default()
         );
@@ -126,15 +126,15 @@ pub fn print_list(tasks: &[Value], output: Output) {
         })
         .collect();
     if rows.is_empty() {
-        println!("No tasks found.");
+        out!("No tasks found.");
     } else {
-        println!("{}", table(&header, &rows));
+        out!("{}", table(&header, &rows));
     }
 }
 
 pub fn print_task(t: &Value, output: Output) {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(t).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(t).unwrap_or_default());
         return;
     }
     let now = Utc::now();
@@ -205,7 +205,7 @@ pub fn print_task(t: &Value, output: Output) {
     }
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     for (k, v) in rows {
-        println!("{:<w$} {v}", format!("{k}:"));
+        out!("{:<w$} {v}", format!("{k}:"));
     }
 }
 
