@@ -219,6 +219,27 @@ fn kill_leftover_workers(workers: &Path) {
     }
 }
 
+/// Reference for the store's durability cost: append 256 bytes and `fdatasync`, `n` times, on
+/// the file system that holds the data directories (the store commits in WAL mode with
+/// `synchronous=FULL`, one fsync per committed transaction).
+fn fsync_probe(n: usize) -> Summary {
+    use std::io::Write;
+    let dir = tempfile::Builder::new()
+        .prefix("ao-bench-fsync-")
+        .tempdir()
+        .expect("temp dir");
+    let mut f = std::fs::File::create(dir.path().join("probe")).expect("probe file");
+    let xs: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&[7u8; 256]).expect("write");
+            f.sync_data().expect("fdatasync");
+            ms(t.elapsed())
+        })
+        .collect();
+    summarize(&xs)
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -708,18 +729,27 @@ fn print_batches(agent: &Agent, bare: &Summary, batches: &[Batch]) {
         let last_finished = ts.iter().map(|t| t.finished).max().expect("tasks");
         let span_s = ms_between(first_created, last_finished) / 1e3;
         let tput = ts.len() as f64 / span_s;
-        // Ideal: `concurrency` agents back to back, each taking its bare run time.
-        let ideal = f64::from(b.concurrency) * 1e3 / bare.mean.max(1e-3);
+        // Ideal: `concurrency` agents back to back, each taking its bare run time. Meaningless
+        // for a zero-time agent (that is bounded by process spawning on the cores).
+        let (ideal, effic) = if agent.nominal_ms > 0.0 {
+            let ideal = f64::from(b.concurrency) * 1e3 / bare.mean;
+            (
+                format!("{ideal:.1}"),
+                format!("{:.1}%", 100.0 * tput / ideal),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
         let per_task =
             ms_between(first_started, last_finished) * f64::from(b.concurrency) / ts.len() as f64;
         println!(
-            "  {:<12} {:>4} {:>5} {:>10.1} {:>10.1} {:>8.1}% {:>12.1} {:>13.2} {:>10.2}",
+            "  {:<12} {:>4} {:>5} {:>10.1} {:>10} {:>9} {:>12.1} {:>13.2} {:>10.2}",
             agent.label,
             b.concurrency,
             ts.len(),
             tput,
             ideal,
-            100.0 * tput / ideal,
+            effic,
             per_task,
             per_task - agent.nominal_ms,
             ms(b.submit_wall),
@@ -782,6 +812,11 @@ fn main() {
             let seq = admission(&cfg, 1).await;
             let conc = admission(&cfg, cfg.admit_clients).await;
             print_admission(&[seq, conc]);
+            let f = fsync_probe(200);
+            println!(
+                "  reference: append 256 B + fdatasync in the temp dir's file system: mean {:.3}, p50 {:.3}, p99 {:.3} ms",
+                f.mean, f.p50, f.p99
+            );
         }
 
         let agents = if cfg.smoke { vec![Agent::true_()] } else { vec![Agent::sleep(cfg.agent_secs), Agent::true_()] };
