@@ -109,11 +109,11 @@ impl LocalRuntime {
                 let status = waiter.wait().await;
                 let _ = done_tx.send(true);
                 if let Err(e) = tailer.await {
-                    warn!(error = %e, "output tailer failed");
+                    warn!(task_id = %id, error = %e, "output tailer failed");
                 }
                 let exit = process::exit_info(&dir, status);
                 process::remove_scratch(&dir).await;
-                info!(code = ?exit.code, signal = ?exit.signal, "worker exited");
+                info!(task_id = %id, code = ?exit.code, signal = ?exit.signal, "worker exited");
                 workers.lock().expect("workers lock").remove(&id);
                 let _ = events.send(ao_core::runtime::RuntimeEvent::Exited { task_id: id, exit });
             },

@@ -49,13 +49,13 @@ impl Scheduler {
             Ok(a) => a,
             Err(e) => {
                 // Leave it for the next recovery attempt rather than guess.
-                warn!(error = %e, "could not ask the runtime about this worker");
+                warn!(task_id = %task.id, error = %e, "could not ask the runtime about this worker");
                 return Err(StoreError::Backend(Box::new(e)));
             }
         };
         match adoption {
             Adoption::Alive(worker) => {
-                info!(worker = %worker.name, "adopted a running worker");
+                info!(task_id = %task.id, worker = %worker.name, "adopted a running worker");
                 let task = if task.status == TaskStatus::Starting {
                     let t =
                         Transition::new(TaskStatus::Running, Reason::WorkerAdopted).worker(worker);
@@ -68,18 +68,18 @@ impl Scheduler {
                 self.track(&task);
             }
             Adoption::Exited(exit) => {
-                info!(code = ?exit.code, "worker finished while the orchestrator was down");
+                info!(task_id = %task.id, code = ?exit.code, "worker finished while the orchestrator was down");
                 self.finish(&task, None, exit).await?;
             }
             Adoption::NotFound if task.status == TaskStatus::Starting => {
-                info!("worker was never created; requeueing");
+                info!(task_id = %task.id, "worker was never created; requeueing");
                 let t = Transition::new(TaskStatus::Queued, Reason::Requeued);
                 self.store
                     .transition(task.id, TaskStatus::Starting, t)
                     .await?;
             }
             Adoption::NotFound => {
-                warn!("worker is gone");
+                warn!(task_id = %task.id, "worker is gone");
                 let t = Transition::new(TaskStatus::Failed, Reason::WorkerLost)
                     .message("the worker disappeared while the orchestrator was not watching");
                 let done = self.store.transition(task.id, task.status, t).await?;
@@ -272,7 +272,7 @@ impl Scheduler {
                     .store
                     .transition(task.id, TaskStatus::Starting, t)
                     .await?;
-                info!(worker = %worker.name, runtime = %worker.runtime, "worker started");
+                info!(task_id = %task.id, worker = %worker.name, runtime = %worker.runtime, "worker started");
                 self.metrics.observe_started(&running);
                 self.track(&running);
                 self.launch_backoff = Duration::from_millis(500);
@@ -280,7 +280,7 @@ impl Scheduler {
                 Ok(Launch::Started)
             }
             Err(RuntimeError::Unavailable(msg)) => {
-                warn!(error = %msg, backoff_ms = self.launch_backoff.as_millis() as u64, "runtime unavailable; task goes back to the queue");
+                warn!(task_id = %task.id, error = %msg, backoff_ms = self.launch_backoff.as_millis() as u64, "runtime unavailable; task goes back to the queue");
                 let t = Transition::new(TaskStatus::Queued, Reason::Requeued).message(msg);
                 self.store
                     .transition(task.id, TaskStatus::Starting, t)
@@ -290,7 +290,7 @@ impl Scheduler {
                 Ok(Launch::Requeued)
             }
             Err(e) => {
-                warn!(error = %e, "worker launch failed");
+                warn!(task_id = %task.id, error = %e, "worker launch failed");
                 let t = Transition::new(TaskStatus::Failed, Reason::LaunchFailed)
                     .message(e.to_string());
                 let done = self
