@@ -26,6 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server and the scheduler.
+    #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
     /// Run the Claude Code worker for one task (inside a worker process or pod).
     Worker,

@@ -180,3 +180,120 @@ exit "${EXIT:-0}""#,
         );
     }
 }
+
+/// The whole product path through Kubernetes: the pod runs the real `agent-orchestrator
+/// worker`, which runs the real Claude Code CLI against the fake Anthropic API, streams its
+/// events back to the server through the callback, and reports an answered result.
+#[tokio::test]
+async fn an_agent_task_runs_in_a_pod_with_the_real_worker() {
+    use ao_testkit::{FakeAnthropic, Script, Turn};
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = format!("sk-ant-k8s-{}", std::process::id());
+    let anthropic = FakeAnthropic::start(
+        Script::new()
+            .api_key(api_key.clone())
+            .turn(Turn::text_only("The answer is 42.")),
+    )
+    .await;
+    // The image would have `claude` on PATH; here a wrapper points the worker at the pinned CLI.
+    let wrapper = script(
+        dir.path(),
+        "agent-orchestrator",
+        &format!(
+            "AO_CLAUDE_BIN='{}' exec '{}' \"$@\"",
+            ao_testkit::claude_bin().display(),
+            common::BIN
+        ),
+    );
+    let sim = Sim::new(SimConfig {
+        default_behaviour: Behaviour::Process,
+        programs: HashMap::from([("agent-orchestrator".to_string(), wrapper)]),
+        ..SimConfig::default()
+    });
+    sim.put_secret(
+        "agents",
+        "claude-worker-secrets",
+        &[("ANTHROPIC_API_KEY", api_key.as_str())],
+    );
+    let addr = sim.serve_tcp().await.unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    ao_kube_sim::write_kubeconfig(&kubeconfig, addr, "agents").unwrap();
+    // Pods call back to the server, so its address must be known before it starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let callback = format!("http://{listen}");
+    let data = dir.path().join("data");
+    let base_url = anthropic.base_url();
+    let server = ServerProcess::start(
+        &[
+            "--runtime",
+            "kubernetes",
+            "--listen",
+            &listen,
+            "--callback-url",
+            &callback,
+            "--worker-anthropic-base-url",
+            &base_url,
+            "--data-dir",
+        ]
+        .map(std::ffi::OsStr::new)
+        .into_iter()
+        .chain([data.as_os_str()])
+        .collect::<Vec<_>>(),
+        &[
+            ("KUBECONFIG", kubeconfig.as_os_str()),
+            ("AO_KUBECONFIG", "".as_ref()),
+        ],
+    );
+    let c = common::client();
+    let r = c
+        .post(format!("{}/api/v1/tasks", server.base))
+        .json(&json!({"prompt": "What is the answer?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t = wait_terminal(&c, &server.base, &id).await;
+    let logs = c
+        .get(format!("{}/api/v1/tasks/{id}/logs", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("succeeded"), Some("answered")),
+        "{t:#}\n{logs}"
+    );
+    assert_eq!(t["result"]["summary"], "The answer is 42.");
+    assert!(t["result"]["cost_usd"].as_f64().unwrap() > 0.0);
+    let events = c
+        .get(format!(
+            "{}/api/v1/tasks/{id}/events?follow=false",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        events.contains("event: result") && events.contains("event: system"),
+        "{events}"
+    );
+    assert!(!anthropic.agent_requests().is_empty());
+    for body in [&logs, &events, &t.to_string()] {
+        assert!(!body.contains(&api_key), "the API key leaked");
+    }
+}
