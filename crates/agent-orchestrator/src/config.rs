@@ -100,6 +100,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_WORKER_PASS_ENV", value_delimiter = ',')]
     pub worker_pass_env: Vec<String>,
 
+    /// Run local workers as this user (name or numeric uid, optionally `:group`). Strongly
+    /// advised when the orchestrator runs as root.
+    #[arg(long, env = "AO_WORKER_USER")]
+    pub worker_user: Option<String>,
+
     /// URL workers use to reach this server's callback routes. Defaults to the listen
     /// address (loopback when listening on all interfaces).
     #[arg(long, env = "AO_CALLBACK_URL")]

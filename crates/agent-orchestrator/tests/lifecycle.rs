@@ -273,3 +273,43 @@ async fn workers_get_a_clean_environment_and_their_own_folders() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn workers_run_as_the_configured_unprivileged_user() {
+    if !nix::unistd::geteuid().is_root() {
+        // Changing user needs root; CI runs as root, so this never skips there.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test as root"
+        );
+        eprintln!("not root: skipping the --worker-user test outside CI");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // The unprivileged worker must be able to reach its folder and run its script.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let worker = script(
+        dir.path(),
+        "whoami.sh",
+        "echo \"uid=$(id -u) gid=$(id -g)\"\ntouch \"$HOME/x\" && echo home-writable\ntouch /root/forbidden 2>/dev/null || echo root-denied",
+    );
+    let args = common::serve_args(dir.path(), &worker, &["--worker-user", "nobody"]);
+    let app = TestApp::spawn_with(dir, args).await;
+    let id = app.submit(json!({"prompt": "who am i"})).await;
+    let t = app.wait_terminal(&id).await;
+    let logs = app
+        .get(&format!("/api/v1/tasks/{id}/logs"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(t["status"], "succeeded", "{t:#}\n{logs}");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert!(logs.contains(&format!("uid={} ", nobody.uid)), "{logs}");
+    assert!(
+        logs.contains("home-writable") && logs.contains("root-denied"),
+        "{logs}"
+    );
+    app.stop().await;
+}

@@ -44,6 +44,8 @@ pub struct LocalConfig {
     pub pass_env: Vec<String>,
     /// Fixed variables set for every worker.
     pub extra_env: Vec<(String, String)>,
+    /// Run workers as this user and group (uid, gid) instead of the orchestrator's own.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// A worker the runtime is following.
@@ -134,7 +136,7 @@ impl Runtime for LocalRuntime {
         if let Some(pid) = self.pid_of(id) {
             return Ok(Self::worker_ref(pid));
         }
-        process::prepare_dir(&dir, &spec.task)
+        process::prepare_dir(&dir, &spec.task, self.cfg.run_as)
             .map_err(|e| RuntimeError::Launch(format!("preparing the task directory: {e}")))?;
         let env = env::worker_env(&self.cfg, &spec, &dir);
         let child = process::spawn(&self.cfg, &dir, env)

@@ -20,11 +20,25 @@ use tokio::process::{Child, Command};
 use crate::LocalConfig;
 use crate::supervise::ExitRecord;
 
-pub(crate) fn prepare_dir(dir: &Path, task: &Task) -> std::io::Result<()> {
+pub(crate) fn prepare_dir(
+    dir: &Path,
+    task: &Task,
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     let mut b = fs::DirBuilder::new();
     b.recursive(true).mode(0o700);
     for sub in ["workspace", "home", "tmp"] {
         b.create(dir.join(sub))?;
+    }
+    if let Some((uid, gid)) = owner {
+        for p in [
+            dir.to_path_buf(),
+            dir.join("workspace"),
+            dir.join("home"),
+            dir.join("tmp"),
+        ] {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid))?;
+        }
     }
     let mut f = OpenOptions::new()
         .write(true)
@@ -33,6 +47,9 @@ pub(crate) fn prepare_dir(dir: &Path, task: &Task) -> std::io::Result<()> {
         .mode(0o600)
         .open(dir.join("task.json"))?;
     f.write_all(&serde_json::to_vec(&task.spec)?)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir.join("task.json"), Some(uid), Some(gid))?;
+    }
     // A relaunch after a restart starts a fresh run.
     let _ = fs::remove_file(dir.join("exit.json"));
     Ok(())
@@ -62,6 +79,10 @@ pub(crate) fn spawn(
         .stderr(log)
         .process_group(0)
         .kill_on_drop(false);
+    if let Some((uid, gid)) = cfg.run_as {
+        // The standard library also drops supplementary groups when root changes user.
+        cmd.uid(uid).gid(gid);
+    }
     let child = cmd.spawn()?;
     if let Some(pid) = child.id() {
         fs::write(dir.join("supervisor.pid"), pid.to_string())?;
