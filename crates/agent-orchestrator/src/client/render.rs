@@ -178,6 +178,9 @@ pub fn print_task(t: &Value, output: Output) {
     let r = &t["result"];
     if r.is_object() {
         rows.push(("Outcome", s(&r["outcome"])));
+        if let Some(e) = r["error"].as_str() {
+            rows.push(("Error", short(e, 200)));
+        }
         for (k, f) in [
             ("PR", "pr_url"),
             ("Branch", "branch"),
