@@ -5,7 +5,6 @@
 //! alone: the next start adopts them. If the server or the scheduler dies on its own, the
 //! process says which and exits non-zero.
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -314,6 +313,3 @@ async fn wait_for_signal() {
         _ = int.recv() => {}
     }
 }
-
-#[allow(dead_code)]
-fn _assert_send<F: Future + Send>(_: F) {}

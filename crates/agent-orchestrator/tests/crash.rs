@@ -37,30 +37,6 @@ async fn submit(c: &reqwest::Client, s: &ServerProcess, sleep: u32) -> String {
         .to_string()
 }
 
-async fn task(c: &reqwest::Client, s: &ServerProcess, id: &str) -> Value {
-    c.get(format!("{}/api/v1/tasks/{id}", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_status(c: &reqwest::Client, s: &ServerProcess, id: &str, want: &[&str]) -> Value {
-    for _ in 0..600 {
-        let t = task(c, s, id).await;
-        if want.contains(&t["status"].as_str().unwrap()) {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "task {id} never reached {want:?}: {:#}",
-        task(c, s, id).await
-    );
-}
-
 #[tokio::test]
 async fn kill_9_and_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,10 +48,10 @@ async fn kill_9_and_restart_loses_nothing() {
     let killed_while_down = submit(&c, &s, 60).await;
     let queued = submit(&c, &s, 0).await;
     for id in [&finishes_while_down, &outlives_restart, &killed_while_down] {
-        wait_status(&c, &s, id, &["running"]).await;
+        s.wait_status(&c, id, &["running"]).await;
     }
-    assert_eq!(task(&c, &s, &queued).await["status"], "queued");
-    let victim = worker_pid(&task(&c, &s, &killed_while_down).await);
+    assert_eq!(s.task(&c, &queued).await["status"], "queued");
+    let victim = worker_pid(&s.task(&c, &killed_while_down).await);
 
     s.kill();
     // While the orchestrator is down: one worker finishes, one dies without a trace.
@@ -87,19 +63,25 @@ async fn kill_9_and_restart_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     let mut s = start(dir.path(), &worker);
-    let t = wait_status(&c, &s, &finishes_while_down, &["succeeded", "failed"]).await;
+    let t = s
+        .wait_status(&c, &finishes_while_down, &["succeeded", "failed"])
+        .await;
     assert_eq!(
         (t["status"].as_str(), t["exit_code"].as_i64()),
         (Some("succeeded"), Some(0)),
         "{t:#}"
     );
-    let t = wait_status(&c, &s, &killed_while_down, &["succeeded", "failed"]).await;
+    let t = s
+        .wait_status(&c, &killed_while_down, &["succeeded", "failed"])
+        .await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("failed"), Some("worker_lost")),
         "{t:#}"
     );
-    let t = wait_status(&c, &s, &outlives_restart, &["succeeded", "failed"]).await;
+    let t = s
+        .wait_status(&c, &outlives_restart, &["succeeded", "failed"])
+        .await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     let reasons: Vec<&str> = t["history"]
         .as_array()
@@ -111,7 +93,7 @@ async fn kill_9_and_restart_loses_nothing() {
         reasons,
         ["submitted", "scheduled", "worker_started", "completed"]
     );
-    let t = wait_status(&c, &s, &queued, &["succeeded", "failed"]).await;
+    let t = s.wait_status(&c, &queued, &["succeeded", "failed"]).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     // Output written across the restart is complete and not duplicated.
     for id in [&finishes_while_down, &outlives_restart] {

@@ -36,27 +36,6 @@ fn start(dir: &std::path::Path, kubeconfig: &std::path::Path) -> ServerProcess {
     )
 }
 
-async fn wait_terminal(c: &reqwest::Client, base: &str, id: &str) -> Value {
-    for _ in 0..400 {
-        let t: Value = c
-            .get(format!("{base}/api/v1/tasks/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            t["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled" | "timed_out")
-        ) {
-            return t;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("task {id} did not finish");
-}
-
 #[tokio::test]
 async fn tasks_run_as_pods_through_the_server_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +87,7 @@ exit "${EXIT:-0}""#,
     let bad = submit(json!({"EXIT": "3"})).await;
     let slow = submit(json!({"SLEEP": "60"})).await;
 
-    let t = wait_terminal(&c, &server.base, &ok).await;
+    let t = server.wait_status(&c, &ok, common::TERMINAL).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("succeeded"), Some("completed")),
@@ -128,7 +107,7 @@ exit "${EXIT:-0}""#,
         logs.contains(&format!("pod task {ok}")) && logs.contains("spec received"),
         "{logs}"
     );
-    let t = wait_terminal(&c, &server.base, &bad).await;
+    let t = server.wait_status(&c, &bad, common::TERMINAL).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("failed"), Some("exit_code_3")),
@@ -155,7 +134,7 @@ exit "${EXIT:-0}""#,
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let t = wait_terminal(&c, &server.base, &slow).await;
+    let t = server.wait_status(&c, &slow, common::TERMINAL).await;
     assert_eq!(
         (t["status"].as_str(), t["reason"].as_str()),
         (Some("cancelled"), Some("cancelled_by_user")),
@@ -261,7 +240,7 @@ async fn an_agent_task_runs_in_a_pod_with_the_real_worker() {
         .as_str()
         .unwrap()
         .to_string();
-    let t = wait_terminal(&c, &server.base, &id).await;
+    let t = server.wait_status(&c, &id, common::TERMINAL).await;
     let logs = c
         .get(format!("{}/api/v1/tasks/{id}/logs", server.base))
         .send()

@@ -140,12 +140,7 @@ pub async fn logs(
     Path(id): Path<String>,
     params: Result<Query<LogParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| {
-        ApiError::Validation(ao_core::validation::ValidationError {
-            field: "query".into(),
-            message: e.body_text(),
-        })
-    })?;
+    let Query(params) = params.map_err(query_error)?;
     let id = existing(&state, &id).await?;
     let fetch: Fetch<String> = Arc::new(|store, id, after| {
         Box::pin(async move {
@@ -210,12 +205,7 @@ pub async fn events(
     headers: HeaderMap,
     params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let Query(params) = params.map_err(|e| {
-        ApiError::Validation(ao_core::validation::ValidationError {
-            field: "query".into(),
-            message: e.body_text(),
-        })
-    })?;
+    let Query(params) = params.map_err(query_error)?;
     let id = existing(&state, &id).await?;
     let last_id = headers
         .get("last-event-id")
@@ -250,6 +240,14 @@ pub async fn events(
     })
     .flatten();
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// A query string that does not fit the route's parameters is a 422 on `query`.
+fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::Validation(ao_core::validation::ValidationError {
+        field: "query".into(),
+        message: e.body_text(),
+    })
 }
 
 fn sse_event(seq: i64, ev: &serde_json::Value) -> Event {

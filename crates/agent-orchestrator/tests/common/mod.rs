@@ -214,6 +214,32 @@ impl ServerProcess {
         }
     }
 
+    /// GET a task.
+    pub async fn task(&self, c: &reqwest::Client, id: &str) -> Value {
+        c.get(format!("{}/api/v1/tasks/{id}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Wait (bounded) until the task's status is one of `want`.
+    pub async fn wait_status(&self, c: &reqwest::Client, id: &str, want: &[&str]) -> Value {
+        for _ in 0..600 {
+            let t = self.task(c, id).await;
+            if want.contains(&t["status"].as_str().unwrap()) {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "task {id} never reached {want:?}: {:#}",
+            self.task(c, id).await
+        );
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -226,6 +252,9 @@ impl Drop for ServerProcess {
         self.kill();
     }
 }
+
+/// Every terminal status.
+pub const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled", "timed_out"];
 
 /// The pid of a local worker, from its task's `worker.name` (`pid-N`).
 pub fn worker_pid(task: &Value) -> i32 {

@@ -26,9 +26,7 @@ impl Scheduler {
         self.enforce(&mut report).await?;
         self.admit(&mut report).await?;
         self.collect_garbage(&mut report).await;
-        if let Ok(counts) = self.store.count_by_status().await {
-            self.metrics.set_counts(&counts);
-        }
+        // Gauges of tasks by status are refreshed from the store when /metrics is scraped.
         Ok(report)
     }
 
