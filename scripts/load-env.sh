@@ -29,7 +29,12 @@
 #      or printed something that is not a JSON object
 #   8  a required config key is missing or empty
 #   9  the kubeconfig file could not be written (or would be inside the repo)
-#  10  repository layout broken (no iac/Pulumi.yaml next to this script)
+#  10  repository layout broken (no iac/Pulumi.yaml next to this script, or
+#      iac/ cannot be entered)
+#  11  no temporary file could be created or written (check TMPDIR)
+#
+# It works whatever options the caller's shell has set (`set -euo pipefail`,
+# `set -x`, `set -o noclobber`) and leaves them as they were.
 
 # --- executed instead of sourced: print usage, change nothing ----------------
 if ! (return 0 2>/dev/null); then
@@ -124,15 +129,27 @@ __ao_load_env_main() {
         umask 077
 
         errf="$(command mktemp "${TMPDIR:-/tmp}/load-env.XXXXXX")" || {
-            echo "load-env: cannot create a temporary file" >&2
-            exit 7
+            echo "load-env: cannot create a temporary file in ${TMPDIR:-/tmp} (set TMPDIR to a writable directory)" >&2
+            exit 11
         }
         trap 'command rm -f -- "$errf"' EXIT
 
+        # What the shell itself does around pulumi (enter iac/, write pulumi's
+        # stderr to the temporary file) is checked first, so that its failure
+        # is reported as what it is, never as pulumi's. `>|`, not `>`: mktemp
+        # has created the file, and the caller may have `set -o noclobber`.
+        if ! (CDPATH='' builtin cd -- "$iac_dir"); then
+            echo "load-env: cannot enter $iac_dir" >&2
+            exit 10
+        fi
+        if ! true >|"$errf"; then
+            echo "load-env: cannot write the temporary file $errf" >&2
+            exit 11
+        fi
         json="$(
             CDPATH='' builtin cd -- "$iac_dir" &&
                 PULUMI_SKIP_UPDATE_CHECK=true command pulumi config --stack "$stack" --show-secrets --json \
-                    </dev/null 2>"$errf"
+                    </dev/null 2>|"$errf"
         )"
         rc=$?
         if ((rc != 0)); then
@@ -191,7 +208,7 @@ __ao_load_env_main() {
             echo "load-env: cannot write to $kdir_real" >&2
             exit 9
         }
-        if ! printf '%s' "$json" | command jq -j '.["agent-orchestrator:kubeconfig"].value' >"$tmpk" ||
+        if ! printf '%s' "$json" | command jq -j '.["agent-orchestrator:kubeconfig"].value' >|"$tmpk" ||
             ! command chmod 600 -- "$tmpk" ||
             ! command mv -f -- "$tmpk" "$kfile"; then
             command rm -f -- "$tmpk"

@@ -344,3 +344,41 @@ EOF
     grep -q 'leaked' "$BATS_TEST_TMPDIR/state.diff"
     grep -q 'pipefail' "$BATS_TEST_TMPDIR/state.diff"
 }
+
+# ------------------------------------------------------------- noclobber --
+# `set -o noclobber` (set -C) is a common .bashrc setting. The script writes
+# into files that mktemp has just created; a plain `>` then fails.
+
+@test "works when the caller has set -o noclobber, and leaves it on" {
+    state_check 'set -o noclobber' local
+    cat "$BATS_TEST_TMPDIR/err"
+    [ "$(cat "$BATS_TEST_TMPDIR/rc")" -eq 0 ]
+    not grep -q 'failed' "$BATS_TEST_TMPDIR/err"
+    run grep -E '^[<>]' "$BATS_TEST_TMPDIR/state.diff"
+    [ "${#lines[@]}" -eq 3 ]
+    [[ "${lines[0]}" == "> declare -x ANTHROPIC_API_KEY="* ]]
+    grep -q '^noclobber[[:space:]]*on' "$BATS_TEST_TMPDIR/after"
+    printf '%s' "$TRICKY_KUBECONFIG" >"$BATS_TEST_TMPDIR/expected-kubeconfig"
+    cmp "$KFILE" "$BATS_TEST_TMPDIR/expected-kubeconfig"
+}
+
+@test "noclobber: an existing kubeconfig is still replaced" {
+    mkdir -p "$(dirname "$KFILE")"
+    echo old >"$KFILE"
+    state_check 'set -C' local
+    [ "$(cat "$BATS_TEST_TMPDIR/rc")" -eq 0 ]
+    [ "$(cat "$KFILE")" != old ]
+}
+
+@test "noclobber: a genuine pulumi failure is still reported as pulumi's (rc 7)" {
+    add_encryptionsalt local
+    expect_failure 7 "failed (exit 255): error: getting secrets manager" \
+        'set -C; export PULUMI_CONFIG_PASSPHRASE=wrong FAKE_PULUMI_MODE=wrongpass'
+}
+
+@test "error: no usable temporary directory is named as such, not blamed on pulumi (rc 11)" {
+    expect_failure 11 "cannot create a temporary file in $BATS_TEST_TMPDIR/no-such-dir" \
+        "export TMPDIR='$BATS_TEST_TMPDIR/no-such-dir'"
+    not grep -q "pulumi" "$BATS_TEST_TMPDIR/err"
+    [ ! -s "$FAKE_PULUMI_LOG" ]
+}

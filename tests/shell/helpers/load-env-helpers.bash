@@ -123,9 +123,10 @@ state_check() {
         srcargs=("$@")
         set --
         eval "$setup"
-        snapshot >"$d/before" 2>"$d/snapshot.err"
-        source "$script" "${srcargs[@]}" >"$d/out" 2>"$d/err" && echo 0 >"$d/rc" || echo "$?" >"$d/rc"
-        snapshot >"$d/after" 2>>"$d/snapshot.err"
+        # `>|`: SETUP may `set -o noclobber`, and these files exist from an earlier call.
+        snapshot >|"$d/before" 2>|"$d/snapshot.err"
+        source "$script" "${srcargs[@]}" >|"$d/out" 2>|"$d/err" && echo 0 >|"$d/rc" || echo "$?" >|"$d/rc"
+        snapshot >|"$d/after" 2>>"$d/snapshot.err"
     ' state-check "$d" "$SCRIPT" "$setup" "$@"
     diff "$d/before" "$d/after" >"$d/state.diff" || true
 }
