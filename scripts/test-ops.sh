@@ -61,7 +61,7 @@ passed=0
 failed=0
 
 # Only the ops scripts (other scripts/ files belong to their own suites).
-sh_files=(scripts/load-env.sh scripts/test-ops.sh scripts/install-mise.sh tests/shell/helpers/load-env-helpers.bash)
+sh_files=(scripts/load-env.sh scripts/test-ops.sh scripts/install-mise.sh scripts/check-tracked-files.sh tests/shell/helpers/load-env-helpers.bash)
 log "shellcheck ${sh_files[*]}"
 if shellcheck -x "${sh_files[@]}"; then
     passed=$((passed + 1))
