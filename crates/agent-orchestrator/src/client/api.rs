@@ -226,13 +226,21 @@ impl Api {
         Ok(())
     }
 
-    pub async fn events(&self, id: &str, follow: bool) -> Result<Response, ClientError> {
+    /// Open the task's event stream; with `last_event_id`, the server resumes after it.
+    pub async fn events(
+        &self,
+        id: &str,
+        follow: bool,
+        last_event_id: Option<i64>,
+    ) -> Result<Response, ClientError> {
         let path = format!("/api/v1/tasks/{}/events?follow={follow}", enc(id));
-        self.send(
-            self.req(reqwest::Method::GET, &path)
-                .header("accept", "text/event-stream"),
-        )
-        .await
+        let mut rb = self
+            .req(reqwest::Method::GET, &path)
+            .header("accept", "text/event-stream");
+        if let Some(last) = last_event_id {
+            rb = rb.header("last-event-id", last.to_string());
+        }
+        self.send(rb).await
     }
 
     pub fn transport_error(&self, e: reqwest::Error) -> ClientError {

@@ -1,105 +1,33 @@
-//! Following a task live: reading the server's SSE stream (resuming with `Last-Event-ID` if the
-//! connection drops), rendering events, and a progress line while waiting.
+//! Following a task live: its events as they come (`tasks events`, through [`super::sse`],
+//! which resumes with `Last-Event-ID` if the connection drops), rendered, and a progress line
+//! while waiting (`tasks wait`, `submit --wait`).
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::StreamExt;
+use eventsource_stream::Event;
+use futures::TryStreamExt;
 use serde_json::Value;
 
 use super::Output;
 use super::api::{Api, ClientError, ExitKind};
 use super::render::{elapsed, event_line, print_task};
-
-/// One parsed SSE message.
-#[derive(Debug, Default, PartialEq)]
-pub struct SseMessage {
-    pub id: Option<i64>,
-    pub event: String,
-    pub data: String,
-}
-
-/// Incremental SSE parser: feed bytes, take complete messages.
-#[derive(Default)]
-pub struct SseParser {
-    buf: String,
-}
-
-impl SseParser {
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<SseMessage> {
-        self.buf
-            .push_str(&String::from_utf8_lossy(bytes).replace("\r\n", "\n"));
-        let mut out = Vec::new();
-        while let Some(end) = self.buf.find("\n\n") {
-            let block: String = self.buf.drain(..end + 2).collect();
-            let mut msg = SseMessage::default();
-            let mut data = Vec::new();
-            for line in block.lines() {
-                if line.starts_with(':') {
-                    continue;
-                }
-                let (field, value) = line
-                    .split_once(':')
-                    .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
-                match field {
-                    "id" => msg.id = value.parse().ok(),
-                    "event" => msg.event = value.to_string(),
-                    "data" => data.push(value.to_string()),
-                    _ => {}
-                }
-            }
-            if !data.is_empty() || !msg.event.is_empty() {
-                msg.data = data.join("\n");
-                out.push(msg);
-            }
-        }
-        out
-    }
-}
+use super::sse::read_events;
 
 /// Read the task's events until the stream ends (the task ended, or `follow` is off), calling
-/// `on` for each. Reconnects a few times if the connection drops.
+/// `on` for each, once, in order. A dropped connection is resumed with `Last-Event-ID`.
 async fn stream_events(
     api: &Api,
     id: &str,
     follow: bool,
-    mut on: impl FnMut(&SseMessage),
+    on: impl FnMut(&Event),
 ) -> Result<(), ClientError> {
-    let mut last: Option<i64> = None;
-    let mut retries = 0;
-    loop {
-        let mut resp = api.events(id, follow).await?.bytes_stream();
-        let mut parser = SseParser::default();
-        let mut ended = false;
-        while let Some(chunk) = resp.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(_) if retries < 5 => break,
-                Err(e) => return Err(api.transport_error(e)),
-            };
-            for msg in parser.feed(&chunk) {
-                if msg.id.is_some() && msg.id <= last {
-                    continue; // replayed after a reconnect
-                }
-                last = msg.id.or(last);
-                ended |= msg.event == "end";
-                on(&msg);
-            }
-        }
-        if ended || !follow {
-            return Ok(());
-        }
-        retries += 1;
-        if retries > 5 {
-            return Err(ClientError {
-                kind: ExitKind::Unreachable,
-                message: "lost the event stream".into(),
-            });
-        }
-        // The new stream replays from the start; `last` skips what was already shown.
-        tokio::time::sleep(Duration::from_millis(500 * retries)).await;
-    }
+    let connect = |last: Option<i64>| async move {
+        let resp = api.events(id, follow, last).await?;
+        Ok(resp.bytes_stream().map_err(|e| api.transport_error(e)))
+    };
+    read_events(connect, follow, on).await
 }
 
 pub async fn events(api: &Api, id: &str, follow: bool, raw: bool) -> Result<(), ClientError> {
@@ -202,26 +130,4 @@ pub async fn wait(api: &Api, id: &str, output: Output) -> Result<ExitCode, Clien
         Some("succeeded") => ExitCode::SUCCESS,
         _ => ExitKind::TaskFailed.code(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_split_messages() {
-        let mut p = SseParser::default();
-        assert!(p.feed(b"id: 1\nevent: assistant\nda").is_empty());
-        let msgs = p.feed(b"ta: {\"a\":1}\n\n: keep-alive\n\nevent: end\ndata: {}\n\n");
-        assert_eq!(msgs.len(), 2);
-        assert_eq!(
-            msgs[0],
-            SseMessage {
-                id: Some(1),
-                event: "assistant".into(),
-                data: "{\"a\":1}".into()
-            }
-        );
-        assert_eq!(msgs[1].event, "end");
-    }
 }

@@ -13,6 +13,7 @@ macro_rules! out {
 mod api;
 mod follow;
 mod render;
+mod sse;
 
 use std::io::Read;
 use std::path::PathBuf;
