@@ -28,6 +28,11 @@ pub const FIRST_DELAY: Duration = Duration::from_millis(250);
 /// No reconnect waits longer than this (plus jitter).
 pub const MAX_DELAY: Duration = Duration::from_secs(5);
 
+/// A connection on which nothing arrives for this long, not even the server's keep-alive
+/// comment (sent every 15 s), is taken for dropped: a half-open connection would otherwise
+/// hang the follower forever.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(45);
+
 fn delays() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(FIRST_DELAY)
@@ -116,7 +121,7 @@ where
     S: Stream<Item = Result<B, ClientError>> + Unpin,
     B: AsRef<[u8]>,
 {
-    let mut events = bytes.eventsource();
+    let mut events = idle_limited(bytes).eventsource();
     // An event without an `id:` field carries the previous event's id (the SSE rule), so only
     // an id that differs from the previous one is the event's own. The `end` event has none.
     let mut previous_id = String::new();
@@ -150,6 +155,31 @@ where
         }
     }
     (Ended::Closed, progressed)
+}
+
+/// The byte stream, ended by an error once nothing has arrived for [`IDLE_LIMIT`]. (Bytes, not
+/// events: keep-alive comments count, and the SSE parser never shows them.)
+fn idle_limited<S, B>(bytes: S) -> impl Stream<Item = Result<B, ClientError>> + Unpin
+where
+    S: Stream<Item = Result<B, ClientError>> + Unpin,
+{
+    Box::pin(futures::stream::unfold(Some(bytes), |bytes| async move {
+        let mut bytes = bytes?;
+        match tokio::time::timeout(IDLE_LIMIT, bytes.next()).await {
+            Ok(Some(item)) => Some((item, Some(bytes))),
+            Ok(None) => None,
+            Err(_) => {
+                let e = ClientError {
+                    kind: ExitKind::Unreachable,
+                    message: format!(
+                        "nothing received for {} s, not even a keep-alive",
+                        IDLE_LIMIT.as_secs()
+                    ),
+                };
+                Some((Err(e), None))
+            }
+        }
+    }))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::stream;
+use futures::stream::{self, BoxStream};
 use tokio::time::Instant;
 
 use super::*;
@@ -40,14 +40,22 @@ impl Server {
         }
     }
 
-    async fn connect(
-        &self,
-        last: Option<i64>,
-    ) -> Result<stream::Iter<std::vec::IntoIter<Chunk>>, ClientError> {
+    async fn connect(&self, last: Option<i64>) -> Result<BoxStream<'static, Chunk>, ClientError> {
         self.asked.borrow_mut().push(last);
         let next = self.script.borrow_mut().pop_front();
-        next.expect("no more connections scripted")
-            .map(stream::iter)
+        let chunks = next.expect("no more connections scripted")?;
+        Ok(stream::iter(chunks)
+            .then(|c| async move {
+                match c {
+                    Ok(s) if s == HANG.as_bytes() => std::future::pending().await,
+                    Ok(s) if s == PAUSE.as_bytes() => {
+                        tokio::time::sleep(IDLE_LIMIT - Duration::from_secs(1)).await;
+                        Ok(&b""[..])
+                    }
+                    c => c,
+                }
+            })
+            .boxed())
     }
 
     /// Follows (or not) to the end; returns what was shown as `event:data` and the outcome.
@@ -64,6 +72,11 @@ impl Server {
         (shown, r)
     }
 }
+
+/// A chunk that never comes: the connection hangs, half-open.
+const HANG: &str = "\u{1}hang";
+/// Nothing for a little less than [`IDLE_LIMIT`].
+const PAUSE: &str = "\u{1}pause";
 
 const END: &str = "event: end\ndata: {\"status\":\"succeeded\"}\n\n";
 
@@ -244,4 +257,34 @@ async fn an_unreadable_stream_is_reconnected_too() {
     r.unwrap();
     assert_eq!(shown, ["message:a", "end:{\"status\":\"succeeded\"}"]);
     assert_eq!(*server.asked.borrow(), [None, Some(1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_connection_is_dropped_after_the_idle_limit_but_keep_alives_keep_it() {
+    let server = Server::new(vec![
+        Ok(vec![
+            ok("id: 1\ndata: a\n\n"),
+            ok(PAUSE),
+            ok(": keep-alive\n\n"),
+            ok(PAUSE),
+            ok(": keep-alive\n\n"),
+            ok(PAUSE),
+            ok("id: 2\ndata: b\n\n"),
+            ok(HANG),
+        ]),
+        Ok(vec![ok(END)]),
+    ]);
+    let t0 = Instant::now();
+    let (shown, r) = server.run(true).await;
+    r.unwrap();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    // Three pauses just under the limit did not cut it; the hang did, after the limit.
+    assert_eq!(*server.asked.borrow(), [None, Some(2)]);
+    let pauses = (IDLE_LIMIT - Duration::from_secs(1)) * 3;
+    assert!(t0.elapsed() >= pauses + IDLE_LIMIT, "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() <= pauses + IDLE_LIMIT + MAX_DELAY * 2,
+        "{:?}",
+        t0.elapsed()
+    );
 }
