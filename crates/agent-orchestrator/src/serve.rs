@@ -115,9 +115,9 @@ pub async fn start(
         sched_cfg,
         metrics.clone(),
     );
-    let admit_rt = runtime.clone();
     let state = AppState {
         store,
+        runtime,
         scheduler: scheduler.handle(),
         metrics,
         http_metrics,
@@ -128,7 +128,6 @@ pub async fn start(
             ..Limits::default()
         },
         max_queued: args.max_queued as usize,
-        admit: Arc::new(move |spec| admit_rt.admit(spec)),
         tokens,
         body_limit: args.max_body_bytes,
     };

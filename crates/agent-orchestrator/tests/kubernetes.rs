@@ -276,3 +276,91 @@ async fn an_agent_task_runs_in_a_pod_with_the_real_worker() {
         assert!(!body.contains(&api_key), "the API key leaked");
     }
 }
+
+/// The original service's clients, against `POST /api/tasks`: the chat bot (202 is success),
+/// and the original end-to-end test, which reads `pod_name` from the answer, then GETs that pod
+/// from the Kubernetes API until it has succeeded, checking its labels on the way. Between two
+/// GETs (every 2 s in the original) this test waits for the pod's next change through a watch,
+/// so it never sleeps.
+#[tokio::test]
+async fn the_original_clients_submit_on_api_tasks_and_follow_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    // Pods without a behaviour of their own run for 50 ms and exit 0.
+    let sim = Sim::new(SimConfig::default());
+    let addr = sim.serve_tcp().await.unwrap();
+    let api = format!("http://{addr}");
+    let kubeconfig = dir.path().join("kubeconfig");
+    ao_kube_sim::write_kubeconfig(&kubeconfig, addr, "agents").unwrap();
+    let server = start(dir.path(), &kubeconfig);
+    let c = common::client();
+    let submit = || {
+        c.post(format!("{}/api/tasks", server.base))
+            .json(&json!({"task": "Say hello"}))
+            .send()
+    };
+
+    // The chat bot.
+    let r = submit().await.unwrap();
+    assert_eq!(r.status(), 202);
+
+    // The original e2e test.
+    let r = submit().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "accepted", "{body}");
+    let id = body["id"].as_str().unwrap();
+    let pod_name = body["pod_name"].as_str().expect("pod_name").to_string();
+    assert_eq!(pod_name, format!("claude-worker-{id}"));
+    assert_eq!(location, format!("/api/v1/tasks/{id}"));
+    let task = server.task(&c, id).await;
+    assert_eq!(task["pod_name"], pod_name.as_str(), "{task:#}");
+
+    let mut gets = 0;
+    let pod = loop {
+        gets += 1;
+        assert!(gets < 100, "pod {pod_name} never succeeded");
+        let r = c
+            .get(format!("{api}/api/v1/namespaces/agents/pods/{pod_name}"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 404 {
+            next_pod_change(&c, &api, &pod_name, None).await;
+            continue;
+        }
+        assert_eq!(r.status(), 200);
+        let pod: Value = r.json().await.unwrap();
+        let labels = &pod["metadata"]["labels"];
+        assert_eq!(labels["app"], "claude-worker", "{pod:#}");
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], "agent-orchestrator",
+            "{pod:#}"
+        );
+        if pod["status"]["phase"] == "Succeeded" {
+            break pod;
+        }
+        assert_ne!(pod["status"]["phase"], "Failed", "{pod:#}");
+        let version = pod["metadata"]["resourceVersion"].as_str();
+        next_pod_change(&c, &api, &pod_name, version).await;
+    };
+    assert_eq!(pod["metadata"]["name"], pod_name.as_str());
+}
+
+/// Wait (bounded) for the pod's next change after `version`, or for it to exist, through a
+/// Kubernetes watch.
+async fn next_pod_change(c: &reqwest::Client, api: &str, name: &str, version: Option<&str>) {
+    let mut url = format!(
+        "{api}/api/v1/namespaces/agents/pods?watch=true&timeoutSeconds=30&fieldSelector=metadata.name%3D{name}"
+    );
+    if let Some(v) = version {
+        url.push_str(&format!("&resourceVersion={v}"));
+    }
+    let mut watch = c.get(url).send().await.unwrap();
+    assert_eq!(watch.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(30), watch.chunk())
+        .await
+        .expect("no pod change within 30 s")
+        .unwrap();
+    assert!(first.is_some(), "the watch ended without an event");
+}

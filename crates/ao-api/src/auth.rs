@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use ao_core::token::{constant_time_eq, hash};
+use ao_core::token::hash;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::error::ApiError;
 
@@ -43,10 +44,13 @@ impl ApiTokens {
 
     pub fn accepts(&self, token: &str) -> bool {
         let h = hash(token);
-        // Check every entry so timing does not reveal which one matched.
-        self.hashes.iter().fold(false, |ok, known| {
-            constant_time_eq(known.as_bytes(), h.as_bytes()) | ok
-        })
+        // Check every entry, without branching, so timing does not reveal which one matched.
+        self.hashes
+            .iter()
+            .fold(Choice::from(0), |ok, known| {
+                ok | known.as_bytes().ct_eq(h.as_bytes())
+            })
+            .into()
     }
 }
 

@@ -1,11 +1,15 @@
 //! A JSON body extractor whose errors speak the API's error shape: malformed JSON is a 400,
 //! a well-formed body with a wrong, missing or unknown field is a 422 naming the field, and a
 //! body over the limit is a 413.
+//!
+//! [`JsonBody`] is the extractor for the task API; [`read_json`] does the same for handlers
+//! that must check something (a worker's token) before the body is read at all.
 
 use ao_core::validation::ValidationError;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -20,38 +24,71 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        match json_type.as_deref() {
-            Some("application/json") => {}
-            Some(m) if m.ends_with("+json") => {}
-            _ => {
-                return Err(ApiError::UnsupportedMediaType(
-                    "expected Content-Type: application/json".into(),
-                ));
-            }
-        }
+        require_json(req.headers())?;
         let limit = req
             .extensions()
             .get::<BodyLimit>()
             .map_or(usize::MAX, |l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::BadRequest(format!("could not read the request body: {e}"))
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| body_error(e.status(), &e, limit))?;
         parse(&bytes).map(JsonBody)
+    }
+}
+
+/// Refuse a request whose `Content-Type` is not JSON (`application/json` or `*/*+json`).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match json_type.as_deref() {
+        Some("application/json") => Ok(()),
+        Some(m) if m.ends_with("+json") => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type: application/json".into(),
+        )),
+    }
+}
+
+/// Read a JSON body of at most `limit` bytes and parse it: 415 if it is not JSON, 413 past the
+/// limit (reading stops there), 400/422 as [`parse`] says.
+pub async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    require_json(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut chunks = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| body_error(StatusCode::BAD_REQUEST, &e, limit))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    parse(&buf)
+}
+
+fn body_error(status: StatusCode, e: &dyn std::fmt::Display, limit: usize) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit }
+    } else {
+        ApiError::BadRequest(format!("could not read the request body: {e}"))
     }
 }
 

@@ -1,16 +1,19 @@
 //! The HTTP API of Agent Orchestrator.
 //!
 //! - [`tasks`]: submit, list, get and cancel tasks (`/api/v1/tasks`),
+//! - [`compat`]: `POST /api/tasks`, the original service's submit route, kept for its clients,
 //! - [`output`]: a task's logs and its agent events (SSE), kept in the store,
 //! - [`worker`]: the callbacks through which workers report events and results, each
 //!   authenticated with its task's own token,
 //! - [`health`]: liveness, readiness, metrics, and the OpenAPI document,
-//! - [`auth`] and [`telemetry`]: bearer tokens, the access log and HTTP metrics.
+//! - [`auth`] and [`telemetry`]: bearer tokens, the access log (a request span) and HTTP
+//!   metrics.
 //!
 //! [`router`] builds the whole application from an [`AppState`]; tests call it without a
 //! socket, and the binary serves it on a listener.
 
 pub mod auth;
+pub mod compat;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -23,10 +26,10 @@ pub mod worker;
 use std::sync::Arc;
 
 use ao_core::metrics::TaskMetrics;
+use ao_core::runtime::Runtime;
 use ao_core::scheduler::SchedulerHandle;
 use ao_core::store::TaskStore;
-use ao_core::task::TaskSpec;
-use ao_core::validation::{Limits, ValidationError};
+use ao_core::validation::Limits;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
@@ -35,13 +38,14 @@ use prometheus_client::registry::Registry;
 pub use auth::ApiTokens;
 pub use error::ApiError;
 
-/// A runtime-specific admission check (for example, a prompt too large for a pod spec).
-pub type AdmitFn = Arc<dyn Fn(&TaskSpec) -> Result<(), ValidationError> + Send + Sync>;
-
 /// Everything the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn TaskStore>,
+    /// The runtime the scheduler launches workers with: the API asks it to admit a task
+    /// ([`Runtime::admit`]) and for the worker's name when it is known ahead
+    /// ([`Runtime::worker_name`]).
+    pub runtime: Arc<dyn Runtime>,
     pub scheduler: SchedulerHandle,
     pub metrics: TaskMetrics,
     pub http_metrics: telemetry::HttpMetrics,
@@ -49,19 +53,26 @@ pub struct AppState {
     pub limits: Limits,
     /// Queued tasks beyond which submissions get 429.
     pub max_queued: usize,
-    pub admit: AdmitFn,
     pub tokens: ApiTokens,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
 }
 
-/// Largest body a worker callback may send.
-pub const CALLBACK_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest event batch a worker may send: 4 MiB. A batch holds at most 1000 events (the
+/// worker sends at most 100), and most events are a few hundred bytes; the ones that carry a
+/// tool's output are capped by Claude Code itself (about 30,000 characters for a shell command,
+/// 25,000 tokens for a file read), so 4 MiB holds a batch with dozens of them. The body is only
+/// read once the worker's token was accepted.
+pub const EVENTS_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Largest result a worker may send: 64 KiB (the summary is capped at 4,000 characters and the
+/// error at 1,000 by the worker; the rest are short fields).
+pub const RESULT_BODY_LIMIT: usize = 64 * 1024;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/api/tasks", post(compat::create))
         .route("/api/v1/tasks/{id}", get(tasks::get))
         .route("/api/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/api/v1/tasks/{id}/logs", get(output::logs))
@@ -70,15 +81,14 @@ pub fn router(state: AppState) -> Router {
             state.tokens.clone(),
             auth::require_token,
         ));
+    // Worker callbacks check their task's token themselves, before reading the body, and read
+    // it within their own limits (EVENTS_BODY_LIMIT, RESULT_BODY_LIMIT).
     let callbacks = Router::new()
         .route(
             "/api/v1/tasks/{id}/worker/events",
             post(worker::post_events),
         )
-        .route("/api/v1/tasks/{id}/worker/result", put(worker::put_result))
-        // Tool results can be large; workers batch them, so their bodies get a higher limit.
-        .layer(axum::Extension(extract::BodyLimit(CALLBACK_BODY_LIMIT)))
-        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
+        .route("/api/v1/tasks/{id}/worker/result", put(worker::put_result));
     let open = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -96,5 +106,6 @@ pub fn router(state: AppState) -> Router {
             state.http_metrics.clone(),
             telemetry::observe,
         ))
+        .layer(telemetry::access_log())
         .with_state(state)
 }

@@ -3,13 +3,13 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{error, health, output, tasks, worker};
+use crate::{compat, error, health, output, tasks, worker};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Agent Orchestrator API", description = "Run autonomous coding agents as ephemeral, isolated workers."),
     paths(
-        tasks::create, tasks::list, tasks::get, tasks::cancel,
+        tasks::create, tasks::list, tasks::get, tasks::cancel, compat::create,
         output::logs, output::events,
         worker::post_events, worker::put_result,
         health::healthz, health::readyz, health::health, health::metrics, health::openapi,
@@ -18,7 +18,7 @@ use crate::{error, health, output, tasks, worker};
         ao_core::validation::TaskRequest, ao_core::task::Task, ao_core::task::TaskSpec,
         ao_core::task::Repository, ao_core::task::WorkerRef, ao_core::task::TaskResult,
         ao_core::task::TransitionRecord, ao_core::lifecycle::TaskStatus, ao_core::lifecycle::Reason,
-        ao_core::task::TaskId, tasks::TaskDetail, tasks::TaskPage, worker::EventBatch, worker::EventAck,
+        ao_core::task::TaskId, tasks::TaskView, tasks::TaskDetail, tasks::TaskPage, compat::Accepted, worker::EventBatch, worker::EventAck,
         error::ErrorBody, error::ErrorDetail,
     )),
     modifiers(&Security),

@@ -20,12 +20,32 @@ use crate::extract::JsonBody;
 
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
+/// Most `label=` filters one list request may carry.
+pub const MAX_LABEL_FILTERS: usize = 20;
+
+/// A task as the API shows it: the stored task, plus what the runtime can tell about it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    #[serde(flatten)]
+    pub task: Task,
+    /// The name of the task's pod, known from admission on, with the Kubernetes runtime;
+    /// absent with the local runtime.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+}
+
+impl TaskView {
+    pub fn new(state: &AppState, task: Task) -> Self {
+        let pod_name = state.runtime.worker_name(task.id);
+        TaskView { task, pod_name }
+    }
+}
 
 /// A task with its status history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskDetail {
     #[serde(flatten)]
-    pub task: Task,
+    pub task: TaskView,
     /// Every status change, oldest first.
     pub history: Vec<TransitionRecord>,
 }
@@ -33,7 +53,7 @@ pub struct TaskDetail {
 /// A page of tasks, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskPage {
-    pub items: Vec<Task>,
+    pub items: Vec<TaskView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -70,7 +90,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     request_body = TaskRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe submission key")),
     responses(
-        (status = 202, description = "Accepted and queued", body = Task, headers(("Location" = String))),
+        (status = 202, description = "Accepted and queued", body = TaskView, headers(("Location" = String))),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 409, description = "Idempotency key reused with a different body", body = ErrorBody),
@@ -85,9 +105,32 @@ pub async fn create(
     headers: HeaderMap,
     JsonBody(req): JsonBody<TaskRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
+    let submitted = submit(&state, &headers, req).await?;
+    let replayed = submitted.replayed;
+    let location = location(submitted.task.id);
+    let view = TaskView::new(&state, submitted.task);
+    Ok(submitted_response(
+        Json(view).into_response(),
+        &location,
+        replayed,
+    ))
+}
+
+/// A task that [`submit`] stored (or found again, for a repeated `Idempotency-Key`).
+pub(crate) struct Submitted {
+    pub task: Task,
+    pub replayed: bool,
+}
+
+/// Validate, admit and store a task, then wake the scheduler: what every submit route does.
+pub(crate) async fn submit(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: TaskRequest,
+) -> Result<Submitted, ApiError> {
+    let key = idempotency_key(headers)?;
     let spec = req.validate(&state.limits).map_err(ApiError::Validation)?;
-    (state.admit)(&spec).map_err(ApiError::Validation)?;
+    state.runtime.admit(&spec).map_err(ApiError::Validation)?;
     let canonical = serde_json::to_vec(&spec).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let new = NewTask {
         id: TaskId::new(),
@@ -105,17 +148,27 @@ pub async fn create(
         info!(task_id = %task.id, labels = task.spec.labels.len(), repository = task.spec.repository.is_some(), "task accepted");
         state.scheduler.poke();
     }
-    let location = format!("/api/v1/tasks/{}", task.id);
-    let mut resp = (StatusCode::ACCEPTED, Json(task)).into_response();
+    Ok(Submitted { task, replayed })
+}
+
+/// The path of a task's resource.
+pub(crate) fn location(id: TaskId) -> String {
+    format!("/api/v1/tasks/{id}")
+}
+
+/// A submit route's answer: 202 with `body`, a `Location` header, and `Idempotent-Replayed`
+/// when an earlier submission was returned.
+pub(crate) fn submitted_response(body: Response, location: &str, replayed: bool) -> Response {
+    let mut resp = (StatusCode::ACCEPTED, body).into_response();
     let h = resp.headers_mut();
     h.insert(
         header::LOCATION,
-        HeaderValue::from_str(&location).expect("ascii location"),
+        HeaderValue::from_str(location).expect("ascii location"),
     );
     if replayed {
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok(resp)
+    resp
 }
 
 /// List tasks, newest first.
@@ -146,6 +199,12 @@ pub async fn list(
                 })?)
             }
             "label" => {
+                if q.labels.len() == MAX_LABEL_FILTERS {
+                    return Err(invalid(
+                        "label",
+                        format!("at most {MAX_LABEL_FILTERS} label filters per request"),
+                    ));
+                }
                 let (lk, lv) = v
                     .split_once('=')
                     .ok_or_else(|| invalid("label", "must be key=value"))?;
@@ -171,7 +230,11 @@ pub async fn list(
     }
     let page = state.store.list(&q).await?;
     Ok(Json(TaskPage {
-        items: page.items,
+        items: page
+            .items
+            .into_iter()
+            .map(|t| TaskView::new(&state, t))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -192,14 +255,17 @@ pub async fn get(
         .await?
         .ok_or_else(ApiError::not_found_task)?;
     let history = state.store.history(id).await?;
-    Ok(Json(TaskDetail { task, history }))
+    Ok(Json(TaskDetail {
+        task: TaskView::new(&state, task),
+        history,
+    }))
 }
 
 /// Cancel a queued or running task.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks",
     params(("id" = String, Path, description = "Task id")),
     responses(
-        (status = 202, description = "Cancelled, or stopping (`cancel_requested`)", body = Task),
+        (status = 202, description = "Cancelled, or stopping (`cancel_requested`)", body = TaskView),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Already finished", body = ErrorBody),
         (status = 401, body = ErrorBody)),
@@ -207,7 +273,7 @@ pub async fn get(
 pub async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Task>), ApiError> {
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let id = task_id(&id)?;
     let task = state.store.request_cancel(id).await?;
     info!(task_id = %id, status = %task.status, "cancel requested");
@@ -215,5 +281,5 @@ pub async fn cancel(
         state.metrics.observe_finished(&task);
     }
     state.scheduler.poke();
-    Ok((StatusCode::ACCEPTED, Json(task)))
+    Ok((StatusCode::ACCEPTED, Json(TaskView::new(&state, task))))
 }

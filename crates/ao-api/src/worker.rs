@@ -1,22 +1,29 @@
 //! Callbacks from workers: batches of agent events and the final result. A worker proves
 //! itself with its task's own token (handed to it at launch, stored only as a hash), so a
 //! worker can write to its own task and nothing else.
+//!
+//! The token is checked before anything else, the body included: every failure (no token, a
+//! wrong one, an id that is malformed or unknown) is the same 401, so an outsider learns
+//! neither whether a task exists nor anything else, and cannot make the server buffer a body.
+//! Only then is the body read, within [`EVENTS_BODY_LIMIT`] or [`RESULT_BODY_LIMIT`] (413
+//! past it).
 
 use ao_core::task::{Task, TaskId, TaskResult};
-use ao_core::token::{constant_time_eq, hash};
+use ao_core::token;
 use ao_core::validation::ValidationError;
 use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
 use utoipa::ToSchema;
 
-use crate::AppState;
 use crate::auth::bearer;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::JsonBody;
-use crate::tasks::task_id;
+use crate::extract::read_json;
+use crate::{AppState, EVENTS_BODY_LIMIT, RESULT_BODY_LIMIT};
 
 /// Most events accepted in one batch.
 const MAX_BATCH: usize = 1000;
@@ -37,26 +44,26 @@ pub struct EventAck {
     pub last_seq: i64,
 }
 
+/// Authenticate the worker of the task in the path, then refuse a task that has already finished.
+/// Nothing about the task is revealed before the token matched: every failure is a 401.
 async fn authorize(
     state: &AppState,
-    raw_id: &str,
+    path: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
 ) -> Result<(TaskId, Task), ApiError> {
-    let id = task_id(raw_id)?;
-    let task = state
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(ApiError::not_found_task)?;
-    let stored = state
-        .store
-        .worker_token_hash(id)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
     let given = bearer(headers).ok_or(ApiError::Unauthorized)?;
-    if !constant_time_eq(hash(given).as_bytes(), stored.as_bytes()) {
+    // A path that does not even decode is one more id that cannot be right.
+    let id: TaskId = path
+        .ok()
+        .and_then(|Path(raw)| raw.parse().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    // An unknown task compares against an empty hash, which never matches, so both cases do
+    // the same work.
+    let stored = state.store.worker_token_hash(id).await?.unwrap_or_default();
+    if !token::matches(given, &stored) {
         return Err(ApiError::Unauthorized);
     }
+    let task = state.store.get(id).await?.ok_or(ApiError::Unauthorized)?;
     if task.status.is_terminal() {
         return Err(ApiError::Conflict(format!(
             "task has already finished ({})",
@@ -77,16 +84,17 @@ fn invalid(field: &str, message: &str) -> ApiError {
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/worker/events", tag = "worker",
     params(("id" = String, Path, description = "Task id")),
     request_body = EventBatch,
-    responses((status = 200, body = EventAck), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 200, body = EventAck), (status = 401, body = ErrorBody),
               (status = 409, description = "Task already finished", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("worker_token" = [])))]
 pub async fn post_events(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    JsonBody(batch): JsonBody<EventBatch>,
+    body: Body,
 ) -> Result<Json<EventAck>, ApiError> {
-    let (id, _) = authorize(&state, &raw, &headers).await?;
+    let (id, _) = authorize(&state, path, &headers).await?;
+    let batch: EventBatch = read_json(&headers, body, EVENTS_BODY_LIMIT).await?;
     if batch.first_seq < 1 {
         return Err(invalid("first_seq", "must be at least 1"));
     }
@@ -119,16 +127,17 @@ pub async fn post_events(
 #[utoipa::path(put, path = "/api/v1/tasks/{id}/worker/result", tag = "worker",
     params(("id" = String, Path, description = "Task id")),
     request_body = TaskResult,
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 204), (status = 401, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("worker_token" = [])))]
 pub async fn put_result(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    JsonBody(result): JsonBody<TaskResult>,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let (id, _) = authorize(&state, &raw, &headers).await?;
+    let (id, _) = authorize(&state, path, &headers).await?;
+    let result: TaskResult = read_json(&headers, body, RESULT_BODY_LIMIT).await?;
     if result.outcome.is_empty() || result.outcome.len() > 64 {
         return Err(invalid("outcome", "must be 1-64 characters"));
     }

@@ -102,6 +102,13 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The name the task's worker has (or will have) in this runtime, when it derives from
+    /// the task id alone and is therefore known at admission: the pod name on Kubernetes.
+    /// `None` where the name is only known once the worker runs (a local process id).
+    fn worker_name(&self, _id: TaskId) -> Option<String> {
+        None
+    }
+
     /// Create the worker. Must be idempotent per task id: if a worker already exists for the
     /// task, return it instead of creating a second one.
     async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError>;

@@ -3,6 +3,7 @@
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// A fresh random token, 256 bits, hex-encoded.
 pub fn generate() -> String {
@@ -16,12 +17,15 @@ pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Constant-time comparison of two byte strings of possibly different length.
+/// Constant-time comparison of two byte strings ([`subtle`]); strings of different lengths
+/// are unequal (only the length, never the content, may show in the timing).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
+}
+
+/// Whether `token` is the one whose stored hash is `stored_hash`, compared in constant time.
+pub fn matches(token: &str, stored_hash: &str) -> bool {
+    constant_time_eq(hash(token).as_bytes(), stored_hash.as_bytes())
 }
 
 #[cfg(test)]
@@ -43,5 +47,9 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        let t = generate();
+        assert!(matches(&t, &hash(&t)));
+        assert!(!matches("other", &hash(&t)));
     }
 }

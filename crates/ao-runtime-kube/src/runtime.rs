@@ -252,6 +252,10 @@ impl Runtime for KubeRuntime {
         pod::admit(spec)
     }
 
+    fn worker_name(&self, id: TaskId) -> Option<String> {
+        Some(pod_name(id))
+    }
+
     async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError> {
         self.start();
         let id = spec.task.id;
