@@ -6,9 +6,9 @@
 //! its `task_id`, kept out of the scheduler's loop, counted in `ao_recovery_set_aside`, listed
 //! on `/readyz`, and retried with backoff on later steps. Why retry rather than fail it: the
 //! usual cause is a runtime that can't answer (API down), and then the worker may well still
-//! run, so failing the task would be a guess that leaves a worker nobody watches. Only an
-//! error that retrying can't change (the lifecycle refuses the move) fails the task, with the
-//! reason `recovery_failed` and the error as its message.
+//! run, so failing the task would be a guess that leaves a worker nobody watches. Retries go
+//! on (at most every 5 minutes) until one succeeds or the task is settled some other way (its
+//! worker's exit event arrives); a set-aside task takes no worker slot meanwhile.
 
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
+use utoipa::ToSchema;
 
 use super::{Scheduler, TickReport};
 use crate::lifecycle::{Reason, TaskStatus};
@@ -30,7 +31,7 @@ pub const RECORDED_EXIT_NOTE: &str =
     "settled from the exit the worker recorded while the orchestrator was down";
 
 /// A task recovery could not settle yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct SetAside {
     pub task_id: TaskId,
     /// The last error, for people.
@@ -74,7 +75,7 @@ impl Scheduler {
             let id = task.id;
             let span = info_span!("recover", task_id = %id);
             if let Err(e) = self.recover_one(task).instrument(span).await {
-                self.set_aside(id, &e).await;
+                self.set_aside(id, &e);
             }
         }
         self.publish_set_aside();
@@ -110,18 +111,14 @@ impl Scheduler {
                     self.set_aside.remove(&id);
                     report.recovered.push(id);
                 }
-                Err(e) => self.set_aside(id, &e).await,
+                Err(e) => self.set_aside(id, &e),
             }
         }
         self.publish_set_aside();
     }
 
-    /// Keep `id` out of the loop after a failed recovery, or fail it if retrying can't help.
-    async fn set_aside(&mut self, id: TaskId, e: &StoreError) {
-        if matches!(e, StoreError::IllegalTransition(_)) && self.fail_unrecoverable(id, e).await {
-            self.set_aside.remove(&id);
-            return;
-        }
+    /// Keep `id` out of the loop after a failed recovery, to be tried again later.
+    fn set_aside(&mut self, id: TaskId, e: &StoreError) {
         let now = self.clock.now();
         let since = self.clock.now_utc();
         let p = self.set_aside.entry(id).or_insert_with(|| Pending {
@@ -145,30 +142,6 @@ impl Scheduler {
             retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "recovery failed for this task; set aside, the others go on"
         );
-    }
-
-    /// Fail a task whose recovery the lifecycle refuses. Returns false if that failed too.
-    async fn fail_unrecoverable(&mut self, id: TaskId, e: &StoreError) -> bool {
-        let Ok(Some(task)) = self.store.get(id).await else {
-            return false;
-        };
-        if !task.status.is_active() {
-            return true;
-        }
-        let t = self
-            .transition(TaskStatus::Failed, Reason::Other("recovery_failed".into()))
-            .message(format!("recovery could not settle the task: {e}"));
-        match self.store.transition(id, task.status, t).await {
-            Ok(done) => {
-                warn!(task_id = %id, error = %e, "recovery is impossible; task failed");
-                self.metrics.observe_finished(&done);
-                true
-            }
-            Err(e2) => {
-                warn!(task_id = %id, error = %e2, "failing an unrecoverable task failed");
-                false
-            }
-        }
     }
 
     /// Show the set-aside tasks to the API and the metrics.

@@ -78,9 +78,7 @@ impl Scheduler {
     ) -> StoreResult<Task> {
         let (status, reason) =
             final_status(stop, &exit, task.result.as_ref(), self.cfg.require_result);
-        let mut t = self
-            .transition(status, reason.clone())
-            .exit_code(exit.code);
+        let mut t = self.transition(status, reason.clone()).exit_code(exit.code);
         t.message = exit.message.clone();
         let done = match self.store.transition(task.id, task.status, t).await {
             Ok(done) => done,
