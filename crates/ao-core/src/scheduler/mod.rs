@@ -268,3 +268,23 @@ impl Scheduler {
         wait.max(Duration::from_millis(5))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(b: ExponentialBackoff, n: usize) -> Vec<u128> {
+        b.take(n).map(|d| d.as_millis()).collect()
+    }
+
+    #[test]
+    fn backoffs_double_up_to_their_cap_and_never_give_up() {
+        let launch = millis(launch_backoff(), 9);
+        assert_eq!(launch[..7], [500, 1000, 2000, 4000, 8000, 16000, 30000]);
+        assert_eq!(launch[8], 30000);
+        let recovery = millis(recovery_backoff(), 10);
+        assert_eq!(recovery[..4], [200, 400, 800, 1600]);
+        assert_eq!(recovery[9], 30000);
+        assert_eq!(recovery_backoff().nth(1000), Some(Duration::from_secs(30)));
+    }
+}
