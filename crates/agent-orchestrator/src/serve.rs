@@ -141,11 +141,11 @@ pub async fn start(
             .with_graceful_shutdown(http_stop.cancelled_owned())
             .await
     });
-    Ok(tokio::spawn(supervise(server, sched, shutdown)))
+    Ok(tokio::spawn(wait_for_tasks(server, sched, shutdown)))
 }
 
 /// Wait for both long-lived tasks; if one ends before shutdown was asked for, say which.
-async fn supervise(
+async fn wait_for_tasks(
     mut server: JoinHandle<std::io::Result<()>>,
     mut sched: JoinHandle<()>,
     shutdown: CancellationToken,

@@ -88,13 +88,15 @@ async fn cancel_while_queued_never_starts() {
         (Some("cancelled"), Some("cancelled_by_user"))
     );
     assert!(t.get("started_at").is_none());
+    // Submitted after the cancelled task: with one slot and FIFO order, once this one has
+    // run, the scheduler has passed the cancelled task by.
+    let after = app.submit(json!({"prompt": "after"})).await;
     app.cancel(&blocker).await;
     app.wait_terminal(&blocker).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        app.task(&queued).await.get("worker").is_none(),
-        "cancelled task got a worker"
-    );
+    assert_eq!(app.wait_terminal(&after).await["status"], "succeeded");
+    let t = app.task(&queued).await;
+    assert!(t.get("worker").is_none(), "cancelled task got a worker");
+    assert_eq!(t["status"], "cancelled");
     app.stop().await;
 }
 

@@ -6,8 +6,10 @@
 //! - the [`store::TaskStore`] and [`runtime::Runtime`] traits that backends implement,
 //! - the [`scheduler::Scheduler`], which drives tasks from `queued` to a terminal state
 //!   through whichever runtime was chosen at startup,
-//! - the metrics that the scheduler and the API share ([`metrics`]).
+//! - the metrics that the scheduler and the API share ([`metrics`]),
+//! - the injectable [`clock::Clock`] the scheduler reads time from, so tests move it by hand.
 
+pub mod clock;
 pub mod lifecycle;
 pub mod metrics;
 pub mod runtime;

@@ -106,6 +106,9 @@ pub enum Reason {
     WorkerStarted,
     /// A worker that outlived an orchestrator restart was adopted again.
     WorkerAdopted,
+    /// The worker was started and exited while the orchestrator was down, before it was
+    /// recorded `running`; its recorded exit settles the task next.
+    RecordedExit,
     /// The worker exited 0 (and, for agent workers, delivered).
     Completed,
     /// The worker exited with this non-zero code.
@@ -133,6 +136,7 @@ impl Reason {
             Reason::Requeued => "requeued".into(),
             Reason::WorkerStarted => "worker_started".into(),
             Reason::WorkerAdopted => "worker_adopted".into(),
+            Reason::RecordedExit => "recorded_exit".into(),
             Reason::Completed => "completed".into(),
             Reason::ExitCode(c) => format!("exit_code_{c}"),
             Reason::Signal(s) => format!("signal_{s}"),
@@ -151,6 +155,7 @@ impl Reason {
             Reason::Requeued,
             Reason::WorkerStarted,
             Reason::WorkerAdopted,
+            Reason::RecordedExit,
             Reason::Completed,
             Reason::WorkerLost,
             Reason::LaunchFailed,
@@ -278,6 +283,7 @@ mod tests {
     fn reasons_round_trip() {
         for r in [
             Reason::Submitted,
+            Reason::RecordedExit,
             Reason::ExitCode(1),
             Reason::ExitCode(-3),
             Reason::Signal(9),

@@ -47,6 +47,8 @@ pub struct TaskMetrics {
     pub tokens_per_task: Family<TokenLabel, Histogram, fn() -> Histogram>,
     pub turns: Counter,
     pub turns_per_task: Histogram,
+    /// Tasks recovery could not settle after a restart, set aside and retried.
+    pub recovery_set_aside: Gauge,
 }
 
 impl TaskMetrics {
@@ -67,6 +69,7 @@ impl TaskMetrics {
             }),
             turns: Counter::default(),
             turns_per_task: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            recovery_set_aside: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("ao");
         r.register(
@@ -125,6 +128,11 @@ impl TaskMetrics {
             "agent_task_turns",
             "Agent turns per finished task",
             m.turns_per_task.clone(),
+        );
+        r.register(
+            "recovery_set_aside",
+            "Tasks that recovery after a restart could not settle, set aside and retried",
+            m.recovery_set_aside.clone(),
         );
         m
     }

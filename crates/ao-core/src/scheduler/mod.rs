@@ -4,25 +4,32 @@
 //!
 //! All decisions happen in [`Scheduler::tick`], one step that tests drive directly; the loop
 //! in [`Scheduler::run`] only waits for the next reason to step (a runtime event, a poke from
-//! the API, a deadline or the periodic timer).
+//! the API, a deadline or the periodic timer). Time comes from an injected [`Clock`], so tests
+//! pass deadlines and backoffs by moving the clock, not by sleeping.
 
 mod outcome;
+mod recovery;
 mod step;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
+use crate::clock::{Clock, SystemClock};
+use crate::lifecycle::{Reason, TaskStatus};
 use crate::metrics::TaskMetrics;
 use crate::runtime::{EventReceiver, Runtime};
-use crate::store::TaskStore;
+use crate::store::{TaskStore, Transition};
 use crate::task::TaskId;
 
 pub use outcome::{SUCCESS_OUTCOMES, StopCause, final_status};
+pub use recovery::{RECORDED_EXIT_NOTE, SetAside};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -67,15 +74,31 @@ struct Active {
     stopping: Option<(StopCause, Instant)>,
 }
 
-/// A handle the API uses to wake the scheduler after a submission or a cancel.
-#[derive(Debug, Clone, Default)]
+/// A handle the API uses to wake the scheduler after a submission or a cancel, and to read
+/// which tasks recovery has set aside (for `/readyz`).
+#[derive(Debug, Clone)]
 pub struct SchedulerHandle {
     notify: Arc<Notify>,
+    set_aside: Arc<watch::Sender<Vec<SetAside>>>,
+}
+
+impl Default for SchedulerHandle {
+    fn default() -> Self {
+        SchedulerHandle {
+            notify: Arc::default(),
+            set_aside: Arc::new(watch::channel(Vec::new()).0),
+        }
+    }
 }
 
 impl SchedulerHandle {
     pub fn poke(&self) {
         self.notify.notify_one();
+    }
+
+    /// Tasks that recovery could not settle and retries later, oldest first.
+    pub fn set_aside(&self) -> Vec<SetAside> {
+        self.set_aside.borrow().clone()
     }
 }
 
@@ -87,6 +110,26 @@ pub struct TickReport {
     pub stopping: Vec<TaskId>,
     pub requeued: Vec<TaskId>,
     pub cleaned: Vec<TaskId>,
+    /// Set-aside tasks that a retry settled.
+    pub recovered: Vec<TaskId>,
+}
+
+/// Launch backoff while the runtime is unavailable: 500 ms, doubling, at most 30 s.
+fn launch_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+        .build()
+}
+
+/// Recovery retry while the store can't list active tasks: 200 ms, doubling, at most 30 s.
+fn recovery_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times()
+        .build()
 }
 
 pub struct Scheduler {
@@ -96,13 +139,16 @@ pub struct Scheduler {
     cfg: SchedulerConfig,
     metrics: TaskMetrics,
     handle: SchedulerHandle,
+    clock: Arc<dyn Clock>,
     active: HashMap<TaskId, Active>,
+    /// Tasks recovery could not settle, kept out of the loop and retried.
+    set_aside: HashMap<TaskId, recovery::Pending>,
     /// Finished tasks whose worker resources await cleanup, with when they may go.
     gc_due: Vec<(Instant, TaskId)>,
     last_gc_scan: Option<Instant>,
     /// Set when the runtime was unavailable; admission waits until then.
     launch_backoff_until: Option<Instant>,
-    launch_backoff: Duration,
+    launch_backoff: ExponentialBackoff,
 }
 
 impl Scheduler {
@@ -120,12 +166,27 @@ impl Scheduler {
             cfg,
             metrics,
             handle: SchedulerHandle::default(),
+            clock: Arc::new(SystemClock),
             active: HashMap::new(),
+            set_aside: HashMap::new(),
             gc_due: Vec::new(),
             last_gc_scan: None,
             launch_backoff_until: None,
-            launch_backoff: Duration::from_millis(500),
+            launch_backoff: launch_backoff(),
         }
+    }
+
+    /// Read time from `clock` instead of the system's (tests pass a manual clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A status change stamped with the scheduler's clock.
+    fn transition(&self, to: TaskStatus, reason: Reason) -> Transition {
+        let mut t = Transition::new(to, reason);
+        t.at = self.clock.now_utc();
+        t
     }
 
     pub fn handle(&self) -> SchedulerHandle {
@@ -141,23 +202,24 @@ impl Scheduler {
     /// alone on shutdown, to be adopted by the next process.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = recovery_backoff();
         loop {
             match self.recover().await {
                 Ok(n) => {
                     info!(
-                        adopted_or_resolved = n,
+                        looked_at = n,
+                        set_aside = self.set_aside.len(),
                         "scheduler recovered state from the store"
                     );
                     break;
                 }
                 Err(e) => {
-                    warn!(error = %e, "recovery failed; retrying");
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                    warn!(error = %e, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "recovery could not list the active tasks; retrying");
                     tokio::select! {
                         _ = &mut shutdown => return,
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(wait) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
@@ -192,16 +254,37 @@ impl Scheduler {
     /// How long the loop may sleep before something is due.
     fn next_wake(&self) -> Duration {
         let mut wait = self.cfg.idle_tick;
-        let now = Utc::now();
+        let (now, now_utc) = (self.clock.now(), self.clock.now_utc());
         for a in self.active.values() {
             if let (Some(d), None) = (a.deadline, a.stopping) {
-                let left = (d - now).to_std().unwrap_or(Duration::ZERO);
+                let left = (d - now_utc).to_std().unwrap_or(Duration::ZERO);
                 wait = wait.min(left + Duration::from_millis(5));
             }
         }
-        if let Some(until) = self.launch_backoff_until {
-            wait = wait.min(until.saturating_duration_since(Instant::now()));
+        let retries = self.set_aside.values().map(recovery::Pending::next_try);
+        for until in self.launch_backoff_until.into_iter().chain(retries) {
+            wait = wait.min(until.saturating_duration_since(now));
         }
         wait.max(Duration::from_millis(5))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn millis(b: ExponentialBackoff, n: usize) -> Vec<u128> {
+        b.take(n).map(|d| d.as_millis()).collect()
+    }
+
+    #[test]
+    fn backoffs_double_up_to_their_cap_and_never_give_up() {
+        let launch = millis(launch_backoff(), 9);
+        assert_eq!(launch[..7], [500, 1000, 2000, 4000, 8000, 16000, 30000]);
+        assert_eq!(launch[8], 30000);
+        let recovery = millis(recovery_backoff(), 10);
+        assert_eq!(recovery[..4], [200, 400, 800, 1600]);
+        assert_eq!(recovery[9], 30000);
+        assert_eq!(recovery_backoff().nth(1000), Some(Duration::from_secs(30)));
     }
 }

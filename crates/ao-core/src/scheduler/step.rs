@@ -1,14 +1,14 @@
-//! The body of one scheduler step, and the recovery pass that runs before the first.
+//! The body of one scheduler step: runtime events, stops, admission and garbage collection.
+//! (The recovery pass that runs before the first step lives in `recovery.rs`.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Active, Scheduler, StopCause, TickReport, final_status};
 use crate::lifecycle::{Reason, TaskStatus};
-use crate::runtime::{Adoption, Callback, ExitInfo, LaunchSpec, RuntimeError, RuntimeEvent};
-use crate::store::{StoreError, StoreResult, Transition};
+use crate::runtime::{Callback, ExitInfo, LaunchSpec, RuntimeError, RuntimeEvent};
+use crate::store::{StoreError, StoreResult};
 use crate::task::{Task, TaskId};
 use crate::token;
 
@@ -23,6 +23,7 @@ impl Scheduler {
                 report.finished.push(task_id);
             }
         }
+        self.retry_set_aside(&mut report).await;
         self.enforce(&mut report).await?;
         self.admit(&mut report).await?;
         self.collect_garbage(&mut report).await;
@@ -30,64 +31,7 @@ impl Scheduler {
         Ok(report)
     }
 
-    /// Settle every task the store says is active: adopt live workers, finish the rest.
-    /// Returns how many tasks it looked at.
-    pub async fn recover(&mut self) -> StoreResult<usize> {
-        let tasks = self.store.active().await?;
-        let n = tasks.len();
-        for task in tasks {
-            let span = info_span!("recover", task_id = %task.id);
-            self.recover_one(task).instrument(span).await?;
-        }
-        Ok(n)
-    }
-
-    async fn recover_one(&mut self, task: Task) -> StoreResult<()> {
-        let adoption = match self.runtime.adopt(&task).await {
-            Ok(a) => a,
-            Err(e) => {
-                // Leave it for the next recovery attempt rather than guess.
-                warn!(task_id = %task.id, error = %e, "could not ask the runtime about this worker");
-                return Err(StoreError::Backend(Box::new(e)));
-            }
-        };
-        match adoption {
-            Adoption::Alive(worker) => {
-                info!(task_id = %task.id, worker = %worker.name, "adopted a running worker");
-                let task = if task.status == TaskStatus::Starting {
-                    let t =
-                        Transition::new(TaskStatus::Running, Reason::WorkerAdopted).worker(worker);
-                    self.store
-                        .transition(task.id, TaskStatus::Starting, t)
-                        .await?
-                } else {
-                    task
-                };
-                self.track(&task);
-            }
-            Adoption::Exited(exit) => {
-                info!(task_id = %task.id, code = ?exit.code, "worker finished while the orchestrator was down");
-                self.finish(&task, None, exit).await?;
-            }
-            Adoption::NotFound if task.status == TaskStatus::Starting => {
-                info!(task_id = %task.id, "worker was never created; requeueing");
-                let t = Transition::new(TaskStatus::Queued, Reason::Requeued);
-                self.store
-                    .transition(task.id, TaskStatus::Starting, t)
-                    .await?;
-            }
-            Adoption::NotFound => {
-                warn!(task_id = %task.id, "worker is gone");
-                let t = Transition::new(TaskStatus::Failed, Reason::WorkerLost)
-                    .message("the worker disappeared while the orchestrator was not watching");
-                let done = self.store.transition(task.id, task.status, t).await?;
-                self.metrics.observe_finished(&done);
-            }
-        }
-        Ok(())
-    }
-
-    fn track(&mut self, task: &Task) {
+    pub(super) fn track(&mut self, task: &Task) {
         self.active.insert(
             task.id,
             Active {
@@ -126,7 +70,7 @@ impl Scheduler {
         self.finish(&task, stop, exit).await.map(Some)
     }
 
-    async fn finish(
+    pub(super) async fn finish(
         &mut self,
         task: &Task,
         stop: Option<StopCause>,
@@ -134,7 +78,7 @@ impl Scheduler {
     ) -> StoreResult<Task> {
         let (status, reason) =
             final_status(stop, &exit, task.result.as_ref(), self.cfg.require_result);
-        let mut t = Transition::new(status, reason.clone()).exit_code(exit.code);
+        let mut t = self.transition(status, reason.clone()).exit_code(exit.code);
         t.message = exit.message.clone();
         let done = match self.store.transition(task.id, task.status, t).await {
             Ok(done) => done,
@@ -149,7 +93,7 @@ impl Scheduler {
         self.active.remove(&task.id);
         self.metrics.observe_finished(&done);
         self.gc_due
-            .push((Instant::now() + self.cfg.worker_retention, task.id));
+            .push((self.clock.now() + self.cfg.worker_retention, task.id));
         Ok(done)
     }
 
@@ -167,17 +111,17 @@ impl Scheduler {
                 .map(|t| t.id)
                 .collect()
         };
-        let now = Utc::now();
+        let (now, now_utc) = (self.clock.now(), self.clock.now_utc());
         let mut to_stop = Vec::new();
         let mut overdue = Vec::new();
         for (id, a) in &self.active {
             match a.stopping {
                 None if cancel_requested.contains(id) => to_stop.push((*id, StopCause::Cancel)),
-                None if a.deadline.is_some_and(|d| d <= now) => {
+                None if a.deadline.is_some_and(|d| d <= now_utc) => {
                     to_stop.push((*id, StopCause::Deadline))
                 }
                 Some((cause, since))
-                    if since.elapsed() > self.cfg.stop_grace + self.cfg.stop_timeout =>
+                    if now.duration_since(since) > self.cfg.stop_grace + self.cfg.stop_timeout =>
                 {
                     overdue.push((*id, cause))
                 }
@@ -191,7 +135,7 @@ impl Scheduler {
                 continue;
             }
             if let Some(a) = self.active.get_mut(&id) {
-                a.stopping = Some((cause, Instant::now()));
+                a.stopping = Some((cause, now));
             }
             report.stopping.push(id);
         }
@@ -213,7 +157,7 @@ impl Scheduler {
     async fn admit(&mut self, report: &mut TickReport) -> StoreResult<()> {
         if self
             .launch_backoff_until
-            .is_some_and(|t| Instant::now() < t)
+            .is_some_and(|t| self.clock.now() < t)
         {
             return Ok(());
         }
@@ -238,7 +182,7 @@ impl Scheduler {
     }
 
     async fn launch(&mut self, task: Task) -> StoreResult<Launch> {
-        let t = Transition::new(TaskStatus::Starting, Reason::Scheduled);
+        let t = self.transition(TaskStatus::Starting, Reason::Scheduled);
         let task = match self.store.transition(task.id, TaskStatus::Queued, t).await {
             Ok(t) => t,
             // Cancelled between the query and now.
@@ -264,7 +208,8 @@ impl Scheduler {
         };
         match self.runtime.launch(spec).await {
             Ok(worker) => {
-                let t = Transition::new(TaskStatus::Running, Reason::WorkerStarted)
+                let t = self
+                    .transition(TaskStatus::Running, Reason::WorkerStarted)
                     .worker(worker.clone());
                 let running = self
                     .store
@@ -273,23 +218,29 @@ impl Scheduler {
                 info!(task_id = %task.id, worker = %worker.name, runtime = %worker.runtime, "worker started");
                 self.metrics.observe_started(&running);
                 self.track(&running);
-                self.launch_backoff = Duration::from_millis(500);
+                self.launch_backoff = super::launch_backoff();
                 self.launch_backoff_until = None;
                 Ok(Launch::Started)
             }
             Err(RuntimeError::Unavailable(msg)) => {
-                warn!(task_id = %task.id, error = %msg, backoff_ms = self.launch_backoff.as_millis() as u64, "runtime unavailable; task goes back to the queue");
-                let t = Transition::new(TaskStatus::Queued, Reason::Requeued).message(msg);
+                let wait = self
+                    .launch_backoff
+                    .next()
+                    .unwrap_or(Duration::from_secs(30));
+                warn!(task_id = %task.id, error = %msg, backoff_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "runtime unavailable; task goes back to the queue");
+                let t = self
+                    .transition(TaskStatus::Queued, Reason::Requeued)
+                    .message(msg);
                 self.store
                     .transition(task.id, TaskStatus::Starting, t)
                     .await?;
-                self.launch_backoff_until = Some(Instant::now() + self.launch_backoff);
-                self.launch_backoff = (self.launch_backoff * 2).min(Duration::from_secs(30));
+                self.launch_backoff_until = Some(self.clock.now() + wait);
                 Ok(Launch::Requeued)
             }
             Err(e) => {
                 warn!(task_id = %task.id, error = %e, "worker launch failed");
-                let t = Transition::new(TaskStatus::Failed, Reason::LaunchFailed)
+                let t = self
+                    .transition(TaskStatus::Failed, Reason::LaunchFailed)
                     .message(e.to_string());
                 let done = self
                     .store
@@ -304,7 +255,7 @@ impl Scheduler {
     /// Remove worker resources of tasks finished longer than the retention ago. Also finds
     /// leftovers from earlier runs of the orchestrator, once per `gc_interval`.
     async fn collect_garbage(&mut self, report: &mut TickReport) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let scan_due = self
             .last_gc_scan
             .is_none_or(|t| now.duration_since(t) >= self.cfg.gc_interval);
@@ -335,15 +286,15 @@ impl Scheduler {
             let due = match self.store.get(id).await {
                 Ok(Some(t)) => match (t.status.is_terminal(), t.finished_at) {
                     (true, Some(f)) => {
-                        let left = (f + retention - Utc::now())
+                        let left = (f + retention - self.clock.now_utc())
                             .to_std()
                             .unwrap_or(Duration::ZERO);
-                        Some(Instant::now() + left)
+                        Some(self.clock.now() + left)
                     }
                     _ => None,
                 },
                 // A worker for a task the store never heard of.
-                Ok(None) => Some(Instant::now()),
+                Ok(None) => Some(self.clock.now()),
                 Err(_) => None,
             };
             if let Some(at) = due {
