@@ -6,7 +6,7 @@
 //! in [`Scheduler::run`] only waits for the next reason to step (a runtime event, a poke from
 //! the API, a deadline or the periodic timer).
 
-mod outcome;
+mod settle;
 mod step;
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use crate::runtime::{EventReceiver, Runtime};
 use crate::store::TaskStore;
 use crate::task::TaskId;
 
-pub use outcome::{SUCCESS_OUTCOMES, StopCause, final_status};
+pub use settle::{SUCCESS_OUTCOMES, StopCause, final_status};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]

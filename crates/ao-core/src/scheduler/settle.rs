@@ -1,4 +1,5 @@
-//! How a finished worker maps to a terminal status and reason. Pure, and tested here.
+//! Settling a finished worker: how its exit, the stop the orchestrator asked for and the
+//! reported result map to a terminal status and reason. Pure, and tested here.
 
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::runtime::ExitInfo;
