@@ -8,9 +8,7 @@ use ao_core::validation::ValidationError;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
-use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::bearer;
@@ -18,24 +16,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::extract::JsonBody;
 use crate::tasks::task_id;
 
-/// Most events accepted in one batch.
-const MAX_BATCH: usize = 1000;
-
-/// A batch of agent events, numbered from `first_seq` (1-based, contiguous across batches).
-/// Events the server already has are ignored, so a worker can resend a batch safely.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventBatch {
-    pub first_seq: i64,
-    #[schema(value_type = Vec<Object>)]
-    pub events: Vec<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventAck {
-    /// The last sequence number the server holds.
-    pub last_seq: i64,
-}
+pub use ao_core::worker::{EventAck, EventBatch};
 
 async fn authorize(
     state: &AppState,
@@ -90,8 +71,11 @@ pub async fn post_events(
     if batch.first_seq < 1 {
         return Err(invalid("first_seq", "must be at least 1"));
     }
-    if batch.events.len() > MAX_BATCH {
-        return Err(invalid("events", "at most 1000 events per batch"));
+    if batch.events.len() > EventBatch::MAX_EVENTS {
+        return Err(invalid(
+            "events",
+            &format!("at most {} events per batch", EventBatch::MAX_EVENTS),
+        ));
     }
     if let Some(i) = batch.events.iter().position(|e| !e.is_object()) {
         return Err(invalid(
@@ -129,9 +113,6 @@ pub async fn put_result(
     JsonBody(result): JsonBody<TaskResult>,
 ) -> Result<StatusCode, ApiError> {
     let (id, _) = authorize(&state, &raw, &headers).await?;
-    if result.outcome.is_empty() || result.outcome.len() > 64 {
-        return Err(invalid("outcome", "must be 1-64 characters"));
-    }
     state.store.set_result(id, &result).await?;
     info!(task_id = %id, outcome = %result.outcome, cost_usd = ?result.cost_usd, turns = ?result.num_turns, "worker reported its result");
     Ok(StatusCode::NO_CONTENT)

@@ -6,7 +6,8 @@
 //! - the [`store::TaskStore`] and [`runtime::Runtime`] traits that backends implement,
 //! - the [`scheduler::Scheduler`], which drives tasks from `queued` to a terminal state
 //!   through whichever runtime was chosen at startup,
-//! - the metrics that the scheduler and the API share ([`metrics`]).
+//! - the metrics that the scheduler and the API share ([`metrics`]),
+//! - the contract between the orchestrator and its workers ([`worker`]).
 
 pub mod lifecycle;
 pub mod metrics;
@@ -16,6 +17,7 @@ pub mod store;
 pub mod task;
 pub mod token;
 pub mod validation;
+pub mod worker;
 
 pub use lifecycle::{Reason, TaskStatus, TransitionError};
 pub use task::{NewTask, Repository, Task, TaskId, TaskSpec, WorkerRef};

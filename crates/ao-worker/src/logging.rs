@@ -10,7 +10,7 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("AO_LOG_FORMAT").as_deref() == Ok("json") {
+    let _ = if std::env::var(ao_core::worker::settings::LOG_FORMAT).as_deref() == Ok("json") {
         builder.json().try_init()
     } else {
         builder.try_init()

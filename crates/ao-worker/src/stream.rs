@@ -88,24 +88,50 @@ impl RunTracker {
             .sum()
     }
 
-    /// Best known cost: the larger of our estimate and Claude Code's `total_cost_usd`.
-    pub fn cost(&self) -> f64 {
+    /// The run's cost and tokens, from one source so that they agree: Claude Code's own
+    /// account in the final `result` event (`total_cost_usd` with its `usage`) when it has
+    /// both, else the per-message usage streamed so far and the cost estimated from it with
+    /// the price table (a run stopped early, e.g. over budget, has no `result`).
+    pub fn account(&self) -> Account {
         let reported = self
             .result
             .as_ref()
-            .and_then(|r| r.total_cost_usd)
-            .unwrap_or(0.0);
-        self.estimated_cost().max(reported)
-    }
-
-    /// Best known total usage: field-wise max of the result's usage and the streamed sum.
-    pub fn usage(&self) -> TokenUsage {
-        let streamed = self.streamed_usage();
-        match self.result.as_ref().and_then(|r| r.usage) {
-            Some(u) => u.field_max(streamed),
-            None => streamed,
+            .and_then(|r| r.total_cost_usd.zip(r.usage));
+        match reported {
+            Some((cost_usd, usage)) => Account {
+                cost_usd,
+                usage,
+                source: AccountSource::Result,
+            },
+            None => Account {
+                cost_usd: self.estimated_cost(),
+                usage: self.streamed_usage(),
+                source: AccountSource::Streamed,
+            },
         }
     }
+
+    /// True once the stream said anything about usage or cost.
+    pub fn saw_usage(&self) -> bool {
+        self.result.is_some() || !self.messages.is_empty()
+    }
+}
+
+/// Where an [`Account`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSource {
+    /// The final `result` event.
+    Result,
+    /// The assistant messages streamed before the run ended.
+    Streamed,
+}
+
+/// What a run cost, and the tokens that cost is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Account {
+    pub cost_usd: f64,
+    pub usage: TokenUsage,
+    pub source: AccountSource,
 }
 
 fn str_of(v: &Value) -> Option<String> {
@@ -187,9 +213,15 @@ mod tests {
         assert_eq!(r.num_turns, Some(2));
         assert_eq!(r.text.as_deref(), Some("Done"));
         assert_eq!(r.permission_denials, vec!["Bash".to_owned()]);
-        assert_eq!(t.usage().output_tokens, 60);
-        assert_eq!(t.usage().cache_read_input_tokens, 500);
-        assert!((t.cost() - 0.5).abs() < 1e-9);
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Result);
+        let u = a.usage;
+        assert_eq!((u.input_tokens, u.output_tokens), (3000, 60));
+        assert_eq!(
+            u.cache_read_input_tokens, 0,
+            "tokens are the result's, not a mix"
+        );
+        assert!((a.cost_usd - 0.5).abs() < 1e-9);
     }
 
     #[test]
@@ -198,6 +230,31 @@ mod tests {
         obs(&mut t, r#"{"type":"assistant"}"#);
         obs(&mut t, r#"{"type":"result"}"#);
         assert_eq!(t.result.as_ref().unwrap().subtype, "");
-        assert_eq!(t.cost(), 0.0);
+        assert_eq!(t.account().cost_usd, 0.0);
+    }
+
+    #[test]
+    fn cost_and_tokens_come_from_one_account() {
+        // The streamed usage of a message is a snapshot from its start (output_tokens 1); the
+        // result has the totals. Mixing the two gave a big cost next to 1 output token.
+        let mut t = RunTracker::default();
+        obs(
+            &mut t,
+            r#"{"type":"assistant","message":{"id":"m1","model":"claude-opus-4-1","content":[],"usage":{"input_tokens":190000,"output_tokens":1}}}"#,
+        );
+        let streamed = t.account();
+        assert_eq!(streamed.source, AccountSource::Streamed);
+        assert_eq!(streamed.usage.output_tokens, 1);
+        let expected = cost::estimate("claude-opus-4-1", &streamed.usage);
+        assert!((streamed.cost_usd - expected).abs() < 1e-9);
+        obs(
+            &mut t,
+            r#"{"type":"result","subtype":"success","total_cost_usd":2.5,"usage":{"input_tokens":20000,"output_tokens":900}}"#,
+        );
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Result);
+        assert_eq!(a.cost_usd, 2.5);
+        let u = a.usage;
+        assert_eq!((u.input_tokens, u.output_tokens), (20000, 900));
     }
 }

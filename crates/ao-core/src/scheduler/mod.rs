@@ -22,7 +22,7 @@ use crate::runtime::{EventReceiver, Runtime};
 use crate::store::TaskStore;
 use crate::task::TaskId;
 
-pub use settle::{SUCCESS_OUTCOMES, StopCause, final_status};
+pub use settle::{StopCause, final_status, stopped_result};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
