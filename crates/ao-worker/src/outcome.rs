@@ -163,7 +163,10 @@ mod tests {
         );
         let pricey = RunResult {
             total_cost_usd: Some(2.0),
-            usage: Some(Default::default()),
+            usage: Some(crate::cost::TokenUsage {
+                output_tokens: 10,
+                ..Default::default()
+            }),
             ..ok()
         };
         assert_eq!(

@@ -26,6 +26,9 @@ pub struct RunResult {
     pub duration_ms: Option<u64>,
     pub total_cost_usd: Option<f64>,
     pub usage: Option<TokenUsage>,
+    /// `modelUsage` summed over models: Claude Code's per-model totals, with their cost. The
+    /// only complete account when Claude Code stops itself (its `usage` is then all zeros).
+    pub model_usage: Option<(f64, TokenUsage)>,
     pub session_id: Option<String>,
     /// The agent's final answer (or error text).
     pub text: Option<String>,
@@ -89,14 +92,16 @@ impl RunTracker {
     }
 
     /// The run's cost and tokens, from one source so that they agree: Claude Code's own
-    /// account in the final `result` event (`total_cost_usd` with its `usage`) when it has
-    /// both, else the per-message usage streamed so far and the cost estimated from it with
+    /// account in the final `result` event (its per-model `modelUsage`, else `total_cost_usd`
+    /// with a non-empty `usage`), else the per-message usage streamed so far and the cost estimated from it with
     /// the price table (a run stopped early, e.g. over budget, has no `result`).
     pub fn account(&self) -> Account {
-        let reported = self
-            .result
-            .as_ref()
-            .and_then(|r| r.total_cost_usd.zip(r.usage));
+        let reported = self.result.as_ref().and_then(|r| {
+            // A cost next to all-zero usage is no account (Claude Code stopped itself).
+            let plain = r.total_cost_usd.zip(r.usage);
+            r.model_usage
+                .or(plain.filter(|(c, u)| *c == 0.0 || *u != TokenUsage::default()))
+        });
         match reported {
             Some((cost_usd, usage)) => Account {
                 cost_usd,
@@ -138,6 +143,24 @@ fn str_of(v: &Value) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// `{"<model>": {"inputTokens", "outputTokens", "cacheReadInputTokens",
+/// "cacheCreationInputTokens", "costUSD"}, …}` summed; `None` when absent or empty.
+fn model_usage(v: &Value) -> Option<(f64, TokenUsage)> {
+    let models = v.as_object().filter(|m| !m.is_empty())?;
+    let n = |m: &Value, k: &str| m[k].as_u64().unwrap_or(0);
+    let mut total = (0.0, TokenUsage::default());
+    for m in models.values() {
+        total.0 += m["costUSD"].as_f64()?;
+        total.1 = total.1.plus(TokenUsage {
+            input_tokens: n(m, "inputTokens"),
+            output_tokens: n(m, "outputTokens"),
+            cache_creation_input_tokens: n(m, "cacheCreationInputTokens"),
+            cache_read_input_tokens: n(m, "cacheReadInputTokens"),
+        });
+    }
+    Some(total)
+}
+
 fn parse_result(ev: &Value) -> RunResult {
     let denials = ev["permission_denials"]
         .as_array()
@@ -154,6 +177,7 @@ fn parse_result(ev: &Value) -> RunResult {
         duration_ms: ev["duration_ms"].as_u64(),
         total_cost_usd: ev["total_cost_usd"].as_f64(),
         usage: serde_json::from_value(ev["usage"].clone()).ok(),
+        model_usage: model_usage(&ev["modelUsage"]),
         session_id: str_of(&ev["session_id"]),
         text: ev["result"].as_str().map(str::to_owned),
         permission_denials: denials,
@@ -231,6 +255,34 @@ mod tests {
         obs(&mut t, r#"{"type":"result"}"#);
         assert_eq!(t.result.as_ref().unwrap().subtype, "");
         assert_eq!(t.account().cost_usd, 0.0);
+    }
+
+    #[test]
+    fn a_self_stopped_run_is_accounted_from_model_usage() {
+        // Claude Code 2.1 on --max-budget-usd: `usage` all zeros, totals in `modelUsage`.
+        let mut t = RunTracker::default();
+        obs(
+            &mut t,
+            r#"{"type":"assistant","message":{"id":"m1","model":"claude-opus-4-8","content":[],"usage":{"input_tokens":2000000,"output_tokens":1}}}"#,
+        );
+        obs(
+            &mut t,
+            r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true,"total_cost_usd":10.0025,"usage":{"input_tokens":0,"output_tokens":0,"cache_read_input_tokens":0,"cache_creation_input_tokens":0},"modelUsage":{"claude-opus-4-8[1m]":{"inputTokens":2000000,"outputTokens":100,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":10.0025}}}"#,
+        );
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Result);
+        assert_eq!(
+            (a.usage.input_tokens, a.usage.output_tokens),
+            (2_000_000, 100)
+        );
+        assert!((a.cost_usd - 10.0025).abs() < 1e-9);
+        // Without modelUsage, a cost next to zero usage is no account: the streamed one is.
+        let mut r = t.result.clone().unwrap();
+        r.model_usage = None;
+        t.result = Some(r);
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Streamed);
+        assert_eq!(a.usage.output_tokens, 1);
     }
 
     #[test]

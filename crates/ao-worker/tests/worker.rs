@@ -280,7 +280,14 @@ async fn budget_exceeded() {
     );
     let r = &report.result;
     assert!(r.cost_usd.unwrap() > 0.5);
-    // Cost and tokens are one account: the cost is the price of the tokens reported.
+    // Cost and tokens are one account: the cost is the price of the tokens reported
+    // (Claude Code stopped itself here and reported zero `usage`; the 100 output tokens are
+    // in its per-model totals).
+    assert_eq!(
+        (r.input_tokens, r.output_tokens),
+        (Some(2_000_000), Some(100)),
+        "{r:?}"
+    );
     let tokens = ao_worker::cost::TokenUsage {
         input_tokens: r.input_tokens.unwrap(),
         output_tokens: r.output_tokens.unwrap(),
