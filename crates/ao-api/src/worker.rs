@@ -117,3 +117,27 @@ pub async fn put_result(
     info!(task_id = %id, outcome = %result.outcome, cost_usd = ?result.cost_usd, turns = ?result.num_turns, "worker reported its result");
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[cfg(test)]
+mod tests {
+    use ao_core::worker::Outcome;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_api_document_names_every_outcome() {
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let listed: Vec<&str> = schemas["Outcome"]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no Outcome enum in {:#}", schemas["Outcome"]))
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(listed, Outcome::ALL.map(Outcome::as_str));
+        assert_eq!(
+            schemas["TaskResult"]["properties"]["outcome"]["$ref"],
+            "#/components/schemas/Outcome"
+        );
+        assert!(schemas["EventBatch"]["properties"]["first_seq"].is_object());
+    }
+}

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use ao_core::runtime::LaunchSpec;
 use ao_core::task::{Task, TaskId, TaskSpec};
 use ao_core::validation::ValidationError;
+use ao_core::worker::env::CALLBACK_TOKEN_KEY;
 use ao_core::worker::settings::{self, InKubernetes, SETTINGS};
 use ao_core::worker::{CallbackEnv, EnvValue, TaskSource, WorkerEnv};
 use k8s_openapi::ByteString;
@@ -301,7 +302,7 @@ pub fn build_token_secret(cfg: &KubeConfig, id: TaskId, token: &str) -> Secret {
         },
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
-            "token".to_string(),
+            CALLBACK_TOKEN_KEY.to_string(),
             ByteString(token.as_bytes().to_vec()),
         )])),
         ..Default::default()
