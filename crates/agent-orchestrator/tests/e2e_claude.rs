@@ -386,6 +386,15 @@ async fn failed_runs_end_with_the_right_reason() {
     .await;
     assert_eq!(status_reason(&t), ("failed", "budget_exceeded"), "{t:#}");
     assert!(t["result"]["cost_usd"].as_f64().unwrap() > 0.5, "{t:#}");
+    // Cost and tokens are one account (not Claude Code's cost next to a streamed snapshot).
+    assert_eq!(t["result"]["output_tokens"], 100, "{t:#}");
+
+    // The repository cannot be checked out at that ref: a workspace failure, before any turn.
+    let mut body = repo_task(&bare, "Anything");
+    body["repository"]["ref"] = json!("no-such-branch");
+    let t = run_case(&w, body, vec![]).await;
+    assert_eq!(status_reason(&t), ("failed", "clone_failed"), "{t:#}");
+    assert_eq!(t["result"]["outcome"], "clone_failed", "{t:#}");
 
     // Nothing was delivered by any of them.
     assert_eq!(bare.branches(), ["main"]);
@@ -397,13 +406,14 @@ async fn failed_runs_end_with_the_right_reason() {
         "permission_denied",
         "delivery_failed",
         "budget_exceeded",
+        "clone_failed",
     ] {
         let series = format!("ao_task_outcomes_total{{outcome=\"{outcome}\"}}");
         assert_eq!(metric(&m, &series), Some(1.0), "{series}\n{m}");
     }
     assert_eq!(
         metric(&m, r#"ao_tasks_finished_total{status="failed"}"#),
-        Some(5.0),
+        Some(6.0),
         "{m}"
     );
     eprintln!(
@@ -476,6 +486,8 @@ async fn cancel_and_timeout_stop_a_stalled_agent() {
         ("cancelled", "cancelled_by_user"),
         "{t:#}"
     );
+    // The result's outcome agrees with the reason.
+    assert_eq!(t["result"]["outcome"], "cancelled", "{t:#}");
     assert!(
         !e2e::alive(pid),
         "worker {pid} still running after the task was cancelled"
@@ -494,6 +506,7 @@ async fn cancel_and_timeout_stop_a_stalled_agent() {
         ("timed_out", "deadline_exceeded"),
         "{t:#}"
     );
+    assert_eq!(t["result"]["outcome"], "timed_out", "{t:#}");
     // Normally Claude Code is stalled on the API by then (not asserted: under heavy load its
     // start-up alone may take the 3 s).
     eprintln!(

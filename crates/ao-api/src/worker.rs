@@ -16,33 +16,14 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::{Deserialize, Serialize};
 use tracing::{debug, info};
-use utoipa::ToSchema;
 
 use crate::auth::bearer;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::read_json;
 use crate::{AppState, EVENTS_BODY_LIMIT, RESULT_BODY_LIMIT};
 
-/// Most events accepted in one batch.
-const MAX_BATCH: usize = 1000;
-
-/// A batch of agent events, numbered from `first_seq` (1-based, contiguous across batches).
-/// Events the server already has are ignored, so a worker can resend a batch safely.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EventBatch {
-    pub first_seq: i64,
-    #[schema(value_type = Vec<Object>)]
-    pub events: Vec<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EventAck {
-    /// The last sequence number the server holds.
-    pub last_seq: i64,
-}
+pub use ao_core::worker::{EventAck, EventBatch};
 
 /// Authenticate the worker of the task in the path, then refuse a task that has already finished.
 /// Nothing about the task is revealed before the token matched: every failure is a 401.
@@ -98,8 +79,11 @@ pub async fn post_events(
     if batch.first_seq < 1 {
         return Err(invalid("first_seq", "must be at least 1"));
     }
-    if batch.events.len() > MAX_BATCH {
-        return Err(invalid("events", "at most 1000 events per batch"));
+    if batch.events.len() > EventBatch::MAX_EVENTS {
+        return Err(invalid(
+            "events",
+            &format!("at most {} events per batch", EventBatch::MAX_EVENTS),
+        ));
     }
     if let Some(i) = batch.events.iter().position(|e| !e.is_object()) {
         return Err(invalid(
@@ -138,10 +122,31 @@ pub async fn put_result(
 ) -> Result<StatusCode, ApiError> {
     let (id, _) = authorize(&state, path, &headers).await?;
     let result: TaskResult = read_json(&headers, body, RESULT_BODY_LIMIT).await?;
-    if result.outcome.is_empty() || result.outcome.len() > 64 {
-        return Err(invalid("outcome", "must be 1-64 characters"));
-    }
     state.store.set_result(id, &result).await?;
     info!(task_id = %id, outcome = %result.outcome, cost_usd = ?result.cost_usd, turns = ?result.num_turns, "worker reported its result");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use ao_core::worker::Outcome;
+    use utoipa::OpenApi;
+
+    #[test]
+    fn the_api_document_names_every_outcome() {
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let listed: Vec<&str> = schemas["Outcome"]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no Outcome enum in {:#}", schemas["Outcome"]))
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(listed, Outcome::ALL.map(Outcome::as_str));
+        assert_eq!(
+            schemas["TaskResult"]["properties"]["outcome"]["$ref"],
+            "#/components/schemas/Outcome"
+        );
+        assert!(schemas["EventBatch"]["properties"]["first_seq"].is_object());
+    }
 }

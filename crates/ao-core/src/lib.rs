@@ -8,6 +8,7 @@
 //!   through whichever runtime was chosen at startup,
 //! - the metrics that the scheduler and the API share ([`metrics`]),
 //! - the injectable [`clock::Clock`] the scheduler reads time from, so tests move it by hand.
+//! - the contract between the orchestrator and its workers ([`worker`]).
 
 pub mod clock;
 pub mod lifecycle;
@@ -18,6 +19,7 @@ pub mod store;
 pub mod task;
 pub mod token;
 pub mod validation;
+pub mod worker;
 
 pub use lifecycle::{Reason, TaskStatus, TransitionError};
 pub use task::{NewTask, Repository, Task, TaskId, TaskSpec, WorkerRef};

@@ -168,7 +168,7 @@ impl TaskMetrics {
     fn observe_result(&self, r: &TaskResult) {
         self.outcomes
             .get_or_create(&OutcomeLabel {
-                outcome: r.outcome.clone(),
+                outcome: r.outcome.to_string(),
             })
             .inc();
         if let Some(c) = r.cost_usd.filter(|c| c.is_finite() && *c >= 0.0) {

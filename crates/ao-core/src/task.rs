@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::lifecycle::{Reason, TaskStatus};
+use crate::worker::Outcome;
 
 /// A task identifier: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -109,11 +110,9 @@ pub struct WorkerRef {
 }
 
 /// The deliverable of an agent run, as verified by the orchestrator.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskResult {
-    /// `pr_opened`, `pushed`, `no_changes`, `answered`, `agent_error`, `permission_denied`,
-    /// `delivery_failed`, `budget_exceeded`.
-    pub outcome: String,
+    pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +121,9 @@ pub struct TaskResult {
     pub branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_sha: Option<String>,
+    /// Why no pull request was opened for a pushed branch (outcome `pushed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pr_skipped_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,6 +136,26 @@ pub struct TaskResult {
     pub session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl TaskResult {
+    /// A result with this outcome and nothing else yet.
+    pub fn new(outcome: Outcome) -> Self {
+        TaskResult {
+            outcome,
+            summary: None,
+            pr_url: None,
+            branch: None,
+            commit_sha: None,
+            pr_skipped_reason: None,
+            cost_usd: None,
+            input_tokens: None,
+            output_tokens: None,
+            num_turns: None,
+            session_id: None,
+            error: None,
+        }
+    }
 }
 
 /// One recorded status change.

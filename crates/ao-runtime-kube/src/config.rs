@@ -152,6 +152,9 @@ pub struct KubeConfig {
     pub service_account: String,
     pub secret_name: String,
     pub anthropic_base_url: Option<String>,
+    /// Plain worker settings (`AO_ALLOWED_TOOLS`, `AO_PERMISSION_MODE`, …) set in every worker
+    /// pod: those of [`ao_core::worker::settings::SETTINGS`] in the orchestrator's environment.
+    pub worker_settings: Vec<(String, String)>,
     pub resources: Resources,
     pub run_as_user: i64,
     /// How long finished pods are kept. The runtime does not act on it: the lead sets the
@@ -179,6 +182,7 @@ impl Default for KubeConfig {
             service_account: "claude-worker".into(),
             secret_name: "claude-worker-secrets".into(),
             anthropic_base_url: None,
+            worker_settings: Vec::new(),
             resources: Resources {
                 cpu_request: "500m".into(),
                 cpu_limit: "2".into(),
@@ -213,6 +217,7 @@ impl KubeArgs {
             service_account: self.service_account,
             secret_name: self.secret_name,
             anthropic_base_url: self.anthropic_base_url.filter(|u| !u.is_empty()),
+            worker_settings: ao_core::worker::settings::copied_to_pods(|k| std::env::var(k).ok()),
             resources: Resources {
                 cpu_request: self.cpu_request,
                 cpu_limit: self.cpu_limit,

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use ao_core::runtime::LaunchSpec;
 use ao_core::task::{Task, TaskId, TaskSpec};
 use ao_core::validation::ValidationError;
+use ao_core::worker::env::CALLBACK_TOKEN_KEY;
+use ao_core::worker::settings::{self, InKubernetes, SETTINGS};
+use ao_core::worker::{CallbackEnv, EnvValue, TaskSource, WorkerEnv};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
@@ -136,48 +139,57 @@ const MOUNTS: [(&str, &str); 3] = [
     ("tmp", "/tmp"),
 ];
 
-/// The worker pod for a task.
-pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
+/// The worker container's environment: the per-task contract ([`WorkerEnv`]), whose secrets
+/// become `secretKeyRef`s to the task's token Secret; the secret worker settings as
+/// references to the shared worker Secret; the plain settings the orchestrator copies; and
+/// last the task's own variables, which never replace any of those.
+fn worker_env(cfg: &KubeConfig, spec: &LaunchSpec) -> Vec<EnvVar> {
     let task = &spec.task;
-    let id = task.id;
-    let mut env = vec![
-        plain("AO_TASK_ID", id.to_string()),
-        plain(
-            "AO_TASK_SPEC",
-            serde_json::to_string(&task.spec).unwrap_or_default(),
-        ),
-        plain("AO_WORKSPACE", "/workspace"),
-        plain("HOME", "/home/agent"),
-    ];
-    if let Some(cb) = &spec.callback {
-        env.push(plain("AO_CALLBACK_URL", cb.url.clone()));
-        env.push(from_secret(
-            "AO_CALLBACK_TOKEN",
-            &token_secret_name(id),
-            "token",
-            false,
-        ));
+    let contract = WorkerEnv {
+        task_id: task.id,
+        task: TaskSource::Inline(task.spec.clone()),
+        workspace: Some("/workspace".into()),
+        home: Some("/home/agent".into()),
+        tmpdir: None,
+        callback: spec.callback.as_ref().map(|cb| CallbackEnv {
+            url: cb.url.clone(),
+            token: cb.token.clone().into(),
+        }),
+    };
+    let mut env: Vec<EnvVar> = contract
+        .to_env()
+        .into_iter()
+        .map(|v| match v.value {
+            EnvValue::Plain(value) => plain(v.name, value),
+            EnvValue::Secret { key, .. } => {
+                from_secret(v.name, &token_secret_name(task.id), key, false)
+            }
+        })
+        .collect();
+    for s in SETTINGS
+        .iter()
+        .filter(|s| s.kubernetes == InKubernetes::FromSecret)
+    {
+        let optional = s.name != settings::ANTHROPIC_API_KEY;
+        env.push(from_secret(s.name, &cfg.secret_name, s.name, optional));
     }
-    env.push(from_secret(
-        "ANTHROPIC_API_KEY",
-        &cfg.secret_name,
-        "ANTHROPIC_API_KEY",
-        false,
-    ));
-    env.push(from_secret(
-        "GITHUB_TOKEN",
-        &cfg.secret_name,
-        "GITHUB_TOKEN",
-        true,
-    ));
     if let Some(url) = &cfg.anthropic_base_url {
-        env.push(plain("ANTHROPIC_BASE_URL", url.clone()));
+        env.push(plain(settings::ANTHROPIC_BASE_URL, url.clone()));
     }
-    for (k, v) in &task.spec.env {
+    let copied = cfg.worker_settings.iter().map(|(k, v)| (k, v));
+    for (k, v) in copied.chain(&task.spec.env) {
         if !env.iter().any(|e| e.name == *k) {
             env.push(plain(k, v.clone()));
         }
     }
+    env
+}
+
+/// The worker pod for a task.
+pub fn build_pod(cfg: &KubeConfig, spec: &LaunchSpec) -> Pod {
+    let task = &spec.task;
+    let id = task.id;
+    let env = worker_env(cfg, spec);
     let r = &cfg.resources;
     let uid = cfg.run_as_user;
     let container = Container {
@@ -290,9 +302,55 @@ pub fn build_token_secret(cfg: &KubeConfig, id: TaskId, token: &str) -> Secret {
         },
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
-            "token".to_string(),
+            CALLBACK_TOKEN_KEY.to_string(),
             ByteString(token.as_bytes().to_vec()),
         )])),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ao_core::runtime::Callback;
+
+    use super::*;
+
+    #[test]
+    fn settings_are_copied_and_nothing_overrides_the_contract() {
+        let task: Task = serde_json::from_value(serde_json::json!({
+            "id": TaskId::new(), "status": "starting", "reason": "scheduled", "prompt": "p",
+            "timeout_seconds": 5, "created_at": "2026-01-01T00:00:00Z",
+            "env": {"AO_WORKSPACE": "/forged", "AO_PERMISSION_MODE": "plan", "FOO": "bar"},
+        }))
+        .unwrap();
+        let cfg = KubeConfig {
+            worker_settings: vec![("AO_PERMISSION_MODE".into(), "bypassPermissions".into())],
+            ..KubeConfig::default()
+        };
+        let spec = LaunchSpec {
+            task,
+            callback: Some(Callback {
+                url: "http://o:8080".into(),
+                token: "tok-secret-value".into(),
+            }),
+        };
+        let env = worker_env(&cfg, &spec);
+        let value = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(value("AO_WORKSPACE").as_deref(), Some("/workspace"));
+        assert_eq!(
+            value("AO_PERMISSION_MODE").as_deref(),
+            Some("bypassPermissions")
+        );
+        assert_eq!(value("FOO").as_deref(), Some("bar"));
+        assert!(!format!("{env:?}").contains("tok-secret-value"));
+        let names: Vec<&str> = env.iter().map(|e| e.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
     }
 }

@@ -739,14 +739,24 @@ fn the_deployment_sets_only_real_serve_flags() {
     let m = load();
     let env = env_of(orchestrator_container(the(&m.deployments, "Deployment")));
     let known = serve_env_names();
+    // Worker settings are not flags: the orchestrator copies them into worker pods.
+    let settings = &ao_core::worker::settings::SETTINGS;
+    let is_setting = |k: &str| settings.iter().any(|s| s.name == k && !s.secret);
     let unknown: Vec<&String> = env
         .keys()
-        .filter(|k| k.starts_with("AO_") && !known.contains(*k))
+        .filter(|k| k.starts_with("AO_") && !known.contains(*k) && !is_setting(k))
         .collect();
     assert!(
         unknown.is_empty(),
-        "AO_ variables that are no flag of `agent-orchestrator serve`: {unknown:?}"
+        "AO_ variables that are no flag of `agent-orchestrator serve` nor a worker setting: {unknown:?}"
     );
+    for s in settings.iter().filter(|s| s.secret) {
+        assert!(
+            !env.contains_key(s.name),
+            "{} belongs in the worker Secret",
+            s.name
+        );
+    }
 
     // The Kubernetes runtime's own flags parse, and describe the objects of the base.
     let cmd = KubeFlags::command();

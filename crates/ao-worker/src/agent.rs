@@ -2,6 +2,7 @@
 //! its stream-json output, budget enforcement, and stopping it (SIGTERM, then SIGKILL) when the
 //! budget is exceeded or the worker is told to stop.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -187,6 +188,8 @@ pub async fn run(
     // Deadlines for the stop sequence; `None` until a stop begins.
     let far = Instant::now() + Duration::from_secs(86_400);
     let (mut kill_at, mut give_up_at): (Option<Instant>, Option<Instant>) = (None, None);
+    // Set when Claude Code outlived its grace period and had to be killed.
+    let mut escalated = false;
     loop {
         tokio::select! {
             frame = lines.next() => match frame {
@@ -199,9 +202,10 @@ pub async fn run(
                     let ev = parse_line(&line);
                     tracker.observe(&ev);
                     sink.emit(ev);
-                    let over = cfg.spec.max_budget_usd.is_some_and(|b| tracker.cost() > b);
+                    let cost = tracker.account().cost_usd;
+                    let over = cfg.spec.max_budget_usd.is_some_and(|b| cost > b);
                     if over && ended_by == EndedBy::Exit {
-                        tracing::warn!(cost_usd = tracker.cost(), budget_usd = cfg.spec.max_budget_usd, "budget exceeded, stopping claude");
+                        tracing::warn!(cost_usd = cost, budget_usd = cfg.spec.max_budget_usd, "budget exceeded, stopping claude");
                         ended_by = EndedBy::Budget;
                         signal_group(pgid, Signal::SIGTERM);
                         kill_at = Some(Instant::now() + cfg.stop_grace);
@@ -222,6 +226,7 @@ pub async fn run(
                 kill_at = Some(Instant::now() + cfg.stop_grace);
             }
             _ = sleep_until(kill_at.unwrap_or(far)), if kill_at.is_some() => {
+                escalated = true;
                 signal_group(pgid, Signal::SIGKILL);
                 kill_at = None;
                 give_up_at = Some(Instant::now() + Duration::from_secs(1));
@@ -233,6 +238,7 @@ pub async fn run(
         match tokio::time::timeout(cfg.stop_grace + Duration::from_secs(2), child.wait()).await {
             Ok(Ok(s)) => Some(s),
             _ => {
+                escalated = true;
                 signal_group(pgid, Signal::SIGKILL);
                 let _ = child.start_kill();
                 tokio::time::timeout(Duration::from_secs(2), child.wait())
@@ -248,7 +254,11 @@ pub async fn run(
         _ => None,
     };
     tracing::info!(
+        task_id = %cfg.task_id,
         code = status.and_then(|s| s.code()),
+        signal = status.and_then(|s| s.signal()),
+        reaped = status.is_some(),
+        sigkill = escalated,
         ?ended_by,
         "claude ended"
     );

@@ -1,16 +1,18 @@
-//! Talking back to the orchestrator: batched event delivery
-//! (`POST {url}/api/v1/tasks/{id}/worker/events`) and the final result
-//! (`PUT {url}/api/v1/tasks/{id}/worker/result`), both with the per-task bearer token.
+//! Talking back to the orchestrator: batched event delivery ([`EventBatch`] to
+//! [`callback::events_url`]) and the final result (`PUT` [`callback::result_url`]), both with
+//! the per-task bearer token. The routes and bodies are the contract in
+//! [`ao_core::worker::callback`].
 //!
-//! Retries with exponential backoff on connection errors, 5xx and 429 for a bounded time;
-//! other 4xx (401/404/409 …) are final: logged, and the worker keeps running. The server
-//! ignores already-received sequence numbers, so re-sending a batch is safe.
+//! Retries with exponential backoff (`backon`) on connection errors, 5xx and 429 for a
+//! bounded time; other 4xx (401/404/409 …) are final: logged, and the worker keeps running.
+//! The server ignores already-received sequence numbers, so re-sending a batch is safe.
 
 use std::time::Duration;
 
 use ao_core::task::{TaskId, TaskResult};
+use ao_core::worker::{EventBatch, callback};
+use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -19,6 +21,8 @@ use crate::events::Numbered;
 
 const MAX_BATCH: usize = 100;
 const BATCH_WINDOW: Duration = Duration::from_millis(200);
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+const MAX_RETRY: Duration = Duration::from_secs(8);
 
 /// Why a callback request failed for good. Never contains the token.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +33,19 @@ pub enum CallbackError {
     GaveUp(String),
 }
 
+/// One failed attempt: `Retry` may succeed later, `Refused` will not.
+#[derive(Debug)]
+enum Attempt {
+    Retry(String),
+    Refused(u16),
+}
+
 /// A configured callback target.
 #[derive(Clone)]
 pub struct Callback {
     client: reqwest::Client,
-    base: String,
+    events_url: String,
+    result_url: String,
     token: secrecy::SecretString,
     retry_budget: Duration,
 }
@@ -42,10 +54,8 @@ impl Callback {
     pub fn new(cfg: &CallbackConfig, task_id: TaskId, retry_budget: Duration) -> Self {
         Callback {
             client: crate::http_client(),
-            base: format!(
-                "{}/api/v1/tasks/{task_id}/worker",
-                cfg.url.trim_end_matches('/')
-            ),
+            events_url: callback::events_url(&cfg.url, task_id),
+            result_url: callback::result_url(&cfg.url, task_id),
             token: cfg.token.clone(),
             retry_budget,
         }
@@ -53,18 +63,19 @@ impl Callback {
 
     /// Sends one batch of events (contiguous sequence numbers).
     pub async fn send_events(&self, batch: &[Numbered]) -> Result<(), CallbackError> {
-        let first_seq = batch.first().map(|e| e.0).unwrap_or(1);
-        let events: Vec<&Value> = batch.iter().map(|e| &e.1).collect();
-        let body = json!({"first_seq": first_seq, "events": events});
-        let url = format!("{}/events", self.base);
-        self.with_retry("events", || self.client.post(&url).json(&body))
+        let body = EventBatch {
+            first_seq: batch
+                .first()
+                .map_or(1, |e| i64::try_from(e.0).unwrap_or(i64::MAX)),
+            events: batch.iter().map(|e| e.1.clone()).collect(),
+        };
+        self.with_retry("events", || self.client.post(&self.events_url).json(&body))
             .await
     }
 
     /// Reports the final result.
     pub async fn put_result(&self, result: &TaskResult) -> Result<(), CallbackError> {
-        let url = format!("{}/result", self.base);
-        self.with_retry("result", || self.client.put(&url).json(result))
+        self.with_retry("result", || self.client.put(&self.result_url).json(result))
             .await
     }
 
@@ -73,29 +84,44 @@ impl Callback {
         what: &'static str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(), CallbackError> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
-        loop {
-            let last = match build().bearer_auth(self.token.expose_secret()).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(FIRST_RETRY)
+            .with_max_delay(MAX_RETRY)
+            .with_jitter()
+            .without_max_times()
+            .with_total_delay(Some(self.retry_budget));
+        let attempt = || async {
+            match build().bearer_auth(self.token.expose_secret()).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => {
                     let s = r.status().as_u16();
-                    if s != 429 && !(500..600).contains(&s) {
-                        tracing::warn!(what, status = s, "orchestrator refused callback");
-                        return Err(CallbackError::Refused(s));
+                    if s == 429 || (500..600).contains(&s) {
+                        Err(Attempt::Retry(format!("HTTP {s}")))
+                    } else {
+                        Err(Attempt::Refused(s))
                     }
-                    format!("HTTP {s}")
                 }
-                Err(e) => classify(&e),
-            };
-            if started.elapsed() + delay > self.retry_budget {
-                tracing::warn!(what, error = %last, "giving up on callback");
-                return Err(CallbackError::GaveUp(last));
+                Err(e) => Err(Attempt::Retry(classify(&e))),
             }
-            tracing::debug!(what, error = %last, delay_ms = delay.as_millis() as u64, "callback failed, retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(8));
-        }
+        };
+        attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, Attempt::Retry(_)))
+            .notify(|e, delay| {
+                tracing::debug!(what, error = ?e, delay_ms = delay.as_millis() as u64, "callback failed, retrying");
+            })
+            .await
+            .map_err(|e| match e {
+                Attempt::Refused(s) => {
+                    tracing::warn!(what, status = s, "orchestrator refused callback");
+                    CallbackError::Refused(s)
+                }
+                Attempt::Retry(last) => {
+                    tracing::warn!(what, error = %last, "giving up on callback");
+                    CallbackError::GaveUp(last)
+                }
+            })
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ao_core::task::{TaskId, TaskSpec};
+use ao_core::worker::settings as s;
+use ao_core::worker::{EnvError, WorkerEnv};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
@@ -98,66 +100,51 @@ impl WorkerConfig {
 
     /// Reads the configuration from the process environment (see the crate docs for the list).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// Like [`WorkerConfig::from_env`], with an explicit lookup (for tests).
+    /// Like [`WorkerConfig::from_env`], with an explicit lookup (for tests). The per-task part
+    /// is the contract ([`WorkerEnv`]); the rest are the user's worker settings
+    /// ([`ao_core::worker::settings`]). Empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let id_raw = get("AO_TASK_ID").ok_or(ConfigError::Missing("AO_TASK_ID"))?;
-        let task_id: TaskId = id_raw
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::Invalid("AO_TASK_ID"))?;
-        let (json, source) = if let Some(path) = get("AO_TASK_FILE") {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| ConfigError::TaskFile(e.to_string()))?;
-            (text, "AO_TASK_FILE")
-        } else if let Some(inline) = get("AO_TASK_SPEC") {
-            (inline, "AO_TASK_SPEC")
-        } else {
-            return Err(ConfigError::Missing("AO_TASK_FILE or AO_TASK_SPEC"));
+        let get = |k: &str| get(k).filter(|v| !v.is_empty());
+        let contract = WorkerEnv::from_env(get)?;
+        let spec = contract.spec()?;
+        let workspace = match contract.workspace {
+            Some(w) => w,
+            None => std::env::current_dir().map_err(ConfigError::Cwd)?,
         };
-        let spec: TaskSpec =
-            serde_json::from_str(&json).map_err(|e| ConfigError::Spec(source, e.to_string()))?;
-        let workspace = match get("AO_WORKSPACE") {
-            Some(w) => PathBuf::from(w),
-            None => std::env::current_dir().map_err(|e| ConfigError::TaskFile(e.to_string()))?,
-        };
-        let mut cfg = WorkerConfig::new(task_id, spec, workspace);
-        cfg.home = get("HOME").map(PathBuf::from);
-        cfg.callback = match (get("AO_CALLBACK_URL"), get("AO_CALLBACK_TOKEN")) {
-            (Some(url), Some(token)) => Some(CallbackConfig {
-                url: url.trim_end_matches('/').to_owned(),
-                token: SecretString::from(token),
-            }),
-            (Some(_), None) => return Err(ConfigError::Missing("AO_CALLBACK_TOKEN")),
-            _ => None,
-        };
-        if let Some(b) = get("AO_CLAUDE_BIN") {
+        let mut cfg = WorkerConfig::new(contract.task_id, spec, workspace);
+        cfg.home = contract.home;
+        cfg.callback = contract.callback.map(|c| CallbackConfig {
+            url: c.url,
+            token: c.token,
+        });
+        if let Some(b) = get(s::CLAUDE_BIN) {
             cfg.claude_bin = PathBuf::from(b);
         }
-        if let Some(u) = get("AO_GITHUB_API_URL") {
+        if let Some(u) = get(s::GITHUB_API_URL) {
             cfg.github_api_url = u.trim_end_matches('/').to_owned();
         }
-        cfg.github_token = get("GITHUB_TOKEN").map(SecretString::from);
-        cfg.github_repo = get("AO_GITHUB_REPO");
-        cfg.anthropic_api_key = get("ANTHROPIC_API_KEY").map(SecretString::from);
-        cfg.anthropic_base_url = get("ANTHROPIC_BASE_URL");
-        cfg.allowed_tools = get("AO_ALLOWED_TOOLS");
-        cfg.permission_mode = match get("AO_PERMISSION_MODE").as_deref() {
+        cfg.github_token = get(s::GITHUB_TOKEN).map(SecretString::from);
+        cfg.github_repo = get(s::GITHUB_REPO);
+        cfg.anthropic_api_key = get(s::ANTHROPIC_API_KEY).map(SecretString::from);
+        cfg.anthropic_base_url = get(s::ANTHROPIC_BASE_URL);
+        cfg.allowed_tools = get(s::ALLOWED_TOOLS);
+        cfg.permission_mode = match get(s::PERMISSION_MODE).as_deref() {
             None => Some(DEFAULT_PERMISSION_MODE.into()),
             Some("none") => None,
             Some(m) => Some(m.to_owned()),
         };
-        if let Some(r) = get("CLAUDE_CODE_MAX_RETRIES") {
+        if let Some(r) = get(s::CLAUDE_MAX_RETRIES) {
             cfg.claude_max_retries = r
                 .parse()
-                .map_err(|_| ConfigError::Invalid("CLAUDE_CODE_MAX_RETRIES"))?;
+                .map_err(|_| ConfigError::Invalid(s::CLAUDE_MAX_RETRIES))?;
         }
-        if let Some(n) = get("AO_GIT_AUTHOR_NAME") {
+        if let Some(n) = get(s::GIT_AUTHOR_NAME) {
             cfg.git_author_name = n;
         }
-        if let Some(e) = get("AO_GIT_AUTHOR_EMAIL") {
+        if let Some(e) = get(s::GIT_AUTHOR_EMAIL) {
             cfg.git_author_email = e;
         }
         Ok(cfg)
@@ -167,14 +154,12 @@ impl WorkerConfig {
 /// Why the environment does not describe a runnable task. Never contains values.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("missing environment variable {0}")]
-    Missing(&'static str),
+    #[error(transparent)]
+    Env(#[from] EnvError),
     #[error("invalid value in {0}")]
     Invalid(&'static str),
-    #[error("cannot read the task: {0}")]
-    TaskFile(String),
-    #[error("invalid task spec in {0}: {1}")]
-    Spec(&'static str, String),
+    #[error("cannot determine the current directory")]
+    Cwd(#[source] std::io::Error),
 }
 
 #[cfg(test)]
@@ -258,5 +243,60 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("AO_CALLBACK_TOKEN"));
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let cfg = WorkerConfig::from_lookup(env(&[
+            ("AO_TASK_ID", ID),
+            ("AO_TASK_SPEC", SPEC),
+            ("AO_WORKSPACE", "/w"),
+        ]))
+        .unwrap();
+        let used = |name: &str| -> String {
+            match name {
+                s::GITHUB_API_URL => cfg.github_api_url.clone(),
+                s::PERMISSION_MODE => cfg.permission_mode.clone().unwrap_or_default(),
+                s::CLAUDE_MAX_RETRIES => cfg.claude_max_retries.to_string(),
+                s::GIT_AUTHOR_NAME => cfg.git_author_name.clone(),
+                s::GIT_AUTHOR_EMAIL => cfg.git_author_email.clone(),
+                s::CLAUDE_BIN => cfg.claude_bin.display().to_string(),
+                s::LOG_FORMAT => "text".into(),
+                _ => String::new(),
+            }
+        };
+        for setting in s::SETTINGS {
+            assert_eq!(used(setting.name), setting.default, "{}", setting.name);
+        }
+    }
+
+    #[test]
+    fn settings_are_read_by_their_names() {
+        let cfg = WorkerConfig::from_lookup(env(&[
+            ("AO_TASK_ID", ID),
+            ("AO_TASK_SPEC", SPEC),
+            ("AO_WORKSPACE", "/w"),
+            ("AO_GITHUB_API_URL", "https://ghe.example/api/v3/"),
+            ("AO_GITHUB_REPO", "o/r"),
+            ("AO_ALLOWED_TOOLS", "Write"),
+            ("AO_PERMISSION_MODE", "plan"),
+            ("CLAUDE_CODE_MAX_RETRIES", "5"),
+            ("AO_GIT_AUTHOR_NAME", "Bot"),
+            ("AO_GIT_AUTHOR_EMAIL", "bot@example.com"),
+            ("AO_CLAUDE_BIN", "/opt/claude"),
+            ("ANTHROPIC_BASE_URL", "http://gw"),
+        ]))
+        .unwrap();
+        assert_eq!(cfg.github_api_url, "https://ghe.example/api/v3");
+        assert_eq!(cfg.github_repo.as_deref(), Some("o/r"));
+        assert_eq!(cfg.allowed_tools.as_deref(), Some("Write"));
+        assert_eq!(cfg.permission_mode.as_deref(), Some("plan"));
+        assert_eq!(cfg.claude_max_retries, 5);
+        assert_eq!(
+            (cfg.git_author_name.as_str(), cfg.git_author_email.as_str()),
+            ("Bot", "bot@example.com")
+        );
+        assert_eq!(cfg.claude_bin, PathBuf::from("/opt/claude"));
+        assert_eq!(cfg.anthropic_base_url.as_deref(), Some("http://gw"));
     }
 }

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use ao_core::task::TaskResult;
+use ao_core::worker::Outcome;
 
 use crate::config::WorkerConfig;
 use crate::git::{Base, Git};
 use crate::github::{self, GitHub, NewPull};
-use crate::outcome::Outcome;
 use crate::scrub::Scrubber;
 
 /// The branch a task's work is pushed to.
@@ -69,9 +69,14 @@ pub async fn deliver(
         .as_deref()
         .and_then(github::parse_owner_repo)
         .or_else(|| github::parse_repo_url(url));
-    let (Some((owner, name)), Some(token)) = (target, cfg.github_token.clone()) else {
-        tracing::info!("no GitHub repository or token known; not opening a pull request");
-        return Outcome::Pushed;
+    let (owner, name, token) = match (target, cfg.github_token.clone()) {
+        (Some((owner, name)), Some(token)) => (owner, name, token),
+        (target, _) => {
+            let why = pr_skipped_reason(target.is_some());
+            tracing::info!(task_id = %cfg.task_id, reason = why, "pushed; not opening a pull request");
+            result.pr_skipped_reason = Some(why.to_owned());
+            return Outcome::Pushed;
+        }
     };
     let body = pr_body(cfg, result);
     let gh = GitHub::new(&cfg.github_api_url, token, owner, name, scrub.clone());
@@ -88,6 +93,15 @@ pub async fn deliver(
             Outcome::PrOpened
         }
         Err(e) => failed(result, format!("opening the pull request failed: {e}")),
+    }
+}
+
+/// Why a pushed branch got no pull request, for `TaskResult::pr_skipped_reason`.
+fn pr_skipped_reason(repo_known: bool) -> &'static str {
+    if repo_known {
+        "no GITHUB_TOKEN was given to the worker, so no pull request could be opened"
+    } else {
+        "the clone URL is not a GitHub URL and AO_GITHUB_REPO is not set, so the worker does not know where to open a pull request"
     }
 }
 

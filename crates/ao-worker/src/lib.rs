@@ -9,26 +9,17 @@
 //!
 //! # Environment ([`run_from_env`])
 //!
-//! | variable | meaning |
-//! |---|---|
-//! | `AO_TASK_ID` | task uuid (required) |
-//! | `AO_TASK_FILE` / `AO_TASK_SPEC` | task spec JSON: a file path, or inline (one required) |
-//! | `AO_WORKSPACE` | work directory (default: current dir) |
-//! | `AO_CALLBACK_URL`, `AO_CALLBACK_TOKEN` | orchestrator base URL and bearer token (optional) |
-//! | `AO_CLAUDE_BIN` | Claude Code binary (default `claude`) |
-//! | `AO_GITHUB_API_URL` | default `https://api.github.com` |
-//! | `AO_GITHUB_REPO` | `owner/repo` for PRs when the clone URL is not a GitHub URL |
-//! | `GITHUB_TOKEN` | push and PR token (secret; never given to the agent) |
-//! | `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL` | for Claude Code |
-//! | `HOME` | per-run home for Claude Code and git |
-//! | `AO_ALLOWED_TOOLS` | `--allowedTools` value |
-//! | `AO_PERMISSION_MODE` | `--permission-mode`; unset → [`DEFAULT_PERMISSION_MODE`]; `none` → no flag |
-//! | `CLAUDE_CODE_MAX_RETRIES` | default 2 |
-//! | `AO_GIT_AUTHOR_NAME`, `AO_GIT_AUTHOR_EMAIL` | commit identity (default `Agent Orchestrator <agent@localhost>`) |
-//! | `AO_LOG_FORMAT=json` | JSON logs on stderr |
+//! The per-task variables a runtime sets (`AO_TASK_ID`, `AO_TASK_FILE`/`AO_TASK_SPEC`,
+//! `AO_WORKSPACE`, `HOME`, `AO_CALLBACK_URL`, `AO_CALLBACK_TOKEN`) are the contract
+//! [`ao_core::worker::WorkerEnv`]; the settings a user may give every worker
+//! (`AO_ALLOWED_TOOLS`, `AO_PERMISSION_MODE`, `AO_GITHUB_REPO`, `GITHUB_TOKEN`, …) are listed,
+//! with their defaults, in [`ao_core::worker::settings::SETTINGS`] and in README's
+//! "Worker configuration" table. Unset and empty values are the same.
 //!
 //! Exit code: 0 for `pr_opened`/`pushed`/`answered`, 1 for other outcomes and for a
-//! configuration error, 128+signal (143 for SIGTERM, 130 for SIGINT) when stopped by a signal.
+//! configuration error, 128+signal (143 for SIGTERM, 130 for SIGINT) when stopped by a signal
+//! (the reported outcome is then `stopped`; the orchestrator records `cancelled` or
+//! `timed_out` when it was the one that stopped the worker).
 
 mod agent;
 mod callback;
@@ -48,8 +39,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+pub use ao_core::worker::Outcome;
 pub use config::{CallbackConfig, ConfigError, DEFAULT_PERMISSION_MODE, WorkerConfig};
-pub use outcome::Outcome;
 pub use run::{RunReport, run};
 pub use tokio_util::sync::CancellationToken;
 

@@ -1,5 +1,5 @@
 //! Worker logging: `tracing` to stderr (stdout carries the event stream), JSON when
-//! `AO_LOG_FORMAT=json`, filtered by `RUST_LOG` (default `info`). Log lines never contain the
+//! `AO_LOG_FORMAT=json` (or `structured`, as the orchestrator spells it), filtered by `RUST_LOG` (default `info`). Log lines never contain the
 //! prompt, tokens or environment values.
 
 use tracing_subscriber::EnvFilter;
@@ -10,7 +10,10 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if std::env::var("AO_LOG_FORMAT").as_deref() == Ok("json") {
+    let _ = if matches!(
+        std::env::var(ao_core::worker::settings::LOG_FORMAT).as_deref(),
+        Ok("json" | "structured")
+    ) {
         builder.json().try_init()
     } else {
         builder.try_init()

@@ -1,63 +1,23 @@
-//! Deciding the task outcome from what the agent run produced, before any delivery. The
-//! orchestrator maps outcomes to task statuses (`ao_core::scheduler::outcome`); this module is
-//! the single place that decides which one a run gets.
+//! Deciding the agent's [`Outcome`] from what its run produced, before any delivery. The
+//! orchestrator settles the task's status from it (`ao_core::scheduler::final_status`); this
+//! module is the single place that decides which outcome a run gets, and words its error
+//! for a person.
+
+use ao_core::worker::Outcome;
 
 use crate::agent::{AgentRun, EndedBy};
+use crate::stream::RunResult;
 
-/// The outcome reported in `TaskResult::outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    PrOpened,
-    Pushed,
-    NoChanges,
-    Answered,
-    AgentError,
-    PermissionDenied,
-    DeliveryFailed,
-    BudgetExceeded,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::PrOpened => "pr_opened",
-            Outcome::Pushed => "pushed",
-            Outcome::NoChanges => "no_changes",
-            Outcome::Answered => "answered",
-            Outcome::AgentError => "agent_error",
-            Outcome::PermissionDenied => "permission_denied",
-            Outcome::DeliveryFailed => "delivery_failed",
-            Outcome::BudgetExceeded => "budget_exceeded",
-        }
-    }
-
-    /// A delivered result: `pr_opened`, `pushed`, `answered`.
-    pub fn is_success(self) -> bool {
-        matches!(
-            self,
-            Outcome::PrOpened | Outcome::Pushed | Outcome::Answered
-        )
-    }
-
-    /// The worker's exit code: 0 for a delivered result, 1 otherwise.
-    pub fn exit_code(self) -> u8 {
-        if self.is_success() { 0 } else { 1 }
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The error of a stopped run (SIGTERM/SIGINT to the worker).
+pub const STOPPED: &str = "the worker was told to stop before the agent finished";
 
 /// The verdict on the agent run: `Ok(())` if its work may be delivered, else the failure
 /// outcome and a short error. Order matters: stop, budget, missing result, errors, denials.
 pub fn judge(run: &AgentRun, budget: Option<f64>) -> Result<(), (Outcome, String)> {
-    let cost = run.tracker.cost();
+    let cost = run.tracker.account().cost_usd;
     let result = run.tracker.result.as_ref();
     if run.ended_by == EndedBy::Stopped {
-        return Err((Outcome::AgentError, "worker stopped by signal".into()));
+        return Err((Outcome::Stopped, STOPPED.into()));
     }
     let over = budget.is_some_and(|b| cost > b);
     let budget_subtype = result.is_some_and(|r| r.subtype.contains("budget"));
@@ -80,20 +40,22 @@ pub fn judge(run: &AgentRun, budget: Option<f64>) -> Result<(), (Outcome, String
             .unwrap_or_default();
         return Err((
             Outcome::AgentError,
-            format!("claude exited with {code} without a result{tail}"),
+            format!("Claude Code exited with {code} without a result{tail}"),
         ));
     };
     if r.is_error || r.subtype != "success" {
-        let text = crate::truncate(r.text.as_deref().unwrap_or(""), 300);
+        return Err((Outcome::AgentError, agent_failure(r)));
+    }
+    if let Some(c) = code.filter(|c| *c != 0) {
         return Err((
             Outcome::AgentError,
-            format!("agent run failed ({}): {text}", r.subtype),
+            format!("Claude Code exited with code {c} after reporting success"),
         ));
     }
-    if code != Some(0) {
+    if code.is_none() {
         return Err((
             Outcome::AgentError,
-            format!("claude exited with {code:?} after a successful result"),
+            "Claude Code was killed by a signal after reporting success".into(),
         ));
     }
     if !r.permission_denials.is_empty() {
@@ -107,10 +69,25 @@ pub fn judge(run: &AgentRun, budget: Option<f64>) -> Result<(), (Outcome, String
     Ok(())
 }
 
+/// A failed run, in words: Claude Code's result subtype (`success`, `error_max_turns`, …) is
+/// an API detail, so it is translated, and the agent's own text follows.
+fn agent_failure(r: &RunResult) -> String {
+    let what = match r.subtype.as_str() {
+        "error_max_turns" => "the agent reached its turn limit (max_turns)",
+        _ => "the agent stopped with an error",
+    };
+    let text = crate::truncate(r.text.as_deref().unwrap_or("").trim(), 300);
+    if text.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what}: {text}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stream::{RunResult, RunTracker};
+    use crate::stream::RunTracker;
     use std::os::unix::process::ExitStatusExt;
 
     fn run(code: i32, result: Option<RunResult>, ended_by: EndedBy) -> AgentRun {
@@ -186,6 +163,10 @@ mod tests {
         );
         let pricey = RunResult {
             total_cost_usd: Some(2.0),
+            usage: Some(crate::cost::TokenUsage {
+                output_tokens: 10,
+                ..Default::default()
+            }),
             ..ok()
         };
         assert_eq!(
@@ -203,23 +184,33 @@ mod tests {
         );
         assert_eq!(
             o(judge(&run(0, Some(ok()), EndedBy::Stopped), None)),
-            Outcome::AgentError
+            Outcome::Stopped
         );
     }
 
     #[test]
-    fn exit_codes() {
-        for o in [Outcome::PrOpened, Outcome::Pushed, Outcome::Answered] {
-            assert_eq!(o.exit_code(), 0);
-        }
-        for o in [
-            Outcome::NoChanges,
-            Outcome::AgentError,
-            Outcome::PermissionDenied,
-            Outcome::DeliveryFailed,
-            Outcome::BudgetExceeded,
-        ] {
-            assert_eq!(o.exit_code(), 1);
-        }
+    fn errors_are_worded_for_a_person() {
+        let err = |r: RunResult| judge(&run(1, Some(r), EndedBy::Exit), None).unwrap_err().1;
+        let too_long = RunResult {
+            is_error: true,
+            text: Some("Prompt is too long".into()),
+            ..ok()
+        };
+        assert_eq!(
+            err(too_long),
+            "the agent stopped with an error: Prompt is too long"
+        );
+        let turns = RunResult {
+            subtype: "error_max_turns".into(),
+            text: None,
+            ..ok()
+        };
+        assert_eq!(err(turns), "the agent reached its turn limit (max_turns)");
+        let e = judge(&run(2, Some(ok()), EndedBy::Exit), None)
+            .unwrap_err()
+            .1;
+        assert_eq!(e, "Claude Code exited with code 2 after reporting success");
+        let e = judge(&run(0, Some(ok()), EndedBy::Stopped), None).unwrap_err();
+        assert_eq!(e, (Outcome::Stopped, STOPPED.to_owned()));
     }
 }

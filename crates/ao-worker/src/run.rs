@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ao_core::task::TaskResult;
+use ao_core::worker::Outcome;
 use serde_json::json;
 
 use crate::agent::{self, AgentRun};
@@ -12,7 +13,7 @@ use crate::config::WorkerConfig;
 use crate::deliver;
 use crate::events::EventSink;
 use crate::git::{Base, Git};
-use crate::outcome::{self, Outcome};
+use crate::outcome;
 use crate::scrub::Scrubber;
 
 /// Summary length limit in the result.
@@ -56,9 +57,9 @@ pub async fn run(cfg: WorkerConfig) -> anyhow::Result<RunReport> {
     std::fs::create_dir_all(&cfg.workspace)?;
     tracing::info!(task_id = %cfg.task_id, repository = cfg.spec.repository.is_some(), "worker starting");
 
-    let mut result = TaskResult::default();
+    let mut result = TaskResult::new(Outcome::AgentError);
     let outcome = execute(&cfg, &sink, &scrub, &mut result).await;
-    result.outcome = outcome.as_str().to_owned();
+    result.outcome = outcome;
     result.error = result
         .error
         .take()
@@ -126,8 +127,8 @@ async fn execute(
                 git.start_branch(&dir, repo.git_ref.as_deref(), &branch).await
             } => r,
             _ = cfg.stop.cancelled() => {
-                result.error = Some("worker stopped by signal".into());
-                return Outcome::AgentError;
+                result.error = Some(outcome::STOPPED.into());
+                return Outcome::Stopped;
             }
         };
         match prepared {
@@ -136,8 +137,9 @@ async fn execute(
                 repo_state = Some((git, dir, base));
             }
             Err(e) => {
+                tracing::warn!(task_id = %cfg.task_id, error = %e, "preparing the repository failed");
                 result.error = Some(format!("clone failed: {e}"));
-                return Outcome::DeliveryFailed;
+                return Outcome::CloneFailed;
             }
         }
     }
@@ -170,8 +172,8 @@ async fn execute(
             };
             drop(delivery); // kills any git still running
             finished.unwrap_or_else(|| {
-                result.error = Some("worker stopped by signal during delivery".into());
-                Outcome::DeliveryFailed
+                result.error = Some(format!("{} (during delivery)", outcome::STOPPED));
+                Outcome::Stopped
             })
         }
     }
@@ -187,11 +189,57 @@ fn fill_from_run(result: &mut TaskResult, run: &AgentRun, scrub: &Scrubber) {
         .and_then(|r| r.session_id.clone())
         .or_else(|| t.session_id.clone());
     result.num_turns = r.and_then(|r| r.num_turns);
-    let usage = t.usage();
-    let seen_usage = r.is_some() || usage != Default::default();
-    if seen_usage {
-        result.cost_usd = Some(t.cost());
-        result.input_tokens = Some(usage.total_input());
-        result.output_tokens = Some(usage.output_tokens);
+    if t.saw_usage() {
+        let account = t.account();
+        result.cost_usd = Some(account.cost_usd);
+        result.input_tokens = Some(account.usage.total_input());
+        result.output_tokens = Some(account.usage.output_tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+    use crate::agent::EndedBy;
+    use crate::stream::{RunTracker, parse_line};
+
+    fn run_of(lines: &[&str]) -> AgentRun {
+        let mut tracker = RunTracker::default();
+        for l in lines {
+            tracker.observe(&parse_line(l));
+        }
+        AgentRun {
+            tracker,
+            status: Some(std::process::ExitStatus::from_raw(0)),
+            ended_by: EndedBy::Exit,
+            stderr_tail: None,
+        }
+    }
+
+    const BIG_START: &str = r#"{"type":"assistant","message":{"id":"m1","model":"claude-opus-4-1","content":[],"usage":{"input_tokens":900000,"output_tokens":1}}}"#;
+
+    #[test]
+    fn cost_and_tokens_are_reported_from_one_account() {
+        // Claude Code's result: its total cost and the usage that cost is for.
+        let done = r#"{"type":"result","subtype":"success","result":"ok","total_cost_usd":14.5,"usage":{"input_tokens":800000,"output_tokens":35000}}"#;
+        let mut r = TaskResult::new(Outcome::Answered);
+        fill_from_run(&mut r, &run_of(&[BIG_START, done]), &Scrubber::new([]));
+        assert_eq!(
+            (r.cost_usd, r.input_tokens, r.output_tokens),
+            (Some(14.5), Some(800_000), Some(35_000))
+        );
+        // Stopped before a result: the streamed tokens and the cost of exactly those tokens.
+        let mut r = TaskResult::new(Outcome::BudgetExceeded);
+        fill_from_run(&mut r, &run_of(&[BIG_START]), &Scrubber::new([]));
+        let usage = crate::cost::TokenUsage {
+            input_tokens: 900_000,
+            output_tokens: 1,
+            ..Default::default()
+        };
+        assert_eq!((r.input_tokens, r.output_tokens), (Some(900_000), Some(1)));
+        let priced = crate::cost::estimate("claude-opus-4-1", &usage);
+        assert!((r.cost_usd.unwrap() - priced).abs() < 1e-9, "{r:?}");
     }
 }

@@ -26,6 +26,9 @@ pub struct RunResult {
     pub duration_ms: Option<u64>,
     pub total_cost_usd: Option<f64>,
     pub usage: Option<TokenUsage>,
+    /// `modelUsage` summed over models: Claude Code's per-model totals, with their cost. The
+    /// only complete account when Claude Code stops itself (its `usage` is then all zeros).
+    pub model_usage: Option<(f64, TokenUsage)>,
     pub session_id: Option<String>,
     /// The agent's final answer (or error text).
     pub text: Option<String>,
@@ -88,28 +91,74 @@ impl RunTracker {
             .sum()
     }
 
-    /// Best known cost: the larger of our estimate and Claude Code's `total_cost_usd`.
-    pub fn cost(&self) -> f64 {
-        let reported = self
-            .result
-            .as_ref()
-            .and_then(|r| r.total_cost_usd)
-            .unwrap_or(0.0);
-        self.estimated_cost().max(reported)
-    }
-
-    /// Best known total usage: field-wise max of the result's usage and the streamed sum.
-    pub fn usage(&self) -> TokenUsage {
-        let streamed = self.streamed_usage();
-        match self.result.as_ref().and_then(|r| r.usage) {
-            Some(u) => u.field_max(streamed),
-            None => streamed,
+    /// The run's cost and tokens, from one source so that they agree: Claude Code's own
+    /// account in the final `result` event (its per-model `modelUsage`, else `total_cost_usd`
+    /// with a non-empty `usage`), else the per-message usage streamed so far and the cost estimated from it with
+    /// the price table (a run stopped early, e.g. over budget, has no `result`).
+    pub fn account(&self) -> Account {
+        let reported = self.result.as_ref().and_then(|r| {
+            // A cost next to all-zero usage is no account (Claude Code stopped itself).
+            let plain = r.total_cost_usd.zip(r.usage);
+            r.model_usage
+                .or(plain.filter(|(c, u)| *c == 0.0 || *u != TokenUsage::default()))
+        });
+        match reported {
+            Some((cost_usd, usage)) => Account {
+                cost_usd,
+                usage,
+                source: AccountSource::Result,
+            },
+            None => Account {
+                cost_usd: self.estimated_cost(),
+                usage: self.streamed_usage(),
+                source: AccountSource::Streamed,
+            },
         }
     }
+
+    /// True once the stream said anything about usage or cost.
+    pub fn saw_usage(&self) -> bool {
+        self.result.is_some() || !self.messages.is_empty()
+    }
+}
+
+/// Where an [`Account`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSource {
+    /// The final `result` event.
+    Result,
+    /// The assistant messages streamed before the run ended.
+    Streamed,
+}
+
+/// What a run cost, and the tokens that cost is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Account {
+    pub cost_usd: f64,
+    pub usage: TokenUsage,
+    pub source: AccountSource,
 }
 
 fn str_of(v: &Value) -> Option<String> {
     v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// `{"<model>": {"inputTokens", "outputTokens", "cacheReadInputTokens",
+/// "cacheCreationInputTokens", "costUSD"}, …}` summed; `None` when absent or empty.
+fn model_usage(v: &Value) -> Option<(f64, TokenUsage)> {
+    let models = v.as_object().filter(|m| !m.is_empty())?;
+    let n = |m: &Value, k: &str| m[k].as_u64().unwrap_or(0);
+    let mut total = (0.0, TokenUsage::default());
+    for m in models.values() {
+        total.0 += m["costUSD"].as_f64()?;
+        total.1 = total.1.plus(TokenUsage {
+            input_tokens: n(m, "inputTokens"),
+            output_tokens: n(m, "outputTokens"),
+            cache_creation_input_tokens: n(m, "cacheCreationInputTokens"),
+            cache_read_input_tokens: n(m, "cacheReadInputTokens"),
+        });
+    }
+    Some(total)
 }
 
 fn parse_result(ev: &Value) -> RunResult {
@@ -128,6 +177,7 @@ fn parse_result(ev: &Value) -> RunResult {
         duration_ms: ev["duration_ms"].as_u64(),
         total_cost_usd: ev["total_cost_usd"].as_f64(),
         usage: serde_json::from_value(ev["usage"].clone()).ok(),
+        model_usage: model_usage(&ev["modelUsage"]),
         session_id: str_of(&ev["session_id"]),
         text: ev["result"].as_str().map(str::to_owned),
         permission_denials: denials,
@@ -187,9 +237,15 @@ mod tests {
         assert_eq!(r.num_turns, Some(2));
         assert_eq!(r.text.as_deref(), Some("Done"));
         assert_eq!(r.permission_denials, vec!["Bash".to_owned()]);
-        assert_eq!(t.usage().output_tokens, 60);
-        assert_eq!(t.usage().cache_read_input_tokens, 500);
-        assert!((t.cost() - 0.5).abs() < 1e-9);
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Result);
+        let u = a.usage;
+        assert_eq!((u.input_tokens, u.output_tokens), (3000, 60));
+        assert_eq!(
+            u.cache_read_input_tokens, 0,
+            "tokens are the result's, not a mix"
+        );
+        assert!((a.cost_usd - 0.5).abs() < 1e-9);
     }
 
     #[test]
@@ -198,6 +254,59 @@ mod tests {
         obs(&mut t, r#"{"type":"assistant"}"#);
         obs(&mut t, r#"{"type":"result"}"#);
         assert_eq!(t.result.as_ref().unwrap().subtype, "");
-        assert_eq!(t.cost(), 0.0);
+        assert_eq!(t.account().cost_usd, 0.0);
+    }
+
+    #[test]
+    fn a_self_stopped_run_is_accounted_from_model_usage() {
+        // Claude Code 2.1 on --max-budget-usd: `usage` all zeros, totals in `modelUsage`.
+        let mut t = RunTracker::default();
+        obs(
+            &mut t,
+            r#"{"type":"assistant","message":{"id":"m1","model":"claude-opus-4-8","content":[],"usage":{"input_tokens":2000000,"output_tokens":1}}}"#,
+        );
+        obs(
+            &mut t,
+            r#"{"type":"result","subtype":"error_max_budget_usd","is_error":true,"total_cost_usd":10.0025,"usage":{"input_tokens":0,"output_tokens":0,"cache_read_input_tokens":0,"cache_creation_input_tokens":0},"modelUsage":{"claude-opus-4-8[1m]":{"inputTokens":2000000,"outputTokens":100,"cacheReadInputTokens":0,"cacheCreationInputTokens":0,"costUSD":10.0025}}}"#,
+        );
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Result);
+        assert_eq!(
+            (a.usage.input_tokens, a.usage.output_tokens),
+            (2_000_000, 100)
+        );
+        assert!((a.cost_usd - 10.0025).abs() < 1e-9);
+        // Without modelUsage, a cost next to zero usage is no account: the streamed one is.
+        let mut r = t.result.clone().unwrap();
+        r.model_usage = None;
+        t.result = Some(r);
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Streamed);
+        assert_eq!(a.usage.output_tokens, 1);
+    }
+
+    #[test]
+    fn cost_and_tokens_come_from_one_account() {
+        // The streamed usage of a message is a snapshot from its start (output_tokens 1); the
+        // result has the totals. Mixing the two gave a big cost next to 1 output token.
+        let mut t = RunTracker::default();
+        obs(
+            &mut t,
+            r#"{"type":"assistant","message":{"id":"m1","model":"claude-opus-4-1","content":[],"usage":{"input_tokens":190000,"output_tokens":1}}}"#,
+        );
+        let streamed = t.account();
+        assert_eq!(streamed.source, AccountSource::Streamed);
+        assert_eq!(streamed.usage.output_tokens, 1);
+        let expected = cost::estimate("claude-opus-4-1", &streamed.usage);
+        assert!((streamed.cost_usd - expected).abs() < 1e-9);
+        obs(
+            &mut t,
+            r#"{"type":"result","subtype":"success","total_cost_usd":2.5,"usage":{"input_tokens":20000,"output_tokens":900}}"#,
+        );
+        let a = t.account();
+        assert_eq!(a.source, AccountSource::Result);
+        assert_eq!(a.cost_usd, 2.5);
+        let u = a.usage;
+        assert_eq!((u.input_tokens, u.output_tokens), (20000, 900));
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ao_testkit::{Reply, Script, Turn};
 use common::World;
@@ -82,42 +82,56 @@ fn alive(pid: u32) -> bool {
 async fn sigterm_stops_worker_and_claude_promptly() {
     let w = World::new(Script::new().when_exhausted(Reply::Stall)).await;
     let spec = w.spec("Wait forever", false);
-    let mut child = worker_command(&w, &spec, &[]).spawn().unwrap();
+    let child = worker_command(&w, &spec, &[("AO_LOG_FORMAT", "json")])
+        .spawn()
+        .unwrap();
     let worker_pid = child.id().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while w.anthropic.agent_requests().is_empty() {
-        assert!(Instant::now() < deadline, "claude never called the API");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        w.anthropic.wait_for_agent_requests(1),
+    )
+    .await
+    .expect("claude called the API");
     let claude: Vec<u32> = children_of(worker_pid)
         .into_iter()
         .filter(|p| *p != worker_pid)
         .collect();
     assert!(!claude.is_empty(), "claude is not a child of the worker");
 
-    let sent = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker_pid as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    // A safety net against a hung worker, not a measurement.
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
         .expect("worker exits")
         .unwrap();
-    let took = sent.elapsed();
-    assert!(
-        took < Duration::from_secs(6),
-        "worker took {took:?} to exit"
-    );
-    assert_eq!(status.code(), Some(143));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(out.status.code(), Some(143));
+    // Promptly, by construction: Claude Code ended on the SIGTERM itself (no wait for the
+    // grace period and no SIGKILL), and the worker reaped it before exiting, so it is gone.
+    let ended = claude_ended(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(ended["ended_by"], "Stopped", "{ended}");
+    assert_eq!(ended["sigkill"], false, "{ended}");
+    assert_eq!(ended["reaped"], true, "{ended}");
     for pid in claude {
         assert!(!alive(pid), "claude ({pid}) still running");
     }
     let result = w.callback.result().expect("result reported before exit");
-    assert_eq!(result["outcome"], "agent_error");
+    assert_eq!(result["outcome"], "stopped");
+}
+
+/// The fields of the worker's one `claude ended` log line (JSON logs).
+fn claude_ended(stderr: &str) -> serde_json::Value {
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "claude ended")
+        .collect();
+    assert_eq!(lines.len(), 1, "one `claude ended` line in:\n{stderr}");
+    lines[0]["fields"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,6 +240,13 @@ async fn unknown_github_repo_is_pushed() {
     let report = ao_worker::run(cfg).await.unwrap();
     assert_eq!(report.outcome, Outcome::Pushed, "{:?}", report.result);
     assert_eq!(report.exit_code(), 0);
+    // The result says why there is no pull request.
+    let why = w.callback.result().unwrap()["pr_skipped_reason"].clone();
+    assert!(
+        why.as_str().is_some_and(|s| s.contains("AO_GITHUB_REPO")),
+        "{why}"
+    );
+    assert!(report.result.pr_url.is_none());
     assert!(
         w.bare
             .files(&format!("agent/{}", w.task_id))
@@ -271,7 +278,30 @@ async fn budget_exceeded() {
         "{:?}",
         report.result
     );
-    assert!(report.result.cost_usd.unwrap() > 0.5);
+    let r = &report.result;
+    assert!(r.cost_usd.unwrap() > 0.5);
+    // Cost and tokens are one account: the cost is the price of the tokens reported
+    // (Claude Code stopped itself here and reported zero `usage`; the 100 output tokens are
+    // in its per-model totals).
+    assert_eq!(
+        (r.input_tokens, r.output_tokens),
+        (Some(2_000_000), Some(100)),
+        "{r:?}"
+    );
+    let tokens = ao_worker::cost::TokenUsage {
+        input_tokens: r.input_tokens.unwrap(),
+        output_tokens: r.output_tokens.unwrap(),
+        ..Default::default()
+    };
+    let model = w.anthropic.agent_requests()[0].body.as_ref().unwrap()["model"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let priced = ao_worker::cost::estimate(&model, &tokens);
+    assert!(
+        (r.cost_usd.unwrap() - priced).abs() < 1e-6,
+        "{r:?} vs {priced}"
+    );
     assert_eq!(w.bare.branches(), ["main"]);
     // Stopped before the next turn was requested.
     assert_eq!(w.anthropic.replies_left(), 1);
@@ -292,17 +322,13 @@ async fn question_is_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clone_failure_is_delivery_failed() {
+async fn clone_failure_is_clone_failed() {
     let w = World::new(Script::new()).await;
     let mut spec = w.spec("Anything", true);
     spec.repository.as_mut().unwrap().git_ref = Some("no-such-branch".into());
     let report = ao_worker::run(w.config(spec)).await.unwrap();
-    assert_eq!(
-        report.outcome,
-        Outcome::DeliveryFailed,
-        "{:?}",
-        report.result
-    );
+    assert_eq!(report.outcome, Outcome::CloneFailed, "{:?}", report.result);
+    assert_eq!(w.callback.result().unwrap()["outcome"], "clone_failed");
     assert!(
         report
             .result

@@ -7,8 +7,8 @@
 //! the API, a deadline or the periodic timer). Time comes from an injected [`Clock`], so tests
 //! pass deadlines and backoffs by moving the clock, not by sleeping.
 
-mod outcome;
 mod recovery;
+mod settle;
 mod step;
 
 use std::collections::HashMap;
@@ -28,8 +28,8 @@ use crate::runtime::{EventReceiver, Runtime};
 use crate::store::{TaskStore, Transition};
 use crate::task::TaskId;
 
-pub use outcome::{SUCCESS_OUTCOMES, StopCause, final_status};
 pub use recovery::{RECORDED_EXIT_NOTE, SetAside};
+pub use settle::{StopCause, final_status, stopped_result};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]

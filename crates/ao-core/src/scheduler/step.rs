@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Active, Scheduler, StopCause, TickReport, final_status};
+use super::{Active, Scheduler, StopCause, TickReport, final_status, stopped_result};
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::runtime::{Callback, ExitInfo, LaunchSpec, RuntimeError, RuntimeEvent};
 use crate::store::{StoreError, StoreResult};
@@ -78,6 +78,10 @@ impl Scheduler {
     ) -> StoreResult<Task> {
         let (status, reason) =
             final_status(stop, &exit, task.result.as_ref(), self.cfg.require_result);
+        if let Some(r) = stopped_result(stop, &exit, task.result.as_ref()) {
+            // The worker only knew it was told to stop; the outcome names why.
+            self.store.set_result(task.id, &r).await?;
+        }
         let mut t = self.transition(status, reason.clone()).exit_code(exit.code);
         t.message = exit.message.clone();
         let done = match self.store.transition(task.id, task.status, t).await {

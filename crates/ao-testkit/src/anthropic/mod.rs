@@ -51,6 +51,8 @@ struct Inner {
     vars: Vec<(String, String)>,
     requests: Vec<RecordedRequest>,
     counter: u64,
+    /// The number of agent requests answered so far, for waiting on it.
+    agent_requests: tokio::sync::watch::Sender<usize>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -106,6 +108,12 @@ impl FakeAnthropic {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.inner).requests.clone()
+    }
+
+    /// Waits until at least `n` agent requests were answered (no polling).
+    pub async fn wait_for_agent_requests(&self, n: usize) {
+        let mut rx = lock(&self.inner).agent_requests.subscribe();
+        let _ = rx.wait_for(|seen| *seen >= n).await;
     }
 
     /// The agent requests (those answered from the script).
@@ -170,6 +178,7 @@ async fn handle(State(inner): State<Shared>, req: Request) -> Response {
             let agent = body["tools"].as_array().is_some_and(|t| !t.is_empty());
             let reply = if agent {
                 rec.scripted = true;
+                g.agent_requests.send_modify(|n| *n += 1);
                 g.script
                     .replies
                     .pop_front()

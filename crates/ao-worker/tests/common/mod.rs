@@ -205,25 +205,46 @@ impl World {
         cfg
     }
 
-    /// The same configuration as environment variables (for running the worker as a process).
+    /// The same configuration as environment variables (for running the worker as a process):
+    /// the contract as a runtime would set it, and the worker settings by their names.
     pub fn env(&self, spec: &TaskSpec) -> Vec<(String, String)> {
+        use ao_core::worker::settings as s;
+        use ao_core::worker::{CallbackEnv, EnvValue, TaskSource, WorkerEnv};
+        use secrecy::ExposeSecret;
+        let contract = WorkerEnv {
+            task_id: self.task_id,
+            task: TaskSource::Inline(spec.clone()),
+            workspace: Some(self.workspace.path().to_path_buf()),
+            home: Some(self.home.path().to_path_buf()),
+            tmpdir: None,
+            callback: Some(CallbackEnv {
+                url: self.callback.url(),
+                token: self.callback.token.clone().into(),
+            }),
+        };
+        let mut env: Vec<(String, String)> = contract
+            .to_env()
+            .into_iter()
+            .map(|v| {
+                let value = match v.value {
+                    EnvValue::Plain(p) => p,
+                    EnvValue::Secret { value, .. } => value.expose_secret().to_owned(),
+                };
+                (v.name.to_owned(), value)
+            })
+            .collect();
         let v = |k: &str, s: String| (k.to_owned(), s);
-        vec![
-            v("AO_TASK_ID", self.task_id.to_string()),
-            v("AO_TASK_SPEC", serde_json::to_string(spec).unwrap()),
-            v("AO_WORKSPACE", self.workspace.path().display().to_string()),
-            v("HOME", self.home.path().display().to_string()),
-            v("AO_CALLBACK_URL", self.callback.url()),
-            v("AO_CALLBACK_TOKEN", self.callback.token.clone()),
-            v("AO_CLAUDE_BIN", claude_bin().display().to_string()),
-            v("AO_GITHUB_API_URL", self.github.api_url()),
-            v("AO_GITHUB_REPO", "acme/widgets".into()),
-            v("GITHUB_TOKEN", self.github_token.clone()),
-            v("ANTHROPIC_API_KEY", self.anthropic_key.clone()),
-            v("ANTHROPIC_BASE_URL", self.anthropic.base_url()),
-            v("CLAUDE_CODE_MAX_RETRIES", "0".into()),
+        env.extend([
+            v(s::CLAUDE_BIN, claude_bin().display().to_string()),
+            v(s::GITHUB_API_URL, self.github.api_url()),
+            v(s::GITHUB_REPO, "acme/widgets".into()),
+            v(s::GITHUB_TOKEN, self.github_token.clone()),
+            v(s::ANTHROPIC_API_KEY, self.anthropic_key.clone()),
+            v(s::ANTHROPIC_BASE_URL, self.anthropic.base_url()),
+            v(s::CLAUDE_MAX_RETRIES, "0".into()),
             v("PATH", std::env::var("PATH").unwrap_or_default()),
-        ]
+        ]);
+        env
     }
 }
 

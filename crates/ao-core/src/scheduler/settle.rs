@@ -1,8 +1,10 @@
-//! How a finished worker maps to a terminal status and reason. Pure, and tested here.
+//! Settling a finished worker: how its exit, the stop the orchestrator asked for and the
+//! reported result map to a terminal status and reason. Pure, and tested here.
 
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::runtime::ExitInfo;
 use crate::task::TaskResult;
+use crate::worker::Outcome;
 
 /// Why the orchestrator itself stopped a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,9 +12,6 @@ pub enum StopCause {
     Cancel,
     Deadline,
 }
-
-/// Agent outcomes that count as a delivered result.
-pub const SUCCESS_OUTCOMES: &[&str] = &["pr_opened", "pushed", "answered"];
 
 /// Decide the terminal status of a task whose worker ended.
 ///
@@ -35,14 +34,14 @@ pub fn final_status(
         None => {}
     }
     if let Some(r) = result {
-        let delivered = SUCCESS_OUTCOMES.contains(&r.outcome.as_str());
+        let delivered = r.outcome.is_delivered();
         return if delivered && exit.code == Some(0) {
-            (TaskStatus::Succeeded, Reason::Other(r.outcome.clone()))
+            (TaskStatus::Succeeded, Reason::Other(r.outcome.to_string()))
         } else if delivered {
             // Delivered, then crashed: the exit code is the better explanation.
             (TaskStatus::Failed, exit_reason(exit))
         } else {
-            (TaskStatus::Failed, Reason::Other(r.outcome.clone()))
+            (TaskStatus::Failed, Reason::Other(r.outcome.to_string()))
         };
     }
     match (exit.code, exit.signal) {
@@ -50,6 +49,28 @@ pub fn final_status(
         (Some(0), _) => (TaskStatus::Succeeded, Reason::Completed),
         _ => (TaskStatus::Failed, exit_reason(exit)),
     }
+}
+
+/// The result to store with a task the orchestrator stopped, so that its outcome agrees with
+/// the status: `cancelled` for a cancel, `timed_out` for a deadline (the worker itself only
+/// knows it was told to stop). `None` when the stored result is already right, or absent.
+pub fn stopped_result(
+    stop: Option<StopCause>,
+    exit: &ExitInfo,
+    result: Option<&TaskResult>,
+) -> Option<TaskResult> {
+    let outcome = match (stop, &exit.reason) {
+        (Some(StopCause::Cancel), _) => Outcome::Cancelled,
+        (Some(StopCause::Deadline), _) | (None, Some(Reason::DeadlineExceeded)) => {
+            Outcome::TimedOut
+        }
+        _ => return None,
+    };
+    let r = result.filter(|r| r.outcome != outcome)?;
+    Some(TaskResult {
+        outcome,
+        ..r.clone()
+    })
 }
 
 fn exit_reason(exit: &ExitInfo) -> Reason {
@@ -72,11 +93,8 @@ mod tests {
         }
     }
 
-    fn result(outcome: &str) -> TaskResult {
-        TaskResult {
-            outcome: outcome.into(),
-            ..Default::default()
-        }
+    fn result(outcome: Outcome) -> TaskResult {
+        TaskResult::new(outcome)
     }
 
     #[test]
@@ -131,29 +149,57 @@ mod tests {
 
     #[test]
     fn agent_results_decide() {
-        for ok in SUCCESS_OUTCOMES {
-            assert_eq!(
-                final_status(None, &code(0), Some(&result(ok)), true).0,
+        for o in Outcome::ALL {
+            let (s, r) = final_status(None, &code(0), Some(&result(o)), true);
+            let want = if o.is_delivered() {
                 TaskStatus::Succeeded
-            );
-        }
-        for bad in [
-            "no_changes",
-            "agent_error",
-            "permission_denied",
-            "delivery_failed",
-            "budget_exceeded",
-        ] {
-            let (s, r) = final_status(None, &code(0), Some(&result(bad)), true);
-            assert_eq!((s, r), (TaskStatus::Failed, Reason::Other(bad.into())));
+            } else {
+                TaskStatus::Failed
+            };
+            assert_eq!((s, r), (want, Reason::Other(o.as_str().into())));
         }
         assert_eq!(
-            final_status(None, &code(2), Some(&result("pr_opened")), true),
+            final_status(None, &code(2), Some(&result(Outcome::PrOpened)), true),
             (TaskStatus::Failed, Reason::ExitCode(2))
         );
         assert_eq!(
             final_status(None, &code(0), None, true),
             (TaskStatus::Failed, Reason::Other("no_result".into()))
+        );
+    }
+
+    #[test]
+    fn a_stopped_task_reports_the_stop_as_its_outcome() {
+        let signalled = ExitInfo {
+            code: Some(143),
+            ..Default::default()
+        };
+        let stopped = TaskResult {
+            error: Some("worker stopped by signal".into()),
+            ..result(Outcome::Stopped)
+        };
+        let r = stopped_result(Some(StopCause::Cancel), &signalled, Some(&stopped)).unwrap();
+        assert_eq!(r.outcome, Outcome::Cancelled);
+        assert_eq!(r.error, stopped.error, "the rest of the result is kept");
+        let r = stopped_result(Some(StopCause::Deadline), &signalled, Some(&stopped)).unwrap();
+        assert_eq!(r.outcome, Outcome::TimedOut);
+        // Kubernetes' active deadline: the runtime names the reason.
+        let dl = ExitInfo {
+            reason: Some(Reason::DeadlineExceeded),
+            ..Default::default()
+        };
+        let r = stopped_result(None, &dl, Some(&result(Outcome::AgentError))).unwrap();
+        assert_eq!(r.outcome, Outcome::TimedOut);
+        // Not stopped by us, no result, or already right: nothing to change.
+        assert_eq!(stopped_result(None, &signalled, Some(&stopped)), None);
+        assert_eq!(
+            stopped_result(Some(StopCause::Cancel), &signalled, None),
+            None
+        );
+        let done = result(Outcome::Cancelled);
+        assert_eq!(
+            stopped_result(Some(StopCause::Cancel), &signalled, Some(&done)),
+            None
         );
     }
 }
