@@ -71,25 +71,30 @@ pub async fn racing_compare_and_set_has_one_winner(s: Arc<dyn TaskStore>) {
     assert_eq!(count_of(&*s, TaskStatus::Starting).await, 4);
 }
 
+/// Rounds of racers against a bound with a few free slots: exactly the free slots are taken.
 pub async fn concurrent_creates_never_exceed_the_bound(s: Arc<dyn TaskStore>) {
-    const BOUND: usize = 7;
+    const FREE: usize = 5;
     create(&*s, new_task("already", &[], None)).await;
-    let results = race(&s, RACERS, |s, i| async move {
-        s.create(new_task(&format!("p{i}"), &[], None), BOUND).await
-    })
-    .await;
-    let mut admitted = 0;
-    for r in results {
-        match r {
-            Ok(Created::New(_)) => admitted += 1,
-            Err(StoreError::QueueFull { limit: BOUND }) => {}
-            Ok(Created::Existing(t)) => panic!("no key, yet existing {}", t.id),
-            Err(e) => panic!("unexpected {e}"),
+    for round in 0..8 {
+        let bound = 1 + round * FREE + FREE;
+        let results = race(&s, 2 * RACERS, move |s, i| async move {
+            s.create(new_task(&format!("r{round}-{i}"), &[], None), bound)
+                .await
+        })
+        .await;
+        let mut admitted = 0;
+        for r in results {
+            match r {
+                Ok(Created::New(_)) => admitted += 1,
+                Err(StoreError::QueueFull { limit }) if limit == bound => {}
+                Ok(Created::Existing(t)) => panic!("no key, yet existing {}", t.id),
+                Err(e) => panic!("round {round}: unexpected {e}"),
+            }
         }
+        assert_eq!(admitted, FREE, "round {round}: exactly the free slots");
+        assert_eq!(count_of(&*s, TaskStatus::Queued).await, bound as u64);
+        assert_eq!(s.queued(1000).await.unwrap().len(), bound);
     }
-    assert_eq!(admitted, BOUND - 1, "exactly the free slots are taken");
-    assert_eq!(count_of(&*s, TaskStatus::Queued).await, BOUND as u64);
-    assert_eq!(s.queued(100).await.unwrap().len(), BOUND);
 }
 
 /// Racers with one key: one task is made; same-body racers get it, others a conflict.
