@@ -1,6 +1,6 @@
 //! The durable task store, as a trait. SQLite implements it today (`ao-store-sqlite`); a
 //! PostgreSQL implementation can follow behind the same trait and proves itself with the
-//! [`conformance`] suite (cargo feature `conformance`).
+//! conformance suite `ao_core::store::conformance` (cargo feature `conformance`).
 //!
 //! # The contract a backend keeps
 //!
