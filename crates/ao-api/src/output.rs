@@ -1,7 +1,8 @@
 //! A task's output as the store keeps it: worker log lines (`/logs`, plain text) and agent
 //! events (`/events`, Server-Sent Events). Both replay what is stored, then, when asked to
-//! follow, wait on the store's change feed (no polling loop) until the task has ended and
-//! everything it produced was sent.
+//! follow, wait on the task's subscription to the store's change feed (no polling loop, and
+//! no wake-up for writes to other tasks) until the task has ended and everything it produced
+//! was sent.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ao_core::store::{StoreError, TaskStore};
+use ao_core::store::{StoreError, Subscription, TaskStore};
 use ao_core::task::TaskId;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -18,7 +19,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
-use tokio::sync::watch;
 use utoipa::IntoParams;
 
 use crate::AppState;
@@ -43,7 +43,7 @@ struct Follower<T> {
     id: TaskId,
     after: i64,
     follow: bool,
-    changes: watch::Receiver<u64>,
+    changes: Subscription,
     fetch: Fetch<T>,
     done: bool,
 }
@@ -60,7 +60,7 @@ impl<T: Send + 'static> Follower<T> {
             return None;
         }
         loop {
-            self.changes.borrow_and_update();
+            self.changes.mark_seen();
             let batch = match (self.fetch)(self.store.clone(), self.id, self.after).await {
                 Ok(b) => b,
                 Err(e) => {
@@ -84,7 +84,8 @@ impl<T: Send + 'static> Follower<T> {
                 let end = serde_json::json!({"status": task.status, "reason": task.reason});
                 return Some(Ok(Item::End(end)));
             }
-            // Wake on any write; the timeout only guards against a missed notification.
+            // Wake on a write to this task; the timeout only guards against a missed
+            // notification.
             let _ = tokio::time::timeout(Duration::from_secs(5), self.changes.changed()).await;
         }
     }
@@ -102,7 +103,7 @@ fn follower<T: Send + 'static>(
         id,
         after,
         follow,
-        changes: state.store.changes(),
+        changes: state.store.subscribe(id),
         fetch,
         done: false,
     }
@@ -260,4 +261,84 @@ fn sse_event(seq: i64, ev: &serde_json::Value) -> Event {
         .id(seq.to_string())
         .event(kind)
         .data(ev.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use ao_core::store::{Created, TaskStore};
+    use ao_core::task::NewTask;
+    use ao_store_sqlite::SqliteStore;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    async fn task(store: &dyn TaskStore, prompt: &str) -> TaskId {
+        let spec =
+            serde_json::from_value(serde_json::json!({"prompt": prompt, "timeout_seconds": 60}));
+        let new = NewTask {
+            id: TaskId::new(),
+            spec: spec.unwrap(),
+            idempotency_key: None,
+            request_hash: prompt.into(),
+            created_at: chrono::Utc::now(),
+        };
+        match store.create(new, 10).await.unwrap() {
+            Created::New(t) => t.id,
+            Created::Existing(_) => unreachable!("no idempotency key"),
+        }
+    }
+
+    /// A follower of A re-reads the store only for A's writes: B's writes while it waits
+    /// would make it fetch once more before A's line arrives (two fetches, not three).
+    #[tokio::test]
+    async fn a_follower_of_one_task_is_not_woken_by_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn TaskStore> =
+            Arc::new(SqliteStore::open(&dir.path().join("t.db")).await.unwrap());
+        let (a, b) = (task(&*store, "a").await, task(&*store, "b").await);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (fetched_tx, mut fetched) = mpsc::unbounded_channel();
+        let counter = fetches.clone();
+        let fetch: Fetch<String> = Arc::new(move |store, id, after| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = fetched_tx.send(());
+            Box::pin(async move {
+                let lines = store.logs(id, after, BATCH).await?;
+                Ok(lines.into_iter().map(|l| (l.seq, l.line)).collect())
+            })
+        });
+        let mut follower = Follower {
+            store: store.clone(),
+            id: a,
+            after: 0,
+            follow: true,
+            changes: store.subscribe(a),
+            fetch,
+            done: false,
+        };
+        let next = tokio::spawn(async move {
+            let item = follower.next().await;
+            (follower, item)
+        });
+        fetched.recv().await.unwrap();
+        store.append_logs(b, &["b1".into()]).await.unwrap();
+        store
+            .append_events(b, &[serde_json::json!({"type": "x"})])
+            .await
+            .unwrap();
+        store.request_cancel(b).await.unwrap();
+        store.append_logs(a, &["a1".into()]).await.unwrap();
+        let (_follower, item) = next.await.unwrap();
+        let Some(Ok(Item::Batch(batch))) = item else {
+            panic!("expected A's line");
+        };
+        assert_eq!(batch, [(1, "a1".to_string())]);
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            2,
+            "B's writes woke A's follower"
+        );
+    }
 }

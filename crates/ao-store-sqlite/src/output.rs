@@ -1,88 +1,135 @@
 //! Append-only per-task sequences: worker output lines and agent events share one shape
-//! (task id, 1-based sequence number, text, time).
+//! (task id, 1-based sequence number, text, time). An append reserves its range by bumping
+//! the task's counter (`log_seq` or `event_seq`) with `RETURNING` in its own transaction, so
+//! concurrent appends get disjoint, contiguous ranges; the `(task_id, seq)` primary key
+//! backs that up.
 
-use ao_core::store::StoreResult;
+use ao_core::store::{StoreError, StoreResult};
 use ao_core::task::TaskId;
 use chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::row::{parse_ts, ts};
 use crate::{SqliteStore, db_err};
 
-/// Rows per INSERT statement, well under SQLite's bound-parameter limit.
+/// Rows per INSERT statement (4 parameters each), well under SQLite's parameter limit.
 const CHUNK: usize = 200;
 
-pub(crate) async fn last_seq(pool: &SqlitePool, table: &str, id: TaskId) -> StoreResult<i64> {
-    let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE task_id = ?");
-    sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_one(pool)
-        .await
-        .map_err(db_err)
+/// Which sequence; each variant names its static statements.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stream {
+    Logs,
+    Events,
 }
 
-/// Append texts after the current last sequence number; returns the new last one.
-pub(crate) async fn append<'a>(
-    store: &SqliteStore,
-    table: &str,
-    column: &str,
-    id: TaskId,
-    texts: impl Iterator<Item = &'a str>,
-) -> StoreResult<i64> {
-    let texts: Vec<&str> = texts.collect();
-    let mut tx = store.writer.begin().await.map_err(db_err)?;
-    let sql = format!("SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE task_id = ?");
-    let mut seq: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-    if texts.is_empty() {
-        return Ok(seq);
+impl Stream {
+    fn reserve(self) -> &'static str {
+        match self {
+            Stream::Logs => "UPDATE tasks SET log_seq = log_seq + ? WHERE id = ? RETURNING log_seq",
+            Stream::Events => {
+                "UPDATE tasks SET event_seq = event_seq + ? WHERE id = ? RETURNING event_seq"
+            }
+        }
     }
-    let now = ts(Utc::now());
-    for chunk in texts.chunks(CHUNK) {
-        let mut b: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("INSERT INTO {table} (task_id, seq, {column}, at) "));
-        b.push_values(chunk, |mut row, text| {
-            seq += 1;
-            row.push_bind(id.to_string())
-                .push_bind(seq)
-                .push_bind(*text)
-                .push_bind(now.clone());
-        });
-        b.build().execute(&mut *tx).await.map_err(db_err)?;
+
+    fn last(self) -> &'static str {
+        match self {
+            Stream::Logs => "SELECT log_seq FROM tasks WHERE id = ?",
+            Stream::Events => "SELECT event_seq FROM tasks WHERE id = ?",
+        }
     }
-    tx.commit().await.map_err(db_err)?;
-    store.changes.bump();
-    Ok(seq)
+
+    fn insert(self) -> &'static str {
+        match self {
+            Stream::Logs => "INSERT INTO task_logs (task_id, seq, line, at) ",
+            Stream::Events => "INSERT INTO task_events (task_id, seq, event, at) ",
+        }
+    }
+
+    fn read(self) -> &'static str {
+        match self {
+            Stream::Logs => {
+                "SELECT seq, line AS text, at FROM task_logs \
+                 WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            }
+            Stream::Events => {
+                "SELECT seq, event AS text, at FROM task_events \
+                 WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+            }
+        }
+    }
 }
 
-pub(crate) async fn read(
-    store: &SqliteStore,
-    table: &str,
-    column: &str,
-    id: TaskId,
-    after: i64,
-    limit: usize,
-) -> StoreResult<Vec<(i64, String, DateTime<Utc>)>> {
-    let sql = format!(
-        "SELECT seq, {column} AS text, at FROM {table} WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-    );
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(id.to_string())
-        .bind(after)
-        .bind(limit as i64)
-        .fetch_all(&store.reader)
-        .await
-        .map_err(db_err)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("seq").map_err(db_err)?,
-                r.try_get("text").map_err(db_err)?,
-                parse_ts(&r.try_get::<String, _>("at").map_err(db_err)?)?,
-            ))
-        })
-        .collect()
+impl SqliteStore {
+    /// The last sequence number; 0 for an unknown task.
+    pub(crate) async fn last_seq(&self, stream: Stream, id: TaskId) -> StoreResult<i64> {
+        let last = sqlx::query_scalar::<_, i64>(stream.last())
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(last.unwrap_or(0))
+    }
+
+    /// Append texts after the current last sequence number; returns the new last one.
+    pub(crate) async fn append(
+        &self,
+        stream: Stream,
+        id: TaskId,
+        texts: &[&str],
+    ) -> StoreResult<i64> {
+        if texts.is_empty() {
+            return self.last_seq(stream, id).await;
+        }
+        let n = i64::try_from(texts.len()).map_err(StoreError::backend)?;
+        let mut tx = self.begin_write().await?;
+        let end = sqlx::query_scalar::<_, i64>(stream.reserve())
+            .bind(n)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .ok_or(StoreError::NotFound)?;
+        let mut seq = end - n;
+        let now = ts(Utc::now());
+        for chunk in texts.chunks(CHUNK) {
+            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(stream.insert());
+            b.push_values(chunk, |mut row, text| {
+                seq += 1;
+                row.push_bind(id.to_string())
+                    .push_bind(seq)
+                    .push_bind(*text)
+                    .push_bind(now.clone());
+            });
+            b.build().execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        self.changes.notify(id);
+        Ok(end)
+    }
+
+    pub(crate) async fn read(
+        &self,
+        stream: Stream,
+        id: TaskId,
+        after: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<(i64, String, DateTime<Utc>)>> {
+        let rows = sqlx::query(stream.read())
+            .bind(id.to_string())
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("seq").map_err(db_err)?,
+                    r.try_get("text").map_err(db_err)?,
+                    parse_ts(&r.try_get::<String, _>("at").map_err(db_err)?)?,
+                ))
+            })
+            .collect()
+    }
 }

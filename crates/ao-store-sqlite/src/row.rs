@@ -28,10 +28,16 @@ pub(crate) fn status(s: &str) -> StoreResult<TaskStatus> {
     s.parse().map_err(StoreError::backend)
 }
 
-/// The columns every task query selects, in the order [`task`] reads them.
-pub(crate) const TASK_COLUMNS: &str = "seq, id, status, reason, message, spec, created_at, \
-    started_at, finished_at, worker_runtime, worker_name, exit_code, cancel_requested, result, \
-    idempotency_key, request_hash";
+/// The columns every task query selects, as a literal so queries stay `&'static str`
+/// (`concat!("SELECT ", task_columns!(), " FROM tasks ...")`).
+macro_rules! task_columns {
+    () => {
+        "seq, id, status, reason, message, spec, created_at, started_at, finished_at, \
+         worker_runtime, worker_name, exit_code, cancel_requested, result, idempotency_key, \
+         request_hash"
+    };
+}
+pub(crate) use task_columns;
 
 pub(crate) fn task(row: &SqliteRow) -> StoreResult<Task> {
     let get = |c: &str| -> StoreResult<String> { row.try_get::<String, _>(c).map_err(db_err) };

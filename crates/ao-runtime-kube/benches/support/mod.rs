@@ -15,7 +15,6 @@ use ao_core::task::*;
 use ao_kube_sim::{Behaviour, Sim, SimConfig, Step};
 use ao_runtime_kube::{KubeConfig, KubeRuntime};
 use async_trait::async_trait;
-use tokio::sync::watch;
 
 pub const NS: &str = "agents";
 pub const CHILD_ENV: &str = "AO_KUBE_BENCH_SIM_CHILD";
@@ -88,8 +87,8 @@ impl TaskStore for LogStore {
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }
-    fn changes(&self) -> watch::Receiver<u64> {
-        self.feed.subscribe()
+    fn subscribe(&self, id: TaskId) -> Subscription {
+        self.feed.subscribe(id)
     }
 }
 

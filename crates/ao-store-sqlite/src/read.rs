@@ -1,0 +1,156 @@
+//! Reads of task rows: one task, pages with status and label filters, the queue and the
+//! active set, history and the status counters.
+//!
+//! Label filters are one bound parameter (a JSON object of the wanted pairs) joined with
+//! `json_each` and matched with `GROUP BY .. HAVING COUNT(*) = n`, so the statement has the
+//! same shape for one filter or thousands (a clause per filter once hit SQLite's expression
+//! depth limit at 932 filters).
+
+use ao_core::Reason;
+use ao_core::lifecycle::TaskStatus;
+use ao_core::store::{ListQuery, Page, StoreError, StoreResult};
+use ao_core::task::{Task, TaskId, TransitionRecord};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use crate::row::{self, task_columns};
+use crate::{SqliteStore, db_err};
+
+pub(crate) async fn fetch(conn: &mut SqliteConnection, id: TaskId) -> StoreResult<Option<Task>> {
+    const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?");
+    let row = sqlx::query(SQL)
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err)?;
+    row.as_ref().map(row::task).transpose()
+}
+
+impl SqliteStore {
+    pub(crate) async fn one(&self, id: TaskId) -> StoreResult<Option<Task>> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        fetch(&mut conn, id).await
+    }
+
+    pub(crate) async fn page(&self, q: &ListQuery) -> StoreResult<Page> {
+        let cursor: Option<i64> = match &q.cursor {
+            Some(c) => Some(c.parse().map_err(|_| StoreError::InvalidCursor)?),
+            None => None,
+        };
+        let Some(labels) = q.label_set() else {
+            // Two values wanted for one key: nothing matches.
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE 1 = 1"
+        ));
+        if let Some(s) = q.status {
+            b.push(" AND status = ").push_bind(s.as_str());
+        }
+        if !labels.is_empty() {
+            let wanted = serde_json::to_string(&labels).map_err(StoreError::backend)?;
+            b.push(
+                " AND id IN (SELECT l.task_id FROM task_labels l \
+                 JOIN json_each(",
+            )
+            .push_bind(wanted)
+            .push(
+                ") f ON l.key = f.key AND l.value = f.value \
+                 GROUP BY l.task_id HAVING COUNT(*) = ",
+            )
+            .push_bind(i64::try_from(labels.len()).unwrap_or(i64::MAX))
+            .push(")");
+        }
+        if let Some(c) = cursor {
+            b.push(" AND seq < ").push_bind(c);
+        }
+        let limit = q.limit.max(1);
+        b.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1));
+        let rows = b.build().fetch_all(&self.reader).await.map_err(db_err)?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_seq = None;
+        for r in rows.iter().take(limit) {
+            items.push(row::task(r)?);
+            last_seq = Some(r.try_get::<i64, _>("seq").map_err(db_err)?);
+        }
+        let next_cursor = (rows.len() > limit)
+            .then(|| last_seq.map(|s| s.to_string()))
+            .flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn oldest_queued(&self, limit: usize) -> StoreResult<Vec<Task>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE status = 'queued' ORDER BY seq ASC LIMIT ?"
+        );
+        let rows = sqlx::query(SQL)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(row::task).collect()
+    }
+
+    pub(crate) async fn starting_or_running(&self) -> StoreResult<Vec<Task>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE status IN ('starting', 'running') ORDER BY seq ASC"
+        );
+        let rows = sqlx::query(SQL)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(row::task).collect()
+    }
+
+    pub(crate) async fn transitions(&self, id: TaskId) -> StoreResult<Vec<TransitionRecord>> {
+        let rows = sqlx::query("SELECT from_status, to_status, reason, at FROM task_transitions WHERE task_id = ? ORDER BY id")
+            .bind(id.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let from: Option<String> = r.try_get("from_status").map_err(db_err)?;
+                Ok(TransitionRecord {
+                    from: from.as_deref().map(row::status).transpose()?,
+                    to: row::status(&r.try_get::<String, _>("to_status").map_err(db_err)?)?,
+                    reason: Reason::parse(&r.try_get::<String, _>("reason").map_err(db_err)?),
+                    at: row::parse_ts(&r.try_get::<String, _>("at").map_err(db_err)?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The status counters (one row per status, kept by every status change).
+    pub(crate) async fn counts(&self) -> StoreResult<Vec<(TaskStatus, u64)>> {
+        let rows = sqlx::query("SELECT status, n FROM task_counts WHERE n > 0")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let s = row::status(&r.try_get::<String, _>("status").map_err(db_err)?)?;
+                let n = r.try_get::<i64, _>("n").map_err(db_err)?;
+                Ok((s, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn token_hash(&self, id: TaskId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar::<_, Option<String>>("SELECT worker_token_hash FROM tasks WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map(Option::flatten)
+            .map_err(db_err)
+    }
+}

@@ -1,0 +1,37 @@
+//! The store conformance suite from `ao_core::store::conformance`, run on SQLite twice: as the
+//! orchestrator opens it (one writer connection) and with eight writer connections, so that
+//! the concurrent cases race inside SQLite and not in one connection's queue.
+
+use std::sync::Arc;
+
+use ao_core::store::TaskStore;
+use ao_store_sqlite::{Connections, SqliteStore};
+use tempfile::TempDir;
+
+async fn open(connections: Connections) -> (Arc<dyn TaskStore>, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open_with(&dir.path().join("t.db"), connections)
+        .await
+        .expect("open store");
+    (Arc::new(store), dir)
+}
+
+async fn one_writer() -> (Arc<dyn TaskStore>, TempDir) {
+    open(Connections::default()).await
+}
+
+async fn many_writers() -> (Arc<dyn TaskStore>, TempDir) {
+    open(Connections {
+        writers: 8,
+        readers: 4,
+    })
+    .await
+}
+
+mod one_writer {
+    ao_core::store_conformance_suite!(super::one_writer);
+}
+
+mod many_writers {
+    ao_core::store_conformance_suite!(super::many_writers);
+}
