@@ -89,11 +89,18 @@ pub async fn start(
                 .context("configuring the Kubernetes client")?;
             let cfg = args.kube.clone().into_config();
             worker_retention = cfg.pod_ttl;
-            let rt = ao_runtime_kube::KubeRuntime::new(client, cfg, store.clone(), events_tx);
-            rt.start();
-            Arc::new(rt)
+            Arc::new(ao_runtime_kube::KubeRuntime::new(
+                client,
+                cfg,
+                store.clone(),
+                events_tx,
+            ))
         }
     };
+    runtime
+        .start()
+        .await
+        .with_context(|| format!("starting the {} runtime", runtime.name()))?;
     // Pods always run the agent worker; local workers may be any command.
     let agent_worker = args.runtime == RuntimeKind::Kubernetes || args.worker_command.is_none();
     let sched_cfg = SchedulerConfig {

@@ -236,12 +236,12 @@ pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeErr
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
         info!("using the in-cluster Kubernetes service account");
-        kube::Config::incluster().map_err(|e| KubeError::Config(e.to_string()))?
+        kube::Config::incluster().map_err(|e| KubeError::Config(e.into()))?
     } else if kubeconfig_file_exists() {
         info!("using the kubeconfig file (KUBECONFIG or ~/.kube/config)");
         kube::Config::from_kubeconfig(&KubeConfigOptions::default())
             .await
-            .map_err(|e| KubeError::Config(e.to_string()))?
+            .map_err(|e| KubeError::Config(e.into()))?
     } else if let Some(b64) = args
         .kubeconfig_base64
         .as_deref()
@@ -250,13 +250,12 @@ pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeErr
         info!("using the kubeconfig from AO_KUBECONFIG");
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
-            .map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
-        let text = String::from_utf8(raw).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
-        let kc =
-            Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
+            .map_err(|e| KubeError::BadKubeconfig(e.into()))?;
+        let text = String::from_utf8(raw).map_err(|e| KubeError::BadKubeconfig(e.into()))?;
+        let kc = Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.into()))?;
         kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
-            .map_err(|e| KubeError::Config(e.to_string()))?
+            .map_err(|e| KubeError::Config(e.into()))?
     } else {
         return Err(KubeError::NoConfig);
     };

@@ -156,7 +156,7 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
 
 /// Delete a pod that will never start; its DELETED event then means nothing.
 async fn delete_stuck(inner: &Inner, task_id: TaskId, rx: &watch::Receiver<Seen>) {
-    if let Some(tx) = inner.tracked.lock().expect("tracked lock").get(&task_id) {
+    if let Some(tx) = inner.tracked.lock().get(&task_id) {
         tx.send_modify(|s| s.stop_requested = true);
     }
     let _ = rx;
@@ -219,6 +219,6 @@ async fn finish(
             RuntimeEvent::Lost { task_id, message }
         }
     };
-    inner.tracked.lock().expect("tracked lock").remove(&task_id);
+    inner.tracked.lock().remove(&task_id);
     let _ = inner.events.send(ev);
 }

@@ -6,6 +6,7 @@
 //! in [`Scheduler::run`] only waits for the next reason to step (a runtime event, a poke from
 //! the API, a deadline or the periodic timer).
 
+mod error;
 mod outcome;
 mod step;
 
@@ -22,6 +23,7 @@ use crate::runtime::{EventReceiver, Runtime};
 use crate::store::TaskStore;
 use crate::task::TaskId;
 
+pub use error::SchedulerError;
 pub use outcome::{SUCCESS_OUTCOMES, StopCause, final_status};
 
 /// Scheduler settings.
@@ -152,7 +154,7 @@ impl Scheduler {
                     break;
                 }
                 Err(e) => {
-                    warn!(error = %e, "recovery failed; retrying");
+                    warn!(error = %e.detail(), "recovery failed; retrying");
                     tokio::select! {
                         _ = &mut shutdown => return,
                         _ = tokio::time::sleep(backoff) => {}

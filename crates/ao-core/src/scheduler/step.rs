@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Active, Scheduler, StopCause, TickReport, final_status};
+use super::{Active, Scheduler, SchedulerError, StopCause, TickReport, final_status};
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::runtime::{Adoption, Callback, ExitInfo, LaunchSpec, RuntimeError, RuntimeEvent};
 use crate::store::{StoreError, StoreResult, Transition};
@@ -32,7 +32,7 @@ impl Scheduler {
 
     /// Settle every task the store says is active: adopt live workers, finish the rest.
     /// Returns how many tasks it looked at.
-    pub async fn recover(&mut self) -> StoreResult<usize> {
+    pub async fn recover(&mut self) -> Result<usize, SchedulerError> {
         let tasks = self.store.active().await?;
         let n = tasks.len();
         for task in tasks {
@@ -42,13 +42,16 @@ impl Scheduler {
         Ok(n)
     }
 
-    async fn recover_one(&mut self, task: Task) -> StoreResult<()> {
+    async fn recover_one(&mut self, task: Task) -> Result<(), SchedulerError> {
         let adoption = match self.runtime.adopt(&task).await {
             Ok(a) => a,
             Err(e) => {
                 // Leave it for the next recovery attempt rather than guess.
-                warn!(task_id = %task.id, error = %e, "could not ask the runtime about this worker");
-                return Err(StoreError::Backend(Box::new(e)));
+                warn!(task_id = %task.id, error = %e.detail(), "could not ask the runtime about this worker");
+                return Err(SchedulerError::Runtime {
+                    task_id: task.id,
+                    source: e,
+                });
             }
         };
         match adoption {
@@ -187,7 +190,7 @@ impl Scheduler {
         for (id, cause) in to_stop {
             info!(task_id = %id, cause = ?cause, "stopping worker");
             if let Err(e) = self.runtime.stop(id, self.cfg.stop_grace).await {
-                warn!(task_id = %id, error = %e, "stopping the worker failed; will retry");
+                warn!(task_id = %id, error = %e.detail(), "stopping the worker failed; will retry");
                 continue;
             }
             if let Some(a) = self.active.get_mut(&id) {
@@ -277,7 +280,8 @@ impl Scheduler {
                 self.launch_backoff_until = None;
                 Ok(Launch::Started)
             }
-            Err(RuntimeError::Unavailable(msg)) => {
+            Err(e @ RuntimeError::Unavailable(_)) => {
+                let msg = e.detail();
                 warn!(task_id = %task.id, error = %msg, backoff_ms = self.launch_backoff.as_millis() as u64, "runtime unavailable; task goes back to the queue");
                 let t = Transition::new(TaskStatus::Queued, Reason::Requeued).message(msg);
                 self.store
@@ -288,9 +292,9 @@ impl Scheduler {
                 Ok(Launch::Requeued)
             }
             Err(e) => {
-                warn!(task_id = %task.id, error = %e, "worker launch failed");
-                let t = Transition::new(TaskStatus::Failed, Reason::LaunchFailed)
-                    .message(e.to_string());
+                warn!(task_id = %task.id, error = %e.detail(), "worker launch failed");
+                let t =
+                    Transition::new(TaskStatus::Failed, Reason::LaunchFailed).message(e.detail());
                 let done = self
                     .store
                     .transition(task.id, TaskStatus::Starting, t)
@@ -317,7 +321,7 @@ impl Scheduler {
         for (_, id) in due {
             match self.runtime.cleanup(id).await {
                 Ok(()) => report.cleaned.push(id),
-                Err(e) => warn!(task_id = %id, error = %e, "worker cleanup failed"),
+                Err(e) => warn!(task_id = %id, error = %e.detail(), "worker cleanup failed"),
             }
         }
     }
@@ -325,7 +329,7 @@ impl Scheduler {
     async fn scan_leftovers(&mut self) {
         let ids = match self.runtime.workers().await {
             Ok(ids) => ids,
-            Err(e) => return warn!(error = %e, "listing workers for cleanup failed"),
+            Err(e) => return warn!(error = %e.detail(), "listing workers for cleanup failed"),
         };
         let retention = chrono::Duration::from_std(self.cfg.worker_retention).unwrap_or_default();
         for id in ids {

@@ -72,7 +72,7 @@ pub fn sim(cfg: SimConfig) -> Sim {
 }
 
 /// A runtime + scheduler over `store` and `sim` (also used to "restart" the orchestrator).
-pub fn orchestrator(
+pub async fn orchestrator(
     sim: &Sim,
     store: Arc<SqliteStore>,
     cfg: SchedulerConfig,
@@ -84,7 +84,7 @@ pub fn orchestrator(
         store.clone(),
         tx,
     ));
-    rt.start();
+    rt.start().await.unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ao_core::metrics::TaskMetrics::register(&mut registry);
     let sched = Scheduler::new(store, rt.clone() as Arc<dyn Runtime>, rx, cfg, metrics);
@@ -96,7 +96,7 @@ pub async fn env_with(cfg: SimConfig, sc: SchedulerConfig) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("ao.db")).await.unwrap());
     let sim = sim(cfg);
-    let (runtime, sched) = orchestrator(&sim, store.clone(), sc);
+    let (runtime, sched) = orchestrator(&sim, store.clone(), sc).await;
     Env {
         sim,
         store,

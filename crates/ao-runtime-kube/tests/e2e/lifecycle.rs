@@ -158,7 +158,7 @@ async fn a_restarted_orchestrator_adopts_running_pods_without_duplicating_logs()
         Some("Succeeded")
     );
 
-    let (_rt, mut sched) = orchestrator(&sim, store.clone(), sched_config());
+    let (_rt, mut sched) = orchestrator(&sim, store.clone(), sched_config()).await;
     assert_eq!(sched.recover().await.unwrap(), 3);
     let f = store.get(finishing).await.unwrap().unwrap();
     assert_eq!(
