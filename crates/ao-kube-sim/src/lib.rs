@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub broadcast_capacity: usize,
     /// Time from scheduling to the container running.
     pub start_delay: Duration,
+    /// How often the kubelet retries a container whose configuration failed to build (a
+    /// referenced Secret or key is missing).
+    pub config_retry: Duration,
     /// How long one second of `activeDeadlineSeconds` lasts (shrink it in tests).
     pub deadline_unit: Duration,
     /// Interval of BOOKMARK events on watches that allow them.
@@ -59,6 +62,7 @@ impl Default for SimConfig {
             history_limit: 10_000,
             broadcast_capacity: 200_000,
             start_delay: Duration::from_millis(20),
+            config_retry: Duration::from_millis(50),
             deadline_unit: Duration::from_secs(1),
             bookmark_interval: Duration::from_secs(2),
             default_behaviour: Behaviour::exit(0, Duration::from_millis(50)),

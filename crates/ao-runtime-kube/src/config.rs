@@ -122,6 +122,16 @@ pub struct KubeArgs {
         default_value_t = 600
     )]
     pub unschedulable_timeout_seconds: u64,
+    /// Seconds a pod's container configuration may fail to build (`CreateContainerConfigError`,
+    /// e.g. the --k8s-secret-name Secret is missing) before the task fails as
+    /// `worker_config_error`. The kubelet retries meanwhile, so a Secret created within this
+    /// time still lets the pod start.
+    #[arg(
+        long = "k8s-config-error-timeout-seconds",
+        env = "AO_K8S_CONFIG_ERROR_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub config_error_timeout_seconds: u64,
     /// A base64-encoded kubeconfig, used when not in a cluster and no kubeconfig file exists.
     #[arg(
         long = "kubeconfig-base64",
@@ -159,6 +169,8 @@ pub struct KubeConfig {
     pub pod_ttl: Duration,
     pub image_pull_limit: Duration,
     pub unschedulable_limit: Duration,
+    /// How long a `CreateContainerConfigError` may last before the task fails.
+    pub config_error_limit: Duration,
     /// Retries of creates and deletes on 429/5xx/transport errors.
     pub retry: RetryPolicy,
     /// How long `adopt` waits for the pod cache to fill before asking the API directly.
@@ -191,6 +203,7 @@ impl Default for KubeConfig {
             pod_ttl: Duration::from_secs(3600),
             image_pull_limit: Duration::from_secs(300),
             unschedulable_limit: Duration::from_secs(600),
+            config_error_limit: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             cache_ready_timeout: Duration::from_secs(30),
             log_drain_timeout: Duration::from_secs(30),
@@ -225,6 +238,7 @@ impl KubeArgs {
             pod_ttl: Duration::from_secs(self.pod_ttl_seconds),
             image_pull_limit: Duration::from_secs(self.image_pull_timeout_seconds),
             unschedulable_limit: Duration::from_secs(self.unschedulable_timeout_seconds),
+            config_error_limit: Duration::from_secs(self.config_error_timeout_seconds),
             ..KubeConfig::default()
         }
     }

@@ -2,6 +2,7 @@
 //! against the Kubernetes API simulator.
 
 mod common;
+mod config_error;
 mod failures;
 mod lifecycle;
 mod podspec;
