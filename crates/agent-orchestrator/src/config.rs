@@ -1,11 +1,18 @@
 //! The server's one typed configuration. Every option is a flag with an `AO_` environment
 //! variable; an optional TOML file (`--config`) supplies defaults for options given neither on
 //! the command line nor in the environment. Precedence: flag > environment > file > default.
+//!
+//! The file is merged into the parser, not into argv: its values replace the built-in
+//! defaults of `serve`'s arguments and the command line is parsed once more, by clap, with
+//! the same value parsers. Nothing looks for a `serve` word in argv, so `tasks submit serve`
+//! stays a task whose prompt is "serve". Combinations a runtime cannot honour are refused at
+//! start-up ([`ServeArgs::check_runtime_flags`]).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, ValueEnum};
 
 use crate::cli::Cli;
 
@@ -74,7 +81,8 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_STOP_GRACE", default_value_t = 10)]
     pub stop_grace: u64,
 
-    /// Seconds a finished worker's files (or pod) are kept before cleanup.
+    /// Seconds a finished worker's files (or pod) are kept before cleanup. With
+    /// `--runtime kubernetes`, `--k8s-pod-ttl-seconds` overrides it when given.
     #[arg(long, env = "AO_WORKER_RETENTION", default_value_t = 3600)]
     pub worker_retention: u64,
 
@@ -105,13 +113,15 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_WORKER_USER")]
     pub worker_user: Option<String>,
 
-    /// URL workers use to reach this server's callback routes. Defaults to the listen
-    /// address (loopback when listening on all interfaces).
+    /// URL workers use to reach this server's callback routes. With the local runtime it
+    /// defaults to the listen address (loopback when listening on all interfaces); with
+    /// `--runtime kubernetes` it is required (pods cannot reach that address).
     #[arg(long, env = "AO_CALLBACK_URL")]
     pub callback_url: Option<String>,
 
     /// Require workers to report a result; a clean exit without one fails the task. Defaults to
-    /// on for the built-in agent worker and off for a custom `--worker-command`.
+    /// on for the built-in agent worker and off for a custom `--worker-command`. Always on with
+    /// `--runtime kubernetes` (pods run the agent worker): `false` is refused there.
     #[arg(long, env = "AO_REQUIRE_RESULT")]
     pub require_result: Option<bool>,
 
@@ -140,73 +150,143 @@ pub enum ConfigError {
     },
     #[error("config file {path}: unknown key `{key}` (keys are the long option names of `serve`)")]
     UnknownKey { path: PathBuf, key: String },
-    #[error("config file {path}: key `{key}` has an unsupported value type")]
-    BadValue { path: PathBuf, key: String },
+    #[error("config file {path}: key `{key}` has an unsupported or invalid value")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        #[source]
+        source: Option<clap::Error>,
+    },
 }
 
-/// Insert `--key=value` for every file setting not already given as a flag or in the
-/// environment, right after the `serve` subcommand.
-pub fn with_file_defaults(mut argv: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    let Some(serve_at) = argv.iter().position(|a| a == "serve") else {
-        return Ok(argv);
+/// A start-up combination of flags that the chosen runtime cannot honour.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    #[error(
+        "--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server"
+    )]
+    KubeNeedsCallbackUrl,
+    #[error(
+        "--require-result=false is not supported with --runtime kubernetes: pods run the agent worker, which always reports a result"
+    )]
+    KubeRequiresResult,
+}
+
+impl ServeArgs {
+    /// Refuse flags whose help would not be true for the chosen runtime.
+    pub fn check_runtime_flags(&self) -> Result<(), FlagError> {
+        if self.runtime != RuntimeKind::Kubernetes {
+            return Ok(());
+        }
+        if self
+            .callback_url
+            .as_deref()
+            .is_none_or(|u| u.trim().is_empty())
+        {
+            return Err(FlagError::KubeNeedsCallbackUrl);
+        }
+        if self.require_result == Some(false) {
+            return Err(FlagError::KubeRequiresResult);
+        }
+        Ok(())
+    }
+
+    /// How long finished workers are kept: `--k8s-pod-ttl-seconds` for pods when given,
+    /// else `--worker-retention`.
+    pub fn worker_retention(&self) -> std::time::Duration {
+        let secs = match self.runtime {
+            RuntimeKind::Kubernetes => self.kube.pod_ttl_seconds.unwrap_or(self.worker_retention),
+            RuntimeKind::Local => self.worker_retention,
+        };
+        std::time::Duration::from_secs(secs)
+    }
+}
+
+/// Why the command line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Usage errors, `--help` and `--version`: clap prints and exits.
+    #[error(transparent)]
+    Usage(#[from] clap::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Parse `argv`. For `serve`, the TOML file named by `--config` / `AO_CONFIG` supplies the
+/// defaults of the options given neither on the command line nor in the environment.
+pub fn parse_cli<I, T>(argv: I) -> Result<Cli, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    let matches = Cli::command().try_get_matches_from(&argv)?;
+    let config = match matches.subcommand() {
+        Some(("serve", serve)) => serve.get_one::<PathBuf>("config").cloned(),
+        _ => None,
     };
-    let path = config_path(&argv[serve_at + 1..])
-        .or_else(|| std::env::var_os("AO_CONFIG").map(PathBuf::from));
-    let Some(path) = path else { return Ok(argv) };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
+    let Some(path) = config else {
+        return Ok(Cli::from_arg_matches(&matches)?);
+    };
+    let defaults = file_defaults(&path)?;
+    let cmd = Cli::command().mut_subcommand("serve", |mut serve| {
+        for (id, values) in defaults {
+            serve = serve.mut_arg(id, |a| a.default_values(values));
+        }
+        serve
+    });
+    let matches = cmd.try_get_matches_from(&argv)?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+/// The file's settings as (argument id, values), each value checked by the argument's own
+/// parser so that a bad one is reported against the file.
+fn file_defaults(path: &std::path::Path) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
         source,
     })?;
     let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     let cmd = Cli::command();
-    let serve = cmd.find_subcommand("serve").expect("serve subcommand");
-    let mut extra = Vec::new();
+    let serve = cmd
+        .find_subcommand("serve")
+        .expect("the serve subcommand exists");
+    let mut out = Vec::new();
     for (key, value) in table {
         let long = key.replace('_', "-");
         let arg = serve
             .get_arguments()
             .find(|a| a.get_long() == Some(long.as_str()) && long != "config")
             .ok_or_else(|| ConfigError::UnknownKey {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 key: key.clone(),
             })?;
-        let on_cli = argv[serve_at + 1..]
-            .iter()
-            .any(|a| a == &format!("--{long}") || a.starts_with(&format!("--{long}=")));
-        let in_env = arg.get_env().is_some_and(|e| std::env::var_os(e).is_some());
-        if on_cli || in_env {
-            continue;
-        }
+        let bad = |source: Option<clap::Error>| ConfigError::BadValue {
+            path: path.to_path_buf(),
+            key: key.clone(),
+            source,
+        };
         let values = match value {
             toml::Value::Array(items) => items.into_iter().map(scalar).collect::<Option<Vec<_>>>(),
             v => scalar(v).map(|s| vec![s]),
         }
-        .ok_or_else(|| ConfigError::BadValue {
-            path: path.clone(),
-            key: key.clone(),
-        })?;
-        for v in values {
-            extra.push(format!("--{long}={v}"));
+        .ok_or_else(|| bad(None))?;
+        // The argument alone, parsing each value as it would on the command line.
+        let probe = clap::Command::new("serve")
+            .no_binary_name(true)
+            .arg(arg.clone().env(None::<&str>));
+        for v in &values {
+            probe
+                .clone()
+                .try_get_matches_from([format!("--{long}={v}")])
+                .map_err(|e| bad(Some(e)))?;
         }
+        out.push((arg.get_id().to_string(), values));
     }
-    argv.splice(serve_at + 1..serve_at + 1, extra);
-    Ok(argv)
-}
-
-fn config_path(args: &[String]) -> Option<PathBuf> {
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(p) = a.strip_prefix("--config=") {
-            return Some(PathBuf::from(p));
-        }
-    }
-    None
+    Ok(out)
 }
 
 fn scalar(v: toml::Value) -> Option<String> {
@@ -222,9 +302,13 @@ fn scalar(v: toml::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Command;
 
-    fn argv(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
+    fn serve(argv: &[&str]) -> ServeArgs {
+        match parse_cli(argv).unwrap().command {
+            Command::Serve(s) => *s,
+            other => panic!("parsed as {other:?}"),
+        }
     }
 
     #[test]
@@ -233,30 +317,32 @@ mod tests {
         let f = dir.path().join("c.toml");
         std::fs::write(
             &f,
-            "max-concurrency = 7\nmax_queued = 9\nworker-arg = [\"a\", \"b\"]\n",
+            "max-concurrency = 7\nmax_queued = 9\nworker-arg = [\"a\", \"b\"]\nrequire-result = true\n",
         )
         .unwrap();
-        let out = with_file_defaults(argv(&[
-            "ao",
-            "serve",
-            "--config",
-            f.to_str().unwrap(),
-            "--max-queued",
-            "3",
-        ]))
-        .unwrap();
-        assert!(out.contains(&"--max-concurrency=7".to_string()));
-        assert!(!out.iter().any(|a| a == "--max-queued=9"));
-        assert!(
-            out.contains(&"--worker-arg=a".to_string())
-                && out.contains(&"--worker-arg=b".to_string())
-        );
-        let cli = <Cli as clap::Parser>::try_parse_from(out).unwrap();
-        let crate::cli::Command::Serve(s) = cli.command else {
-            panic!()
-        };
+        let path = f.to_str().unwrap();
+        let s = serve(&["ao", "serve", "--config", path, "--max-queued", "3"]);
         assert_eq!((s.max_concurrency, s.max_queued), (7, 3));
         assert_eq!(s.worker_args, vec!["a", "b"]);
+        assert_eq!(s.require_result, Some(true));
+        // A global flag before the subcommand does not hide it.
+        let s = serve(&["ao", "--log-format", "json", "serve", "--config", path]);
+        assert_eq!((s.max_concurrency, s.max_queued), (7, 9));
+        // A repeated flag on the command line replaces the file's list.
+        let s = serve(&["ao", "serve", "--config", path, "--worker-arg", "c"]);
+        assert_eq!(s.worker_args, vec!["c"]);
+    }
+
+    #[test]
+    fn other_subcommands_are_never_touched_by_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max-concurrency = 7\n").unwrap();
+        let cli = parse_cli(["ao", "tasks", "submit", "serve"]).unwrap();
+        let Command::Tasks(t) = cli.command else {
+            panic!("not parsed as tasks")
+        };
+        assert!(format!("{t:?}").contains("\"serve\""), "{t:?}");
     }
 
     #[test]
@@ -265,12 +351,61 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
+    fn unknown_keys_and_bad_values_are_refused_naming_the_file_key() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
         std::fs::write(&f, "max-concurency = 7\n").unwrap();
-        let err = with_file_defaults(argv(&["ao", "serve", "--config", f.to_str().unwrap()]))
-            .unwrap_err();
+        let path = f.to_str().unwrap();
+        let err = parse_cli(["ao", "serve", "--config", path]).unwrap_err();
         assert!(err.to_string().contains("max-concurency"), "{err}");
+        std::fs::write(&f, "max-concurrency = \"many\"\n").unwrap();
+        let err = parse_cli(["ao", "serve", "--config", path]).unwrap_err();
+        assert!(
+            matches!(&err, CliError::Config(ConfigError::BadValue { key, .. }) if key == "max-concurrency"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_refuses_flags_it_cannot_honour() {
+        let kube = ["ao", "serve", "--runtime", "kubernetes"];
+        let err = serve(&kube).check_runtime_flags().unwrap_err();
+        assert!(matches!(err, FlagError::KubeNeedsCallbackUrl), "{err}");
+        let with_cb = [&kube[..], &["--callback-url", "http://ao.agents.svc:8080"]].concat();
+        assert!(serve(&with_cb).check_runtime_flags().is_ok());
+        let no_result = [&with_cb[..], &["--require-result=false"]].concat();
+        let err = serve(&no_result).check_runtime_flags().unwrap_err();
+        assert!(matches!(err, FlagError::KubeRequiresResult), "{err}");
+        assert!(err.to_string().contains("--require-result=false"));
+        // The local runtime takes both as its help says.
+        assert!(
+            serve(&["ao", "serve", "--require-result=false"])
+                .check_runtime_flags()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn worker_retention_applies_to_pods_unless_the_pod_ttl_is_given() {
+        let kube = [
+            "ao",
+            "serve",
+            "--runtime",
+            "kubernetes",
+            "--worker-retention",
+            "60",
+        ];
+        assert_eq!(serve(&kube).worker_retention().as_secs(), 60);
+        let ttl = [&kube[..], &["--k8s-pod-ttl-seconds", "5"]].concat();
+        assert_eq!(serve(&ttl).worker_retention().as_secs(), 5);
+        let local = [
+            "ao",
+            "serve",
+            "--worker-retention",
+            "60",
+            "--k8s-pod-ttl-seconds",
+            "5",
+        ];
+        assert_eq!(serve(&local).worker_retention().as_secs(), 60);
     }
 }

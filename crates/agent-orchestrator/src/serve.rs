@@ -65,13 +65,14 @@ pub async fn start(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    args.check_runtime_flags()?;
     let addr = listener.local_addr()?;
     let store = open_store(&args).await?;
     let mut registry = Registry::default();
     let metrics = TaskMetrics::register(&mut registry);
     let http_metrics = ao_api::telemetry::HttpMetrics::register(&mut registry);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut worker_retention = Duration::from_secs(args.worker_retention);
+    let worker_retention = args.worker_retention();
     let runtime: Arc<dyn Runtime> = match args.runtime {
         RuntimeKind::Local => Arc::new(LocalRuntime::new(
             local_config(&args)?,
@@ -79,16 +80,10 @@ pub async fn start(
             events_tx,
         )?),
         RuntimeKind::Kubernetes => {
-            if args.callback_url.is_none() {
-                bail!(
-                    "--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server"
-                );
-            }
             let client = ao_runtime_kube::client_from_config(&args.kube)
                 .await
                 .context("configuring the Kubernetes client")?;
             let cfg = args.kube.clone().into_config();
-            worker_retention = cfg.pod_ttl;
             Arc::new(ao_runtime_kube::KubeRuntime::new(
                 client,
                 cfg,

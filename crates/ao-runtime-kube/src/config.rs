@@ -102,12 +102,9 @@ pub struct KubeArgs {
           value_parser = clap::value_parser!(i64).range(1..))]
     pub run_as_user: i64,
     /// Seconds a finished worker pod is kept (for `kubectl logs`) before it is deleted.
-    #[arg(
-        long = "k8s-pod-ttl-seconds",
-        env = "AO_K8S_POD_TTL_SECONDS",
-        default_value_t = 3600
-    )]
-    pub pod_ttl_seconds: u64,
+    /// Defaults to --worker-retention; when given, it overrides it for pods.
+    #[arg(long = "k8s-pod-ttl-seconds", env = "AO_K8S_POD_TTL_SECONDS")]
+    pub pod_ttl_seconds: Option<u64>,
     /// Seconds a pod may fail to pull its image before the task fails as `image_pull_failed`.
     #[arg(
         long = "k8s-image-pull-timeout-seconds",
@@ -164,9 +161,6 @@ pub struct KubeConfig {
     pub anthropic_base_url: Option<String>,
     pub resources: Resources,
     pub run_as_user: i64,
-    /// How long finished pods are kept. The runtime does not act on it: the lead sets the
-    /// scheduler's `worker_retention` to it, and the scheduler calls `cleanup` when it passes.
-    pub pod_ttl: Duration,
     pub image_pull_limit: Duration,
     pub unschedulable_limit: Duration,
     /// How long a `CreateContainerConfigError` may last before the task fails.
@@ -200,7 +194,6 @@ impl Default for KubeConfig {
                 ephemeral_storage_limit: "10Gi".into(),
             },
             run_as_user: 10001,
-            pod_ttl: Duration::from_secs(3600),
             image_pull_limit: Duration::from_secs(300),
             unschedulable_limit: Duration::from_secs(600),
             config_error_limit: Duration::from_secs(30),
@@ -235,7 +228,6 @@ impl KubeArgs {
                 ephemeral_storage_limit: self.ephemeral_storage_limit,
             },
             run_as_user: self.run_as_user,
-            pod_ttl: Duration::from_secs(self.pod_ttl_seconds),
             image_pull_limit: Duration::from_secs(self.image_pull_timeout_seconds),
             unschedulable_limit: Duration::from_secs(self.unschedulable_timeout_seconds),
             config_error_limit: Duration::from_secs(self.config_error_timeout_seconds),
