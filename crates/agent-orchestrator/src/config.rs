@@ -120,8 +120,9 @@ pub struct ServeArgs {
     pub callback_url: Option<String>,
 
     /// Require workers to report a result; a clean exit without one fails the task. Defaults to
-    /// on for the built-in agent worker and off for a custom `--worker-command`. Always on with
-    /// `--runtime kubernetes` (pods run the agent worker): `false` is refused there.
+    /// on for the built-in agent worker and with `--runtime kubernetes` (pods run the agent
+    /// worker, whatever `--worker-command` says), off for a local custom `--worker-command`.
+    /// An explicit `true` or `false` applies to either runtime.
     #[arg(long, env = "AO_REQUIRE_RESULT")]
     pub require_result: Option<bool>,
 
@@ -166,10 +167,6 @@ pub enum FlagError {
         "--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server"
     )]
     KubeNeedsCallbackUrl,
-    #[error(
-        "--require-result=false is not supported with --runtime kubernetes: pods run the agent worker, which always reports a result"
-    )]
-    KubeRequiresResult,
 }
 
 impl ServeArgs {
@@ -185,10 +182,13 @@ impl ServeArgs {
         {
             return Err(FlagError::KubeNeedsCallbackUrl);
         }
-        if self.require_result == Some(false) {
-            return Err(FlagError::KubeRequiresResult);
-        }
         Ok(())
+    }
+
+    /// Whether a clean exit without a result fails the task (see `--require-result`).
+    pub fn require_result(&self) -> bool {
+        let agent_worker = self.runtime == RuntimeKind::Kubernetes || self.worker_command.is_none();
+        self.require_result.unwrap_or(agent_worker)
     }
 
     /// How long finished workers are kept: `--k8s-pod-ttl-seconds` for pods when given,
@@ -373,16 +373,24 @@ mod tests {
         assert!(matches!(err, FlagError::KubeNeedsCallbackUrl), "{err}");
         let with_cb = [&kube[..], &["--callback-url", "http://ao.agents.svc:8080"]].concat();
         assert!(serve(&with_cb).check_runtime_flags().is_ok());
-        let no_result = [&with_cb[..], &["--require-result=false"]].concat();
-        let err = serve(&no_result).check_runtime_flags().unwrap_err();
-        assert!(matches!(err, FlagError::KubeRequiresResult), "{err}");
-        assert!(err.to_string().contains("--require-result=false"));
-        // The local runtime takes both as its help says.
+        assert!(serve(&["ao", "serve"]).check_runtime_flags().is_ok());
+    }
+
+    #[test]
+    fn require_result_defaults_as_its_help_says() {
+        let kube = ["ao", "serve", "--runtime", "kubernetes"];
+        assert!(serve(&kube).require_result(), "on for pods");
         assert!(
-            serve(&["ao", "serve", "--require-result=false"])
-                .check_runtime_flags()
-                .is_ok()
+            serve(&["ao", "serve"]).require_result(),
+            "on for the agent worker"
         );
+        let custom = ["ao", "serve", "--worker-command", "/bin/true"];
+        assert!(
+            !serve(&custom).require_result(),
+            "off for a custom local worker"
+        );
+        let off = [&kube[..], &["--require-result", "false"]].concat();
+        assert!(!serve(&off).require_result(), "an explicit false applies");
     }
 
     #[test]

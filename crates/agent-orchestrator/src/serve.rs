@@ -96,13 +96,11 @@ pub async fn start(
         .start()
         .await
         .with_context(|| format!("starting the {} runtime", runtime.name()))?;
-    // Pods always run the agent worker; local workers may be any command.
-    let agent_worker = args.runtime == RuntimeKind::Kubernetes || args.worker_command.is_none();
     let sched_cfg = SchedulerConfig {
         max_concurrency: args.max_concurrency as usize,
         stop_grace: Duration::from_secs(args.stop_grace),
         worker_retention,
-        require_result: args.require_result.unwrap_or(agent_worker),
+        require_result: args.require_result(),
         callback_url: Some(
             args.callback_url
                 .clone()
