@@ -236,16 +236,59 @@ impl KubeArgs {
     }
 }
 
+/// Where an API client configuration may come from, besides `AO_KUBECONFIG`. Read from the
+/// process environment by [`ClientSources::from_env`]; tests pass their own so that the
+/// machine's files (`~/.kube/config`) never change what they check.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSources {
+    /// Running in a cluster (`KUBERNETES_SERVICE_HOST` is set): use the service account.
+    pub in_cluster: bool,
+    /// Kubeconfig files that exist: those of `KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig_files: Vec<std::path::PathBuf>,
+}
+
+impl ClientSources {
+    pub fn from_env() -> Self {
+        let kubeconfig_files = match std::env::var_os("KUBECONFIG") {
+            Some(paths) => std::env::split_paths(&paths).collect(),
+            None => std::env::var_os("HOME")
+                .map(|h| vec![std::path::Path::new(&h).join(".kube/config")])
+                .unwrap_or_default(),
+        };
+        ClientSources {
+            in_cluster: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            kubeconfig_files: kubeconfig_files
+                .into_iter()
+                .filter(|p| p.is_file())
+                .collect(),
+        }
+    }
+}
+
 /// Build the API client: 1. the in-cluster service account, 2. `KUBECONFIG` or
 /// `~/.kube/config`, 3. `AO_KUBECONFIG` (a base64-encoded kubeconfig).
 pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeError> {
+    client_from_sources(args, &ClientSources::from_env()).await
+}
+
+/// [`client_from_config`] with the sources given.
+pub async fn client_from_sources(
+    args: &KubeArgs,
+    sources: &ClientSources,
+) -> Result<kube::Client, KubeError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+    let options = KubeConfigOptions::default();
+    let config = if sources.in_cluster {
         info!("using the in-cluster Kubernetes service account");
         kube::Config::incluster().map_err(|e| KubeError::Config(e.into()))?
-    } else if kubeconfig_file_exists() {
+    } else if let Some((first, rest)) = sources.kubeconfig_files.split_first() {
         info!("using the kubeconfig file (KUBECONFIG or ~/.kube/config)");
-        kube::Config::from_kubeconfig(&KubeConfigOptions::default())
+        let mut kc = Kubeconfig::read_from(first).map_err(|e| KubeError::Config(e.into()))?;
+        for path in rest {
+            let next = Kubeconfig::read_from(path).map_err(|e| KubeError::Config(e.into()))?;
+            kc = kc.merge(next).map_err(|e| KubeError::Config(e.into()))?;
+        }
+        kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| KubeError::Config(e.into()))?
     } else if let Some(b64) = args
@@ -259,20 +302,11 @@ pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeErr
             .map_err(|e| KubeError::BadKubeconfig(e.into()))?;
         let text = String::from_utf8(raw).map_err(|e| KubeError::BadKubeconfig(e.into()))?;
         let kc = Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.into()))?;
-        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| KubeError::Config(e.into()))?
     } else {
         return Err(KubeError::NoConfig);
     };
     kube::Client::try_from(config).map_err(KubeError::Api)
-}
-
-fn kubeconfig_file_exists() -> bool {
-    if let Some(paths) = std::env::var_os("KUBECONFIG") {
-        return std::env::split_paths(&paths).any(|p| p.is_file());
-    }
-    std::env::var_os("HOME")
-        .map(|h| std::path::Path::new(&h).join(".kube/config").is_file())
-        .unwrap_or(false)
 }

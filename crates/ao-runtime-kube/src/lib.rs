@@ -21,6 +21,8 @@ pub mod runtime;
 mod supervisor;
 mod watch;
 
-pub use config::{KubeArgs, KubeConfig, Resources, client_from_config};
+pub use config::{
+    ClientSources, KubeArgs, KubeConfig, Resources, client_from_config, client_from_sources,
+};
 pub use error::{KubeError, RetryPolicy};
 pub use runtime::KubeRuntime;
