@@ -61,6 +61,9 @@ async fn a_config_file_does_not_change_how_tasks_submit_parses() {
     app.stop().await;
 }
 
+/// Arguments, environment, and the listen address `serve` should end up with.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 /// `serve` refuses a non-loopback listen address without tokens, naming the address: which
 /// address it names shows which source won.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +71,7 @@ async fn serve_takes_the_file_unless_env_or_flags_say_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(dir.path(), "listen = \"0.0.0.0:1\"\n");
     let cfg = cfg.to_str().unwrap();
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [Case; 4] = [
         (&["serve", "--config", cfg], &[], "0.0.0.0:1"),
         (&["serve"], &[("AO_CONFIG", cfg)], "0.0.0.0:1"),
         (
