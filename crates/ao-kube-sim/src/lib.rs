@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
-pub use faults::{Faults, Recorded};
+pub use faults::{Access, Faults, Recorded};
 pub use kubelet::{Behaviour, Step};
 pub use state::ChangeKind;
 
@@ -134,6 +134,14 @@ impl Sim {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.requests.lock().expect("requests lock").clone()
+    }
+
+    /// The RBAC attributes (verb, resource, namespace) of every resource request so far.
+    pub fn accesses(&self) -> Vec<Access> {
+        self.requests()
+            .iter()
+            .filter_map(Recorded::access)
+            .collect()
     }
 
     pub fn clear_requests(&self) {

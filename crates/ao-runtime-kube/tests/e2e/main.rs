@@ -7,4 +7,5 @@ mod failures;
 mod lifecycle;
 mod podspec;
 mod process;
+mod rbac;
 mod resilience;
