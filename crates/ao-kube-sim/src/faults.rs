@@ -148,6 +148,7 @@ pub(crate) async fn layer(State(sim): State<Sim>, req: Request, next: Next) -> R
             query: parts.uri.query().unwrap_or_default().to_string(),
             body: bytes.to_vec(),
         });
+    sim.touch();
     let (latency, failure) = {
         let mut f = sim.faults();
         (f.latency, f.failure())

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub requests: Mutex<Vec<Recorded>>,
     /// Bumped to cut every open watch stream.
     pub cut: tokio::sync::watch::Sender<u64>,
+    /// Bumped on every request and every pod change, for [`Sim::until`].
+    pub activity: tokio::sync::watch::Sender<u64>,
 }
 
 /// A handle on one simulated API server. Cheap to clone.
@@ -96,6 +98,7 @@ impl Sim {
                 faults: Mutex::new(Faults::default()),
                 requests: Mutex::new(Vec::new()),
                 cut: tokio::sync::watch::channel(0).0,
+                activity: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -134,6 +137,31 @@ impl Sim {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Wait until `cond` holds, checking it again after every request and pod change (no
+    /// polling, no sleeps). Bound it with `tokio::time::timeout`.
+    pub async fn until(&self, mut cond: impl FnMut(&Sim) -> bool) {
+        let mut activity = self.inner.activity.subscribe();
+        let mut pods = self.lock().events.subscribe();
+        loop {
+            activity.borrow_and_update();
+            if cond(self) {
+                return;
+            }
+            tokio::select! {
+                _ = activity.changed() => {}
+                r = pods.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        self.inner.activity.send_modify(|n| *n += 1);
     }
 
     /// The RBAC attributes (verb, resource, namespace) of every resource request so far.

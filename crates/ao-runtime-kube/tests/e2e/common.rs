@@ -192,3 +192,33 @@ pub fn script(lines: &[&str], sleep_ms: u64, code: i32) -> Behaviour {
     s.push(Step::Exit(code));
     Behaviour::Script(s)
 }
+
+/// Wait (no sleeps) until `cond` holds in the simulator, re-checked on every request and pod
+/// change; fail after `limit`.
+pub async fn sim_until(sim: &Sim, limit: Duration, cond: impl FnMut(&Sim) -> bool) {
+    tokio::time::timeout(limit, sim.until(cond))
+        .await
+        .unwrap_or_else(|_| panic!("simulator condition not reached within {limit:?}"));
+}
+
+/// The pod's phase in the simulator, if the pod exists.
+pub fn phase(sim: &Sim, name: &str) -> Option<String> {
+    sim.pod(NS, name)?.status?.phase
+}
+
+/// Tick until the task has at least `n` stored log lines.
+pub async fn tick_until_logged(sched: &mut Scheduler, store: &SqliteStore, id: TaskId, n: usize) {
+    let start = Instant::now();
+    loop {
+        sched.tick().await.unwrap();
+        if log_lines(store, id).await.len() >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "task {id} did not log {n} lines"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
