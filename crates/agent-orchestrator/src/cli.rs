@@ -56,11 +56,12 @@ impl Cli {
     /// Parse the command line, filling options not given on it or in the environment from
     /// the TOML file named by `--config` / `AO_CONFIG`.
     pub fn parse_with_config_file() -> Self {
-        let argv: Vec<String> = std::env::args().collect();
-        match crate::config::with_file_defaults(argv) {
-            Ok(argv) => Cli::parse_from(argv),
-            Err(e) => {
-                eprintln!("agent-orchestrator: {e}");
+        match crate::config::parse_cli(std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(crate::config::CliError::Usage(e)) => e.exit(),
+            Err(crate::config::CliError::Config(e)) => {
+                let detail = ao_core::runtime::error_chain(&e);
+                eprintln!("agent-orchestrator: {detail}");
                 std::process::exit(2);
             }
         }

@@ -65,13 +65,14 @@ pub async fn start(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    args.check_runtime_flags()?;
     let addr = listener.local_addr()?;
     let store = open_store(&args).await?;
     let mut registry = Registry::default();
     let metrics = TaskMetrics::register(&mut registry);
     let http_metrics = ao_api::telemetry::HttpMetrics::register(&mut registry);
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut worker_retention = Duration::from_secs(args.worker_retention);
+    let worker_retention = args.worker_retention();
     let runtime: Arc<dyn Runtime> = match args.runtime {
         RuntimeKind::Local => Arc::new(LocalRuntime::new(
             local_config(&args)?,
@@ -79,28 +80,27 @@ pub async fn start(
             events_tx,
         )?),
         RuntimeKind::Kubernetes => {
-            if args.callback_url.is_none() {
-                bail!(
-                    "--runtime kubernetes needs --callback-url (AO_CALLBACK_URL): the URL worker pods use to reach this server"
-                );
-            }
             let client = ao_runtime_kube::client_from_config(&args.kube)
                 .await
                 .context("configuring the Kubernetes client")?;
             let cfg = args.kube.clone().into_config();
-            worker_retention = cfg.pod_ttl;
-            let rt = ao_runtime_kube::KubeRuntime::new(client, cfg, store.clone(), events_tx);
-            rt.start();
-            Arc::new(rt)
+            Arc::new(ao_runtime_kube::KubeRuntime::new(
+                client,
+                cfg,
+                store.clone(),
+                events_tx,
+            ))
         }
     };
-    // Pods always run the agent worker; local workers may be any command.
-    let agent_worker = args.runtime == RuntimeKind::Kubernetes || args.worker_command.is_none();
+    runtime
+        .start()
+        .await
+        .with_context(|| format!("starting the {} runtime", runtime.name()))?;
     let sched_cfg = SchedulerConfig {
         max_concurrency: args.max_concurrency as usize,
         stop_grace: Duration::from_secs(args.stop_grace),
         worker_retention,
-        require_result: args.require_result.unwrap_or(agent_worker),
+        require_result: args.require_result(),
         callback_url: Some(
             args.callback_url
                 .clone()

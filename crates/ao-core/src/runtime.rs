@@ -80,22 +80,67 @@ pub enum Adoption {
     NotFound,
 }
 
+/// The cause of a [`RuntimeError`]: whatever the runtime's own layer failed with (a Kubernetes
+/// API error, an I/O error, or a plain message), kept whole so the chain survives.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a runtime call failed. The variant says what the scheduler does about it; the source
+/// is the cause, kept as an error (not flattened into a string) so callers can walk or
+/// downcast the chain. [`RuntimeError::detail`] renders the whole chain for a person.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// A passing failure (API unreachable, throttled): the task goes back to the queue.
-    #[error("runtime temporarily unavailable: {0}")]
-    Unavailable(String),
+    #[error("runtime temporarily unavailable")]
+    Unavailable(#[source] BoxError),
     /// The worker cannot be created for this task.
-    #[error("worker launch failed: {0}")]
-    Launch(String),
-    #[error("runtime error: {0}")]
-    Other(String),
+    #[error("worker launch failed")]
+    Launch(#[source] BoxError),
+    #[error("runtime error")]
+    Other(#[source] BoxError),
+}
+
+impl RuntimeError {
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        RuntimeError::Unavailable(cause.into())
+    }
+
+    pub fn launch(cause: impl Into<BoxError>) -> Self {
+        RuntimeError::Launch(cause.into())
+    }
+
+    pub fn other(cause: impl Into<BoxError>) -> Self {
+        RuntimeError::Other(cause.into())
+    }
+
+    /// The error and every cause below it, joined by `: ` (for task messages and logs).
+    pub fn detail(&self) -> String {
+        error_chain(self)
+    }
+}
+
+/// An error and every cause below it, joined by `: `.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// `local`, `kubernetes`.
     fn name(&self) -> &'static str;
+
+    /// Start what the runtime runs in the background (a Kubernetes pod watch, say). Called
+    /// once, at start-up, before any other method; a runtime with nothing to start keeps
+    /// the default.
+    async fn start(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
 
     /// Refuse, at admission, a task this runtime could never run (e.g. too large for a pod).
     fn admit(&self, _spec: &TaskSpec) -> Result<(), ValidationError> {
@@ -124,4 +169,29 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Remove a finished worker's resources. Its output is already in the store.
     async fn cleanup(&self, task_id: TaskId) -> Result<(), RuntimeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_keep_their_cause_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = RuntimeError::unavailable(io);
+        let source = std::error::Error::source(&e).expect("a source");
+        let io = source
+            .downcast_ref::<std::io::Error>()
+            .expect("the cause is the original error, not a string");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(e.to_string(), "runtime temporarily unavailable");
+        assert_eq!(
+            e.detail(),
+            "runtime temporarily unavailable: connection refused"
+        );
+        assert_eq!(
+            RuntimeError::launch("no image").detail(),
+            "worker launch failed: no image"
+        );
+    }
 }

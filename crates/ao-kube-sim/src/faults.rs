@@ -1,5 +1,5 @@
 //! Request recording and fault injection: every request is recorded (method, path, query,
-//! body) for assertions and request counting; then faults apply — added latency, 5xx/429
+//! body) for assertions, request counting and RBAC checks ([`Recorded::access`]); then faults apply — added latency, 5xx/429
 //! answers (the next N, or a seeded probability), an unreachable server, cut watches and
 //! `410 Gone` on watch resumes.
 
@@ -26,11 +26,55 @@ pub struct Recorded {
     pub body: Vec<u8>,
 }
 
+/// What a request needs from RBAC: its verb, resource (with subresource, `pods/log`) and
+/// namespace, as the API server's authorizer derives them from the method and path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Access {
+    pub verb: String,
+    pub resource: String,
+    /// `None` for cluster-scoped requests.
+    pub namespace: Option<String>,
+}
+
 impl Recorded {
     pub fn is_watch(&self) -> bool {
         self.query
             .split('&')
             .any(|p| p == "watch=true" || p == "watch=1")
+    }
+
+    /// The RBAC request attributes of a resource request; `None` for discovery (`/api`,
+    /// `/apis`, `/api/v1`), which every authenticated client may read.
+    pub fn access(&self) -> Option<Access> {
+        let rest = self.path.strip_prefix("/api/v1/")?;
+        let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+        let (namespace, parts) = match parts.as_slice() {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            other => (None, other),
+        };
+        let (resource, named) = match parts {
+            [r] => (r.to_string(), false),
+            [r, _name] => (r.to_string(), true),
+            [r, _name, sub] => (format!("{r}/{sub}"), true),
+            _ => return None,
+        };
+        let verb = match (self.method.as_str(), named) {
+            ("GET", false) if self.is_watch() => "watch",
+            ("GET", false) => "list",
+            ("GET", true) if self.is_watch() => "watch",
+            ("GET", true) => "get",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", false) => "deletecollection",
+            ("DELETE", true) => "delete",
+            _ => return None,
+        };
+        Some(Access {
+            verb: verb.into(),
+            resource,
+            namespace,
+        })
     }
 }
 
@@ -104,6 +148,7 @@ pub(crate) async fn layer(State(sim): State<Sim>, req: Request, next: Next) -> R
             query: parts.uri.query().unwrap_or_default().to_string(),
             body: bytes.to_vec(),
         });
+    sim.touch();
     let (latency, failure) = {
         let mut f = sim.faults();
         (f.latency, f.failure())
@@ -163,5 +208,55 @@ impl Service<http::Request<kube::client::Body>> for SimService {
                 Err(e) => match e {},
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(method: &str, path: &str, query: &str) -> Option<(String, String, Option<String>)> {
+        let r = Recorded {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            body: Vec::new(),
+        };
+        r.access().map(|a| (a.verb, a.resource, a.namespace))
+    }
+
+    #[test]
+    fn requests_map_to_rbac_attributes() {
+        let ns = Some("agents".to_string());
+        let a = |v: &str, r: &str| Some((v.to_string(), r.to_string(), ns.clone()));
+        let pods = "/api/v1/namespaces/agents/pods";
+        assert_eq!(access("GET", pods, "labelSelector=x"), a("list", "pods"));
+        assert_eq!(
+            access("GET", pods, "watch=true&resourceVersion=5"),
+            a("watch", "pods")
+        );
+        assert_eq!(access("POST", pods, ""), a("create", "pods"));
+        assert_eq!(access("GET", &format!("{pods}/p"), ""), a("get", "pods"));
+        assert_eq!(
+            access("DELETE", &format!("{pods}/p"), ""),
+            a("delete", "pods")
+        );
+        assert_eq!(access("DELETE", pods, ""), a("deletecollection", "pods"));
+        assert_eq!(
+            access("GET", &format!("{pods}/p/log"), "follow=true"),
+            a("get", "pods/log")
+        );
+        assert_eq!(
+            access("PATCH", &format!("{pods}/p/status"), ""),
+            a("patch", "pods/status")
+        );
+        let secrets = "/api/v1/namespaces/agents/secrets";
+        assert_eq!(access("POST", secrets, ""), a("create", "secrets"));
+        assert_eq!(
+            access("GET", "/api/v1/namespaces", ""),
+            Some(("list".into(), "namespaces".into(), None))
+        );
+        assert_eq!(access("GET", "/api", ""), None);
+        assert_eq!(access("GET", "/api/v1", ""), None);
     }
 }

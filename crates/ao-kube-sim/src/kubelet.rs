@@ -1,5 +1,6 @@
 //! The simulated kubelet: one task per pod that moves it Pending → Running →
-//! Succeeded/Failed as its [`Behaviour`] says, enforces `activeDeadlineSeconds`, honours
+//! Succeeded/Failed as its [`Behaviour`] says, holds it in `CreateContainerConfigError` while
+//! a Secret its environment needs is missing (retrying, as the kubelet does), enforces `activeDeadlineSeconds`, honours
 //! deletion (stop the container within the grace period, then remove the object) and writes
 //! the container's output to the pod log.
 
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::Sim;
 use crate::logs::LogBuf;
-use crate::objects::{mutate_pod, now, remove_pod};
+use crate::objects::{mutate_pod, now, remove_pod, secret_value};
 
 /// One step of a scripted container.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +181,31 @@ pub async fn run(
         killed(&mut kill).await;
         return remove_pod(&sim, &ns, &name);
     }
+    // Like the kubelet, retry building the container's configuration until the Secrets it
+    // references exist (`CreateContainerConfigError` meanwhile).
+    let mut reported: Option<String> = None;
+    while let Some(msg) = sim
+        .pod(&ns, &name)
+        .and_then(|p| missing_config(&sim, &ns, &p))
+    {
+        if reported.as_deref() != Some(msg.as_str()) {
+            mutate_pod(&sim, &ns, &name, |p| {
+                let waiting = ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("CreateContainerConfigError".into()),
+                        message: Some(msg.clone()),
+                    }),
+                    ..Default::default()
+                };
+                set_container(p, waiting, false);
+            });
+            reported = Some(msg);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sim.inner.cfg.config_retry) => {}
+            _ = killed(&mut kill) => return remove_pod(&sim, &ns, &name),
+        }
+    }
     let pod = sim.pod(&ns, &name);
     let deadline = pod
         .as_ref()
@@ -251,6 +277,38 @@ pub async fn run(
     });
     killed(&mut kill).await;
     remove_pod(&sim, &ns, &name);
+}
+
+/// The kubelet's complaint about the first required Secret (or key) the container's
+/// environment references that does not exist, if any.
+fn missing_config(sim: &Sim, ns: &str, pod: &Pod) -> Option<String> {
+    let c = pod.spec.as_ref()?.containers.first()?;
+    for r in c
+        .env_from
+        .iter()
+        .flatten()
+        .filter_map(|f| f.secret_ref.as_ref())
+    {
+        if r.optional != Some(true) && sim.secret(ns, &r.name).is_none() {
+            return Some(format!("secret \"{}\" not found", r.name));
+        }
+    }
+    let refs = c.env.iter().flatten();
+    for r in refs.filter_map(|e| e.value_from.as_ref()?.secret_key_ref.as_ref()) {
+        if r.optional == Some(true) {
+            continue;
+        }
+        if sim.secret(ns, &r.name).is_none() {
+            return Some(format!("secret \"{}\" not found", r.name));
+        }
+        if secret_value(sim, ns, &r.name, &r.key).is_none() {
+            return Some(format!(
+                "couldn't find key {} in Secret {ns}/{}",
+                r.key, r.name
+            ));
+        }
+    }
+    None
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

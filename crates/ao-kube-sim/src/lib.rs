@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, Secret};
 
-pub use faults::{Faults, Recorded};
+pub use faults::{Access, Faults, Recorded};
 pub use kubelet::{Behaviour, Step};
 pub use state::ChangeKind;
 
@@ -43,6 +43,9 @@ pub struct SimConfig {
     pub broadcast_capacity: usize,
     /// Time from scheduling to the container running.
     pub start_delay: Duration,
+    /// How often the kubelet retries a container whose configuration failed to build (a
+    /// referenced Secret or key is missing).
+    pub config_retry: Duration,
     /// How long one second of `activeDeadlineSeconds` lasts (shrink it in tests).
     pub deadline_unit: Duration,
     /// Interval of BOOKMARK events on watches that allow them.
@@ -59,6 +62,7 @@ impl Default for SimConfig {
             history_limit: 10_000,
             broadcast_capacity: 200_000,
             start_delay: Duration::from_millis(20),
+            config_retry: Duration::from_millis(50),
             deadline_unit: Duration::from_secs(1),
             bookmark_interval: Duration::from_secs(2),
             default_behaviour: Behaviour::exit(0, Duration::from_millis(50)),
@@ -74,6 +78,8 @@ pub(crate) struct Inner {
     pub requests: Mutex<Vec<Recorded>>,
     /// Bumped to cut every open watch stream.
     pub cut: tokio::sync::watch::Sender<u64>,
+    /// Bumped on every request and every pod change, for [`Sim::until`].
+    pub activity: tokio::sync::watch::Sender<u64>,
 }
 
 /// A handle on one simulated API server. Cheap to clone.
@@ -92,6 +98,7 @@ impl Sim {
                 faults: Mutex::new(Faults::default()),
                 requests: Mutex::new(Vec::new()),
                 cut: tokio::sync::watch::channel(0).0,
+                activity: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -130,6 +137,39 @@ impl Sim {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Wait until `cond` holds, checking it again after every request and pod change (no
+    /// polling, no sleeps). Bound it with `tokio::time::timeout`.
+    pub async fn until(&self, mut cond: impl FnMut(&Sim) -> bool) {
+        let mut activity = self.inner.activity.subscribe();
+        let mut pods = self.lock().events.subscribe();
+        loop {
+            activity.borrow_and_update();
+            if cond(self) {
+                return;
+            }
+            tokio::select! {
+                _ = activity.changed() => {}
+                r = pods.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        self.inner.activity.send_modify(|n| *n += 1);
+    }
+
+    /// The RBAC attributes (verb, resource, namespace) of every resource request so far.
+    pub fn accesses(&self) -> Vec<Access> {
+        self.requests()
+            .iter()
+            .filter_map(Recorded::access)
+            .collect()
     }
 
     pub fn clear_requests(&self) {

@@ -135,7 +135,7 @@ async fn bench_cd(rows: &mut Vec<(String, String)>) {
     let child = ChildSim::start();
     let base_rss = rss_kib();
     let (runtime, _rx) = runtime(child.client().await, KubeConfig::default());
-    runtime.start();
+    runtime.start().await.unwrap();
     let tasks: Vec<_> = (0..n).map(|i| task(&format!("pod {i}"))).collect();
     let start = Instant::now();
     futures::stream::iter(tasks.clone())

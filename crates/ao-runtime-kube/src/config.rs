@@ -102,12 +102,9 @@ pub struct KubeArgs {
           value_parser = clap::value_parser!(i64).range(1..))]
     pub run_as_user: i64,
     /// Seconds a finished worker pod is kept (for `kubectl logs`) before it is deleted.
-    #[arg(
-        long = "k8s-pod-ttl-seconds",
-        env = "AO_K8S_POD_TTL_SECONDS",
-        default_value_t = 3600
-    )]
-    pub pod_ttl_seconds: u64,
+    /// Defaults to --worker-retention; when given, it overrides it for pods.
+    #[arg(long = "k8s-pod-ttl-seconds", env = "AO_K8S_POD_TTL_SECONDS")]
+    pub pod_ttl_seconds: Option<u64>,
     /// Seconds a pod may fail to pull its image before the task fails as `image_pull_failed`.
     #[arg(
         long = "k8s-image-pull-timeout-seconds",
@@ -122,6 +119,16 @@ pub struct KubeArgs {
         default_value_t = 600
     )]
     pub unschedulable_timeout_seconds: u64,
+    /// Seconds a pod's container configuration may fail to build (`CreateContainerConfigError`,
+    /// e.g. the --k8s-secret-name Secret is missing) before the task fails as
+    /// `worker_config_error`. The kubelet retries meanwhile, so a Secret created within this
+    /// time still lets the pod start.
+    #[arg(
+        long = "k8s-config-error-timeout-seconds",
+        env = "AO_K8S_CONFIG_ERROR_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
+    pub config_error_timeout_seconds: u64,
     /// A base64-encoded kubeconfig, used when not in a cluster and no kubeconfig file exists.
     #[arg(
         long = "kubeconfig-base64",
@@ -157,11 +164,10 @@ pub struct KubeConfig {
     pub worker_settings: Vec<(String, String)>,
     pub resources: Resources,
     pub run_as_user: i64,
-    /// How long finished pods are kept. The runtime does not act on it: the lead sets the
-    /// scheduler's `worker_retention` to it, and the scheduler calls `cleanup` when it passes.
-    pub pod_ttl: Duration,
     pub image_pull_limit: Duration,
     pub unschedulable_limit: Duration,
+    /// How long a `CreateContainerConfigError` may last before the task fails.
+    pub config_error_limit: Duration,
     /// Retries of creates and deletes on 429/5xx/transport errors.
     pub retry: RetryPolicy,
     /// How long `adopt` waits for the pod cache to fill before asking the API directly.
@@ -192,9 +198,9 @@ impl Default for KubeConfig {
                 ephemeral_storage_limit: "10Gi".into(),
             },
             run_as_user: 10001,
-            pod_ttl: Duration::from_secs(3600),
             image_pull_limit: Duration::from_secs(300),
             unschedulable_limit: Duration::from_secs(600),
+            config_error_limit: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             cache_ready_timeout: Duration::from_secs(30),
             log_drain_timeout: Duration::from_secs(30),
@@ -227,10 +233,39 @@ impl KubeArgs {
                 ephemeral_storage_limit: self.ephemeral_storage_limit,
             },
             run_as_user: self.run_as_user,
-            pod_ttl: Duration::from_secs(self.pod_ttl_seconds),
             image_pull_limit: Duration::from_secs(self.image_pull_timeout_seconds),
             unschedulable_limit: Duration::from_secs(self.unschedulable_timeout_seconds),
+            config_error_limit: Duration::from_secs(self.config_error_timeout_seconds),
             ..KubeConfig::default()
+        }
+    }
+}
+
+/// Where an API client configuration may come from, besides `AO_KUBECONFIG`. Read from the
+/// process environment by [`ClientSources::from_env`]; tests pass their own so that the
+/// machine's files (`~/.kube/config`) never change what they check.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSources {
+    /// Running in a cluster (`KUBERNETES_SERVICE_HOST` is set): use the service account.
+    pub in_cluster: bool,
+    /// Kubeconfig files that exist: those of `KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig_files: Vec<std::path::PathBuf>,
+}
+
+impl ClientSources {
+    pub fn from_env() -> Self {
+        let kubeconfig_files = match std::env::var_os("KUBECONFIG") {
+            Some(paths) => std::env::split_paths(&paths).collect(),
+            None => std::env::var_os("HOME")
+                .map(|h| vec![std::path::Path::new(&h).join(".kube/config")])
+                .unwrap_or_default(),
+        };
+        ClientSources {
+            in_cluster: std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+            kubeconfig_files: kubeconfig_files
+                .into_iter()
+                .filter(|p| p.is_file())
+                .collect(),
         }
     }
 }
@@ -238,15 +273,29 @@ impl KubeArgs {
 /// Build the API client: 1. the in-cluster service account, 2. `KUBECONFIG` or
 /// `~/.kube/config`, 3. `AO_KUBECONFIG` (a base64-encoded kubeconfig).
 pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeError> {
+    client_from_sources(args, &ClientSources::from_env()).await
+}
+
+/// [`client_from_config`] with the sources given.
+pub async fn client_from_sources(
+    args: &KubeArgs,
+    sources: &ClientSources,
+) -> Result<kube::Client, KubeError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+    let options = KubeConfigOptions::default();
+    let config = if sources.in_cluster {
         info!("using the in-cluster Kubernetes service account");
-        kube::Config::incluster().map_err(|e| KubeError::Config(e.to_string()))?
-    } else if kubeconfig_file_exists() {
+        kube::Config::incluster().map_err(|e| KubeError::Config(e.into()))?
+    } else if let Some((first, rest)) = sources.kubeconfig_files.split_first() {
         info!("using the kubeconfig file (KUBECONFIG or ~/.kube/config)");
-        kube::Config::from_kubeconfig(&KubeConfigOptions::default())
+        let mut kc = Kubeconfig::read_from(first).map_err(|e| KubeError::Config(e.into()))?;
+        for path in rest {
+            let next = Kubeconfig::read_from(path).map_err(|e| KubeError::Config(e.into()))?;
+            kc = kc.merge(next).map_err(|e| KubeError::Config(e.into()))?;
+        }
+        kube::Config::from_custom_kubeconfig(kc, &options)
             .await
-            .map_err(|e| KubeError::Config(e.to_string()))?
+            .map_err(|e| KubeError::Config(e.into()))?
     } else if let Some(b64) = args
         .kubeconfig_base64
         .as_deref()
@@ -255,24 +304,14 @@ pub async fn client_from_config(args: &KubeArgs) -> Result<kube::Client, KubeErr
         info!("using the kubeconfig from AO_KUBECONFIG");
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
-            .map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
-        let text = String::from_utf8(raw).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
-        let kc =
-            Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.to_string()))?;
-        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .map_err(|e| KubeError::BadKubeconfig(e.into()))?;
+        let text = String::from_utf8(raw).map_err(|e| KubeError::BadKubeconfig(e.into()))?;
+        let kc = Kubeconfig::from_yaml(&text).map_err(|e| KubeError::BadKubeconfig(e.into()))?;
+        kube::Config::from_custom_kubeconfig(kc, &options)
             .await
-            .map_err(|e| KubeError::Config(e.to_string()))?
+            .map_err(|e| KubeError::Config(e.into()))?
     } else {
         return Err(KubeError::NoConfig);
     };
     kube::Client::try_from(config).map_err(KubeError::Api)
-}
-
-fn kubeconfig_file_exists() -> bool {
-    if let Some(paths) = std::env::var_os("KUBECONFIG") {
-        return std::env::split_paths(&paths).any(|p| p.is_file());
-    }
-    std::env::var_os("HOME")
-        .map(|h| std::path::Path::new(&h).join(".kube/config").is_file())
-        .unwrap_or(false)
 }

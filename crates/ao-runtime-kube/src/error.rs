@@ -1,10 +1,12 @@
 //! Errors of the Kubernetes runtime, and how an API failure maps to what the scheduler does:
 //! a passing failure (throttling, 5xx, unreachable) requeues the task; anything else fails
-//! the launch.
+//! the launch. API writes are retried on passing failures with `backon`'s exponential
+//! backoff, sleeping on Tokio's clock (so tests drive it with paused time).
 
 use std::time::Duration;
 
-use ao_core::runtime::RuntimeError;
+use ao_core::runtime::{BoxError, RuntimeError};
+use backon::{ExponentialBuilder, Retryable};
 use tracing::debug;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,15 +15,15 @@ pub enum KubeError {
         "no Kubernetes configuration found: not in a cluster, no KUBECONFIG or ~/.kube/config, and AO_KUBECONFIG is not set"
     )]
     NoConfig,
-    #[error("AO_KUBECONFIG is not a base64-encoded kubeconfig: {0}")]
-    BadKubeconfig(String),
-    #[error("Kubernetes client configuration failed: {0}")]
-    Config(String),
-    #[error("Kubernetes API request failed: {0}")]
+    #[error("AO_KUBECONFIG is not a base64-encoded kubeconfig")]
+    BadKubeconfig(#[source] BoxError),
+    #[error("Kubernetes client configuration failed")]
+    Config(#[source] BoxError),
+    #[error("Kubernetes API request failed")]
     Api(#[from] kube::Error),
     #[error("log stream broke: {0}")]
     LogStream(String),
-    #[error("task store error: {0}")]
+    #[error("task store error")]
     Store(#[from] ao_core::store::StoreError),
 }
 
@@ -44,17 +46,21 @@ pub fn is_already_exists(e: &kube::Error) -> bool {
 }
 
 /// Map an API failure for the scheduler: transient → `Unavailable` (requeue), else `other`.
-pub fn to_runtime(e: kube::Error, other: fn(String) -> RuntimeError) -> RuntimeError {
-    if is_transient(&e) {
-        RuntimeError::Unavailable(format!("Kubernetes API: {e}"))
+/// The API error stays the source of the runtime error.
+pub fn to_runtime(e: kube::Error, other: fn(BoxError) -> RuntimeError) -> RuntimeError {
+    let transient = is_transient(&e);
+    let cause: BoxError = Box::new(KubeError::Api(e));
+    if transient {
+        RuntimeError::Unavailable(cause)
     } else {
-        other(format!("Kubernetes API: {e}"))
+        other(cause)
     }
 }
 
 /// How API writes (create/delete) are retried on transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
+    /// Tries in all, the first included.
     pub attempts: u32,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
@@ -71,29 +77,97 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.first_backoff)
+            .with_max_delay(self.max_backoff)
+            .with_factor(2.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize)
+    }
+
     /// Run `f` until it succeeds, fails for good, or the attempts run out.
     pub async fn run<T, F, Fut>(
         &self,
         task_id: ao_core::task::TaskId,
         what: &str,
-        mut f: F,
+        f: F,
     ) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, kube::Error>>,
     {
-        let mut backoff = self.first_backoff;
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Err(e) if is_transient(&e) && attempt < self.attempts => {
-                    debug!(task_id = %task_id, what, attempt, error = %e, backoff_ms = backoff.as_millis() as u64, "transient API failure; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.max_backoff);
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
+        f.retry(self.backoff())
+            .sleep(tokio::time::sleep)
+            .when(is_transient)
+            .notify(|e, backoff| {
+                debug!(task_id = %task_id, what, error = %e, backoff_ms = backoff.as_millis() as u64, "transient API failure; retrying");
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use ao_core::task::TaskId;
+    use kube::core::Status;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            Status::failure("injected", "Injected").with_code(code),
+        ))
+    }
+
+    /// Transient failures are retried with doubling, capped pauses on Tokio's (paused) clock;
+    /// a permanent one is returned at once.
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_back_off_then_give_up() {
+        let policy = RetryPolicy {
+            attempts: 4,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(250),
+        };
+        let calls = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r: Result<(), _> = policy
+            .run(TaskId::new(), "test", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(api(503))
+            })
+            .await;
+        assert!(matches!(r, Err(kube::Error::Api(s)) if s.code == 503));
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "four attempts in all");
+        // 100 + 200 + 250 (capped) of virtual time (Tokio's timer rounds up to the ms).
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(550) && waited < Duration::from_millis(555),
+            "{waited:?}"
+        );
+
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = policy
+            .run(TaskId::new(), "test", || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err(api(409))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a conflict is not retried");
+    }
+
+    #[test]
+    fn runtime_errors_keep_the_api_error_as_their_cause() {
+        let e = to_runtime(api(503), RuntimeError::Other);
+        assert!(matches!(e, RuntimeError::Unavailable(_)));
+        let kube_err = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<KubeError>())
+            .expect("the KubeError is the source");
+        assert!(matches!(kube_err, KubeError::Api(kube::Error::Api(s)) if s.code == 503));
+        assert!(matches!(
+            to_runtime(api(422), RuntimeError::Launch),
+            RuntimeError::Launch(_)
+        ));
     }
 }

@@ -10,7 +10,9 @@
 //!   changes into exactly one terminal event, and the log follower that stores output.
 //!
 //! RBAC the runtime needs in its namespace: pods `create`, `delete`, `get`, `list`, `watch`;
-//! `pods/log` `get`; secrets `create`, `delete` (never `get`/`list`/`watch`).
+//! `pods/log` `get`; secrets `create`, `delete` (never `get`/`list`/`watch`). The test
+//! `tests/e2e/rbac.rs` checks this list, and `deploy/rbac.yaml`, against the calls a full
+//! task lifecycle makes on the simulator.
 
 pub mod config;
 pub mod error;
@@ -21,6 +23,8 @@ pub mod runtime;
 mod supervisor;
 mod watch;
 
-pub use config::{KubeArgs, KubeConfig, Resources, client_from_config};
+pub use config::{
+    ClientSources, KubeArgs, KubeConfig, Resources, client_from_config, client_from_sources,
+};
 pub use error::{KubeError, RetryPolicy};
 pub use runtime::KubeRuntime;

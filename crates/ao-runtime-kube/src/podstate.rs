@@ -29,7 +29,14 @@ pub enum PodState {
 pub enum Stuck {
     ImagePull(String),
     Unschedulable(String),
+    /// The kubelet cannot build the container's configuration (`CreateContainerConfigError`):
+    /// a Secret or ConfigMap it references is missing, or lacks a key. It keeps retrying, so
+    /// creating the Secret soon after fixes it.
+    Config(String),
 }
+
+/// The kubelet's waiting reason for a container whose configuration cannot be built.
+const CONFIG_ERROR_REASON: &str = "CreateContainerConfigError";
 
 fn container_state(pod: &Pod) -> Option<&ContainerState> {
     pod.status
@@ -60,15 +67,19 @@ pub fn classify(pod: &Pod) -> PodState {
         _ => {}
     }
     if let Some(w) = container_state(pod).and_then(|s| s.waiting.as_ref())
-        && let Some(reason) = w
-            .reason
-            .as_deref()
-            .filter(|r| IMAGE_PULL_REASONS.contains(r))
+        && let Some(reason) = w.reason.as_deref()
     {
-        let msg = w.message.clone().unwrap_or_default();
-        return PodState::Pending {
-            stuck: Some(Stuck::ImagePull(format!("{reason}: {msg}"))),
-        };
+        let msg = format!("{reason}: {}", w.message.as_deref().unwrap_or_default());
+        if IMAGE_PULL_REASONS.contains(&reason) {
+            return PodState::Pending {
+                stuck: Some(Stuck::ImagePull(msg)),
+            };
+        }
+        if reason == CONFIG_ERROR_REASON {
+            return PodState::Pending {
+                stuck: Some(Stuck::Config(msg)),
+            };
+        }
     }
     let unschedulable = status
         .and_then(|s| s.conditions.as_ref())
@@ -177,5 +188,20 @@ mod tests {
                 stuck: Some(Stuck::ImagePull(_))
             }
         ));
+        let waiting = ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("CreateContainerConfigError".into()),
+                message: Some("secret \"claude-worker-secrets\" not found".into()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(&pod("Pending", waiting, None)),
+            PodState::Pending {
+                stuck: Some(Stuck::Config(
+                    "CreateContainerConfigError: secret \"claude-worker-secrets\" not found".into()
+                ))
+            }
+        );
     }
 }

@@ -5,8 +5,7 @@
 //! supervisors ([`crate::supervisor`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ao_core::runtime::{Adoption, EventSender, LaunchSpec, Runtime, RuntimeError};
@@ -19,6 +18,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef};
+use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -41,15 +41,16 @@ pub(crate) struct Inner {
     /// Tasks this process follows, with the latest news of their pod.
     pub tracked: Mutex<HashMap<TaskId, watch::Sender<Seen>>>,
     pub cancel: CancellationToken,
-    started: AtomicBool,
 }
 
 /// The Kubernetes runtime: one ephemeral worker Pod per task.
 ///
 /// Wiring: build the client with [`crate::client_from_config`], then
 /// `let rt = Arc::new(KubeRuntime::new(client, args.into_config(), store, events_tx));`
-/// `rt.start();` (spawns the pod watch; needs a Tokio runtime), and give `rt` to the
-/// scheduler. Dropping the runtime stops its watch and log followers.
+/// call [`Runtime::start`] once (it spawns the pod watch; needs a Tokio runtime), and give
+/// `rt` to the scheduler. The other methods never start anything themselves: before the
+/// watch's cache is filled they ask the API directly. Dropping the runtime stops its watch
+/// and log followers.
 pub struct KubeRuntime {
     inner: Arc<Inner>,
 }
@@ -75,28 +76,8 @@ impl KubeRuntime {
                 writer: Mutex::new(Some(writer)),
                 tracked: Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
-                started: AtomicBool::new(false),
             }),
         }
-    }
-
-    /// Start the pod watch (once; later calls do nothing). Every `Runtime` method also
-    /// starts it if needed.
-    pub fn start(&self) {
-        if self.inner.started.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let Some(writer) = self.inner.writer.lock().expect("writer lock").take() else {
-            return;
-        };
-        let inner = self.inner.clone();
-        let cancel = inner.cancel.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = crate::watch::run(inner, writer) => {}
-            }
-        });
     }
 
     /// Stop the watch and every log follower (running pods are left alone).
@@ -106,7 +87,7 @@ impl KubeRuntime {
 
     /// Number of tasks this runtime follows right now.
     pub fn followed(&self) -> usize {
-        self.inner.tracked.lock().expect("tracked lock").len()
+        self.inner.tracked.lock().len()
     }
 
     /// Pods in the watch cache.
@@ -144,7 +125,7 @@ impl KubeRuntime {
 
     /// Follow a task: register it before anything can happen to its pod, so no change is missed.
     fn track(&self, id: TaskId, created: bool) -> Option<watch::Receiver<Seen>> {
-        let mut tracked = self.inner.tracked.lock().expect("tracked lock");
+        let mut tracked = self.inner.tracked.lock();
         if tracked.contains_key(&id) {
             return None;
         }
@@ -162,11 +143,11 @@ impl KubeRuntime {
     }
 
     fn untrack(&self, id: TaskId) {
-        self.inner.tracked.lock().expect("tracked lock").remove(&id);
+        self.inner.tracked.lock().remove(&id);
     }
 
     fn mark(&self, id: TaskId, f: impl FnOnce(&mut Seen)) {
-        if let Some(tx) = self.inner.tracked.lock().expect("tracked lock").get(&id) {
+        if let Some(tx) = self.inner.tracked.lock().get(&id) {
             tx.send_modify(f);
         }
     }
@@ -256,11 +237,27 @@ impl Runtime for KubeRuntime {
         Some(pod_name(id))
     }
 
+    /// Spawn the pod watch. A second call is refused: there is one watch per runtime.
+    async fn start(&self) -> Result<(), RuntimeError> {
+        let Some(writer) = self.inner.writer.lock().take() else {
+            return Err(RuntimeError::other(
+                "the Kubernetes runtime is already started",
+            ));
+        };
+        let inner = self.inner.clone();
+        let cancel = inner.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = crate::watch::run(inner, writer) => {}
+            }
+        });
+        Ok(())
+    }
+
     async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError> {
-        self.start();
         let id = spec.task.id;
-        pod::admit(&spec.task.spec)
-            .map_err(|e| RuntimeError::Launch(format!("{}: {}", e.field, e.message)))?;
+        pod::admit(&spec.task.spec).map_err(RuntimeError::launch)?;
         let Some(rx) = self.track(id, false) else {
             debug!(task_id = %id, "launch of a task already followed");
             return Ok(Self::worker_ref(id));
@@ -300,7 +297,6 @@ impl Runtime for KubeRuntime {
     }
 
     async fn stop(&self, task_id: TaskId, grace: Duration) -> Result<(), RuntimeError> {
-        self.start();
         self.mark(task_id, |s| s.stop_requested = true);
         info!(task_id = %task_id, grace_s = grace.as_secs(), "deleting the worker pod");
         match self.delete_pod(task_id, grace).await {
@@ -315,7 +311,6 @@ impl Runtime for KubeRuntime {
     }
 
     async fn adopt(&self, task: &Task) -> Result<Adoption, RuntimeError> {
-        self.start();
         let id = task.id;
         let Some(pod) = self.find_pod(id).await? else {
             info!(task_id = %id, "no worker pod to adopt");
@@ -345,7 +340,6 @@ impl Runtime for KubeRuntime {
     }
 
     async fn workers(&self) -> Result<Vec<TaskId>, RuntimeError> {
-        self.start();
         let ready = self
             .inner
             .cache
@@ -372,7 +366,6 @@ impl Runtime for KubeRuntime {
     }
 
     async fn cleanup(&self, task_id: TaskId) -> Result<(), RuntimeError> {
-        self.start();
         self.mark(task_id, |s| s.stop_requested = true);
         debug!(task_id = %task_id, "deleting the worker pod and its token secret");
         self.delete_pod(task_id, Duration::ZERO)

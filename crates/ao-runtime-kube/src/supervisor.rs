@@ -1,6 +1,7 @@
 //! One supervisor per followed task: it receives its pod's changes from the watch, starts
-//! following the log once the container runs, fails pods stuck pulling their image or
-//! unschedulable for too long, and sends exactly one terminal event — after the log is
+//! following the log once the container runs, fails pods stuck pulling their image,
+//! unschedulable, or whose container configuration cannot be built (a missing Secret) for
+//! too long, and sends exactly one terminal event — after the log is
 //! drained into the store — then stops following the task.
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::config::KubeConfig;
 use crate::error::{KubeError, is_not_found};
 use crate::pod::pod_name;
 use crate::podstate::{PodState, Stuck, classify, container_started, deleting};
@@ -70,7 +72,8 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
     let mut follower: Option<JoinHandle<Result<(), KubeError>>> = None;
     // When the last follower ended, and whether it reached the end of the log cleanly.
     let mut follower_ended: Option<(Instant, bool)> = None;
-    let mut stuck_since: Option<(bool, Instant)> = None;
+    // Since when the pod has been stuck, and how (a change of cause restarts the clock).
+    let mut stuck_since: Option<(StuckKind, Instant)> = None;
     let outcome = loop {
         let seen = rx.borrow_and_update().clone();
         let mut wake: Option<Instant> = None;
@@ -91,17 +94,12 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
                 }
                 PodState::Finished(exit) => break Outcome::Exited(exit),
                 PodState::Pending { stuck: Some(stuck) } if !seen.deleted => {
-                    let (image, limit, reason, msg) = match stuck {
-                        Stuck::ImagePull(m) => (true, cfg.image_pull_limit, "image_pull_failed", m),
-                        Stuck::Unschedulable(m) => {
-                            (false, cfg.unschedulable_limit, "unschedulable", m)
-                        }
-                    };
+                    let (kind, limit, reason, msg) = stuck_limit(cfg, stuck);
                     let since = match stuck_since {
-                        Some((kind, t)) if kind == image => t,
+                        Some((k, t)) if k == kind => t,
                         _ => {
                             info!(task_id = %task_id, reason, detail = %msg, "worker pod is not starting");
-                            stuck_since = Some((image, Instant::now()));
+                            stuck_since = Some((kind, Instant::now()));
                             Instant::now()
                         }
                     };
@@ -154,9 +152,40 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
     finish(&inner, task_id, &rx, follower, follower_ended, outcome).await;
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StuckKind {
+    ImagePull,
+    Unschedulable,
+    Config,
+}
+
+/// How long a stuck pod is given, and the failure reason it gets when that runs out.
+fn stuck_limit(cfg: &KubeConfig, stuck: Stuck) -> (StuckKind, Duration, &'static str, String) {
+    match stuck {
+        Stuck::ImagePull(m) => (
+            StuckKind::ImagePull,
+            cfg.image_pull_limit,
+            "image_pull_failed",
+            m,
+        ),
+        Stuck::Unschedulable(m) => (
+            StuckKind::Unschedulable,
+            cfg.unschedulable_limit,
+            "unschedulable",
+            m,
+        ),
+        Stuck::Config(m) => (
+            StuckKind::Config,
+            cfg.config_error_limit,
+            "worker_config_error",
+            m,
+        ),
+    }
+}
+
 /// Delete a pod that will never start; its DELETED event then means nothing.
 async fn delete_stuck(inner: &Inner, task_id: TaskId, rx: &watch::Receiver<Seen>) {
-    if let Some(tx) = inner.tracked.lock().expect("tracked lock").get(&task_id) {
+    if let Some(tx) = inner.tracked.lock().get(&task_id) {
         tx.send_modify(|s| s.stop_requested = true);
     }
     let _ = rx;
@@ -219,6 +248,6 @@ async fn finish(
             RuntimeEvent::Lost { task_id, message }
         }
     };
-    inner.tracked.lock().expect("tracked lock").remove(&task_id);
+    inner.tracked.lock().remove(&task_id);
     let _ = inner.events.send(ev);
 }

@@ -65,7 +65,7 @@ fn route(inner: &Inner, pod: &Pod, change: Change) {
     let Some(task_id) = task_id_of(pod) else {
         return;
     };
-    let tracked = inner.tracked.lock().expect("tracked lock");
+    let tracked = inner.tracked.lock();
     let Some(tx) = tracked.get(&task_id) else {
         return;
     };
@@ -90,7 +90,7 @@ fn route(inner: &Inner, pod: &Pod, change: Change) {
 /// created after the list began is simply not in it yet.
 async fn check_missing(inner: Arc<Inner>) {
     let candidates: Vec<(TaskId, String)> = {
-        let tracked = inner.tracked.lock().expect("tracked lock");
+        let tracked = inner.tracked.lock();
         tracked
             .iter()
             .filter(|(_, tx)| {
@@ -110,7 +110,7 @@ async fn check_missing(inner: Arc<Inner>) {
         match inner.pods.get(&name).await {
             Err(e) if is_not_found(&e) => {
                 info!(task_id = %task_id, pod = %name, "pod vanished while the watch was down");
-                if let Some(tx) = inner.tracked.lock().expect("tracked lock").get(&task_id) {
+                if let Some(tx) = inner.tracked.lock().get(&task_id) {
                     tx.send_modify(|s| s.deleted = true);
                 }
             }

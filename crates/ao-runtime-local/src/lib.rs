@@ -137,10 +137,10 @@ impl Runtime for LocalRuntime {
             return Ok(Self::worker_ref(pid));
         }
         process::prepare_dir(&dir, &spec.task, self.cfg.run_as)
-            .map_err(|e| RuntimeError::Launch(format!("preparing the task directory: {e}")))?;
+            .map_err(|e| RuntimeError::launch(format!("preparing the task directory: {e}")))?;
         let env = env::worker_env(&self.cfg, &spec, &dir);
         let child = process::spawn(&self.cfg, &dir, env)
-            .map_err(|e| RuntimeError::Launch(format!("starting the worker: {e}")))?;
+            .map_err(|e| RuntimeError::launch(format!("starting the worker: {e}")))?;
         let pid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())
@@ -183,8 +183,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn workers(&self) -> Result<Vec<TaskId>, RuntimeError> {
-        let entries =
-            std::fs::read_dir(&self.cfg.root).map_err(|e| RuntimeError::Other(e.to_string()))?;
+        let entries = std::fs::read_dir(&self.cfg.root).map_err(RuntimeError::other)?;
         Ok(entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect())
@@ -198,7 +197,7 @@ impl Runtime for LocalRuntime {
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::Other(format!(
+            Err(e) => Err(RuntimeError::other(format!(
                 "removing {}: {e}",
                 dir.display()
             ))),

@@ -7,6 +7,7 @@
 //! the API, a deadline or the periodic timer). Time comes from an injected [`Clock`], so tests
 //! pass deadlines and backoffs by moving the clock, not by sleeping.
 
+mod error;
 mod recovery;
 mod settle;
 mod step;
@@ -28,6 +29,7 @@ use crate::runtime::{EventReceiver, Runtime};
 use crate::store::{TaskStore, Transition};
 use crate::task::TaskId;
 
+pub use error::SchedulerError;
 pub use recovery::{RECORDED_EXIT_NOTE, SetAside};
 pub use settle::{StopCause, final_status, stopped_result};
 

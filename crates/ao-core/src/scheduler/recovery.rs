@@ -19,10 +19,10 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 use utoipa::ToSchema;
 
-use super::{Scheduler, TickReport};
+use super::{Scheduler, SchedulerError, TickReport};
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::runtime::{Adoption, ExitInfo};
-use crate::store::{StoreError, StoreResult};
+use crate::store::StoreResult;
 use crate::task::{Task, TaskId};
 
 /// Added to the message of a task settled from the exit its worker recorded while the
@@ -97,7 +97,7 @@ impl Scheduler {
         for id in due {
             let span = info_span!("recover", task_id = %id);
             let result = async {
-                match self.store.get(id).await? {
+                match self.store.get(id).await.map_err(SchedulerError::from)? {
                     Some(task) if task.status.is_active() => self.recover_one(task).await,
                     // Settled meanwhile (an exit event, a cancel): nothing left to recover.
                     _ => Ok(()),
@@ -118,7 +118,7 @@ impl Scheduler {
     }
 
     /// Keep `id` out of the loop after a failed recovery, to be tried again later.
-    fn set_aside(&mut self, id: TaskId, e: &StoreError) {
+    fn set_aside(&mut self, id: TaskId, e: &SchedulerError) {
         let now = self.clock.now();
         let since = self.clock.now_utc();
         let p = self.set_aside.entry(id).or_insert_with(|| Pending {
@@ -132,12 +132,12 @@ impl Scheduler {
             backoff: retry_backoff(),
         });
         p.entry.attempts += 1;
-        p.entry.reason = e.to_string();
+        p.entry.reason = e.detail();
         let wait = p.backoff.next().unwrap_or(Duration::from_secs(300));
         p.next_try = now + wait;
         warn!(
             task_id = %id,
-            error = %e,
+            error = %e.detail(),
             attempts = p.entry.attempts,
             retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
             "recovery failed for this task; set aside, the others go on"
@@ -153,12 +153,15 @@ impl Scheduler {
         self.handle.set_aside.send_replace(list);
     }
 
-    pub(super) async fn recover_one(&mut self, task: Task) -> StoreResult<()> {
-        let adoption = self
-            .runtime
-            .adopt(&task)
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+    pub(super) async fn recover_one(&mut self, task: Task) -> Result<(), SchedulerError> {
+        let adoption =
+            self.runtime
+                .adopt(&task)
+                .await
+                .map_err(|source| SchedulerError::Runtime {
+                    task_id: task.id,
+                    source,
+                })?;
         match adoption {
             Adoption::Alive(worker) => {
                 info!(task_id = %task.id, worker = %worker.name, "adopted a running worker");

@@ -135,7 +135,7 @@ impl Scheduler {
         for (id, cause) in to_stop {
             info!(task_id = %id, cause = ?cause, "stopping worker");
             if let Err(e) = self.runtime.stop(id, self.cfg.stop_grace).await {
-                warn!(task_id = %id, error = %e, "stopping the worker failed; will retry");
+                warn!(task_id = %id, error = %e.detail(), "stopping the worker failed; will retry");
                 continue;
             }
             if let Some(a) = self.active.get_mut(&id) {
@@ -226,7 +226,8 @@ impl Scheduler {
                 self.launch_backoff_until = None;
                 Ok(Launch::Started)
             }
-            Err(RuntimeError::Unavailable(msg)) => {
+            Err(e @ RuntimeError::Unavailable(_)) => {
+                let msg = e.detail();
                 let wait = self
                     .launch_backoff
                     .next()
@@ -242,10 +243,10 @@ impl Scheduler {
                 Ok(Launch::Requeued)
             }
             Err(e) => {
-                warn!(task_id = %task.id, error = %e, "worker launch failed");
+                warn!(task_id = %task.id, error = %e.detail(), "worker launch failed");
                 let t = self
                     .transition(TaskStatus::Failed, Reason::LaunchFailed)
-                    .message(e.to_string());
+                    .message(e.detail());
                 let done = self
                     .store
                     .transition(task.id, TaskStatus::Starting, t)
@@ -272,7 +273,7 @@ impl Scheduler {
         for (_, id) in due {
             match self.runtime.cleanup(id).await {
                 Ok(()) => report.cleaned.push(id),
-                Err(e) => warn!(task_id = %id, error = %e, "worker cleanup failed"),
+                Err(e) => warn!(task_id = %id, error = %e.detail(), "worker cleanup failed"),
             }
         }
     }
@@ -280,7 +281,7 @@ impl Scheduler {
     async fn scan_leftovers(&mut self) {
         let ids = match self.runtime.workers().await {
             Ok(ids) => ids,
-            Err(e) => return warn!(error = %e, "listing workers for cleanup failed"),
+            Err(e) => return warn!(error = %e.detail(), "listing workers for cleanup failed"),
         };
         let retention = chrono::Duration::from_std(self.cfg.worker_retention).unwrap_or_default();
         for id in ids {

@@ -181,7 +181,7 @@ pub async fn requests_per_lifecycle(n: usize, dur: Duration) -> Counts {
         store.clone(),
         tx,
     ));
-    rt.start();
+    rt.start().await.unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ao_core::metrics::TaskMetrics::register(&mut registry);
     let cfg = SchedulerConfig {

@@ -72,7 +72,7 @@ pub fn sim(cfg: SimConfig) -> Sim {
 }
 
 /// A runtime + scheduler over `store` and `sim` (also used to "restart" the orchestrator).
-pub fn orchestrator(
+pub async fn orchestrator(
     sim: &Sim,
     store: Arc<SqliteStore>,
     cfg: SchedulerConfig,
@@ -84,7 +84,7 @@ pub fn orchestrator(
         store.clone(),
         tx,
     ));
-    rt.start();
+    rt.start().await.unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = ao_core::metrics::TaskMetrics::register(&mut registry);
     let sched = Scheduler::new(store, rt.clone() as Arc<dyn Runtime>, rx, cfg, metrics);
@@ -96,7 +96,7 @@ pub async fn env_with(cfg: SimConfig, sc: SchedulerConfig) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("ao.db")).await.unwrap());
     let sim = sim(cfg);
-    let (runtime, sched) = orchestrator(&sim, store.clone(), sc);
+    let (runtime, sched) = orchestrator(&sim, store.clone(), sc).await;
     Env {
         sim,
         store,
@@ -191,4 +191,34 @@ pub fn script(lines: &[&str], sleep_ms: u64, code: i32) -> Behaviour {
     s.push(Step::Sleep(Duration::from_millis(sleep_ms)));
     s.push(Step::Exit(code));
     Behaviour::Script(s)
+}
+
+/// Wait (no sleeps) until `cond` holds in the simulator, re-checked on every request and pod
+/// change; fail after `limit`.
+pub async fn sim_until(sim: &Sim, limit: Duration, cond: impl FnMut(&Sim) -> bool) {
+    tokio::time::timeout(limit, sim.until(cond))
+        .await
+        .unwrap_or_else(|_| panic!("simulator condition not reached within {limit:?}"));
+}
+
+/// The pod's phase in the simulator, if the pod exists.
+pub fn phase(sim: &Sim, name: &str) -> Option<String> {
+    sim.pod(NS, name)?.status?.phase
+}
+
+/// Tick until the task has at least `n` stored log lines.
+pub async fn tick_until_logged(sched: &mut Scheduler, store: &SqliteStore, id: TaskId, n: usize) {
+    let start = Instant::now();
+    loop {
+        sched.tick().await.unwrap();
+        if log_lines(store, id).await.len() >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "task {id} did not log {n} lines"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

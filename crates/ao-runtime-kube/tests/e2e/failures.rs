@@ -45,13 +45,8 @@ async fn scheduler_enforced_deadline_is_timed_out() {
         (t.status, t.reason),
         (TaskStatus::TimedOut, Reason::DeadlineExceeded)
     );
-    for _ in 0..50 {
-        if e.sim.pods(NS).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(e.sim.pods(NS).is_empty(), "the pod was deleted");
+    // The pod was deleted.
+    sim_until(&e.sim, Duration::from_secs(5), |s| s.pods(NS).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,8 +57,8 @@ async fn image_pull_failure_fails_the_task_and_deletes_the_pod() {
         (TaskStatus::Failed, "image_pull_failed")
     );
     assert!(t.message.unwrap_or_default().contains("ImagePullBackOff"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(e.sim.pods(NS).is_empty(), "the stuck pod was deleted");
+    // The stuck pod was deleted.
+    sim_until(&e.sim, Duration::from_secs(5), |s| s.pods(NS).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,8 +69,7 @@ async fn unschedulable_pod_fails_the_task() {
         (TaskStatus::Failed, "unschedulable")
     );
     assert!(t.message.unwrap_or_default().contains("Insufficient cpu"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(e.sim.pods(NS).is_empty());
+    sim_until(&e.sim, Duration::from_secs(5), |s| s.pods(NS).is_empty()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,13 +97,7 @@ async fn a_pod_deleted_by_someone_else_is_worker_lost() {
     );
     let name = pod_name(id);
     // Deleted once it has run a while (its log is being followed): the log survives.
-    for _ in 0..250 {
-        e.sched.tick().await.unwrap();
-        if !log_lines(&e.store, id).await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tick_until_logged(&mut e.sched, &e.store, id, 1).await;
     assert!(e.sim.delete_pod(NS, &name, 5));
     let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(10)).await;
     assert_eq!(

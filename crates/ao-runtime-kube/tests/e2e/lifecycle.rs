@@ -57,13 +57,7 @@ async fn cancel_deletes_the_pod_with_the_grace_period() {
         Behaviour::Script(vec![Step::Log("started".into()), Step::Hang]),
     );
     let name = pod_name(id);
-    for _ in 0..250 {
-        e.sched.tick().await.unwrap();
-        if !log_lines(&e.store, id).await.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tick_until_logged(&mut e.sched, &e.store, id, 1).await;
     e.store.request_cancel(id).await.unwrap();
     let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(10)).await;
     assert_eq!(
@@ -126,15 +120,8 @@ async fn a_restarted_orchestrator_adopts_running_pods_without_duplicating_logs()
     e.sim
         .set_behaviour(&pod_name(vanishing), Behaviour::forever());
     let store = e.store.clone();
-    for _ in 0..250 {
-        e.sched.tick().await.unwrap();
-        if log_lines(&store, running).await.len() == 2
-            && log_lines(&store, finishing).await.len() == 2
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tick_until_logged(&mut e.sched, &store, running, 2).await;
+    tick_until_logged(&mut e.sched, &store, finishing, 2).await;
     assert_eq!(log_lines(&store, running).await, ["r-1", "r-2"]);
     // The orchestrator goes away; pods keep running; one is deleted meanwhile.
     let Env {
@@ -147,18 +134,14 @@ async fn a_restarted_orchestrator_adopts_running_pods_without_duplicating_logs()
     drop(sched);
     drop(runtime);
     sim.delete_pod(NS, &pod_name(vanishing), 0);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        sim.pod(NS, &pod_name(finishing))
-            .unwrap()
-            .status
-            .unwrap()
-            .phase
-            .as_deref(),
-        Some("Succeeded")
-    );
+    // While nobody watches, one pod finishes and the deleted one goes.
+    let (f, v) = (pod_name(finishing), pod_name(vanishing));
+    sim_until(&sim, Duration::from_secs(10), |s| {
+        phase(s, &f).as_deref() == Some("Succeeded") && s.pod(NS, &v).is_none()
+    })
+    .await;
 
-    let (_rt, mut sched) = orchestrator(&sim, store.clone(), sched_config());
+    let (_rt, mut sched) = orchestrator(&sim, store.clone(), sched_config()).await;
     assert_eq!(sched.recover().await.unwrap(), 3);
     let f = store.get(finishing).await.unwrap().unwrap();
     assert_eq!(

@@ -2,8 +2,10 @@
 //! against the Kubernetes API simulator.
 
 mod common;
+mod config_error;
 mod failures;
 mod lifecycle;
 mod podspec;
 mod process;
+mod rbac;
 mod resilience;

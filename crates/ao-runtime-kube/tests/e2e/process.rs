@@ -77,13 +77,9 @@ async fn flags_default_and_a_base64_kubeconfig_reaches_the_api() {
     assert_eq!(cfg.run_as_user, 10001);
     assert_eq!(cfg.command, ["agent-orchestrator", "worker"]);
     assert_eq!(cfg.image, "img:1");
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    let home_cfg = std::env::var_os("HOME")
-        .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists());
-    if in_cluster || home_cfg || std::env::var_os("KUBECONFIG").is_some() {
-        eprintln!("skipping the AO_KUBECONFIG check: another configuration takes precedence here");
-        return;
-    }
+    // The sources are explicit: neither a cluster nor this machine's kubeconfig files can
+    // take precedence over AO_KUBECONFIG here, so the check runs everywhere.
+    let none = ao_runtime_kube::ClientSources::default();
     let s = sim(SimConfig::default());
     let addr = s.serve_tcp().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -92,7 +88,9 @@ async fn flags_default_and_a_base64_kubeconfig_reaches_the_api() {
     let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&path).unwrap());
     let mut args = cli.kube;
     args.kubeconfig_base64 = Some(b64);
-    let client = ao_runtime_kube::client_from_config(&args).await.unwrap();
+    let client = ao_runtime_kube::client_from_sources(&args, &none)
+        .await
+        .unwrap();
     let pods: kube::Api<Pod> = kube::Api::namespaced(client, NS);
     assert!(
         pods.list(&Default::default())
@@ -102,5 +100,26 @@ async fn flags_default_and_a_base64_kubeconfig_reaches_the_api() {
             .is_empty()
     );
     args.kubeconfig_base64 = Some("not base64!".into());
-    assert!(ao_runtime_kube::client_from_config(&args).await.is_err());
+    let Err(err) = ao_runtime_kube::client_from_sources(&args, &none).await else {
+        panic!("no client without a configuration")
+    };
+    assert!(
+        matches!(err, ao_runtime_kube::KubeError::BadKubeconfig(_)),
+        "{err}"
+    );
+    // A kubeconfig file, when there is one, wins over AO_KUBECONFIG.
+    let files = ao_runtime_kube::ClientSources {
+        kubeconfig_files: vec![path.clone()],
+        ..Default::default()
+    };
+    let client = ao_runtime_kube::client_from_sources(&args, &files)
+        .await
+        .unwrap();
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client, NS);
+    assert!(pods.list(&Default::default()).await.is_ok());
+    args.kubeconfig_base64 = None;
+    let Err(err) = ao_runtime_kube::client_from_sources(&args, &none).await else {
+        panic!("no client without a configuration")
+    };
+    assert!(matches!(err, ao_runtime_kube::KubeError::NoConfig), "{err}");
 }

@@ -22,7 +22,11 @@ async fn cut_watches_resume_without_losing_a_transition() {
     let mut e = env().await;
     // Every watch stream ends after one event: each transition arrives on a resumed watch.
     e.sim.faults().cut_watch_after = Some(1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Once the runtime's first watch is open, cut it.
+    sim_until(&e.sim, Duration::from_secs(5), |s| {
+        s.requests().iter().any(|r| r.is_watch())
+    })
+    .await;
     e.sim.cut_watches();
     let ids = [
         submit(&e.store, spec("a")).await,
@@ -86,12 +90,20 @@ async fn a_pod_deleted_while_the_watch_was_down_is_noticed_after_relist() {
         sim.pod(NS, &name).is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The runtime has the running pod in its cache (it is followed).
+    let rt = e.runtime.clone();
+    tick_until(&mut e.sched, Duration::from_secs(5), || {
+        rt.cached_pods() == 1
+    })
+    .await;
+    let watches = |s: &ao_kube_sim::Sim| s.requests().iter().filter(|r| r.is_watch()).count();
+    let before = watches(&e.sim);
     e.sim.faults().gone_next_watches = 1_000;
     e.sim.cut_watches();
     e.sim.delete_pod(NS, &name, 0);
     e.sim.compact();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A resume was tried (and refused with 410) while the pod was gone.
+    sim_until(&e.sim, Duration::from_secs(10), |s| watches(s) > before).await;
     e.sim.faults().gone_next_watches = 0;
     let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(20)).await;
     assert_eq!(
@@ -126,12 +138,17 @@ async fn an_unreachable_api_loses_no_task() {
     for _ in 0..10 {
         let report = e.sched.tick().await.unwrap();
         assert!(report.launched.is_empty());
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for id in &ids {
         let t = e.store.get(*id).await.unwrap().unwrap();
         assert_eq!(t.status, TaskStatus::Queued, "requeued, not failed");
     }
+    let tried = e.store.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        tried.reason,
+        ao_core::lifecycle::Reason::Requeued,
+        "a launch was tried and requeued"
+    );
     e.sim.faults().unreachable = false;
     for id in ids {
         let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(30)).await;
