@@ -101,7 +101,10 @@ impl Copier {
     /// Learn how many lines the store already has.
     async fn resume(&mut self) {
         let (store, id) = (self.store.clone(), self.task_id);
-        match self.retrying(|| store.log_count(id), "reading the stored line count").await {
+        match self
+            .retrying(|| store.log_count(id), "reading the stored line count")
+            .await
+        {
             Ok(n) => self.stored = n,
             Err(e) => self.give_up(e),
         }

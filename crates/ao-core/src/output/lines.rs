@@ -82,9 +82,7 @@ mod tests {
     #[test]
     fn chunk_boundaries_do_not_change_the_lines() {
         let whole = split(&[b"one\ntwo\r\nthree\n\nfour"]);
-        let bytewise: Vec<&[u8]> = b"one\ntwo\r\nthree\n\nfour"
-            .chunks(1)
-            .collect();
+        let bytewise: Vec<&[u8]> = b"one\ntwo\r\nthree\n\nfour".chunks(1).collect();
         assert_eq!(split(&bytewise), whole);
         assert_eq!(whole.0, vec!["one", "two", "three", ""]);
     }

@@ -148,8 +148,7 @@ impl WorkerOutput {
     /// [`RuntimeEvent::Exited`]. Returns once the event is sent.
     pub async fn exited(self, exit: ExitInfo) -> Result<(), OutputError> {
         let task_id = self.task_id;
-        self.end(Some(RuntimeEvent::Exited { task_id, exit }))
-            .await
+        self.end(Some(RuntimeEvent::Exited { task_id, exit })).await
     }
 
     /// The worker vanished: store what was read, then send [`RuntimeEvent::Lost`].

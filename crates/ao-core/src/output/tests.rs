@@ -172,7 +172,10 @@ async fn exited_is_sent_only_after_every_line_is_stored() {
     let ending = tokio::spawn(out.exited(exit0()));
     // The copier is inside `append_logs`, held by the gate: no event may be out yet.
     store.entered.acquire().await.unwrap().forget();
-    assert!(events.try_recv().is_err(), "Exited before the output was stored");
+    assert!(
+        events.try_recv().is_err(),
+        "Exited before the output was stored"
+    );
     assert!(store.lines().is_empty());
     store.gate.as_ref().unwrap().add_permits(10);
     ending.await.unwrap().unwrap();
@@ -192,7 +195,10 @@ async fn lines_are_stored_in_batches_of_at_most_the_limit() {
     out.finish().await.unwrap();
     assert_eq!(store.batches(), [500, 500, 200]);
     let lines = store.lines();
-    assert_eq!((lines[0].as_str(), lines[1199].as_str()), ("line 1", "line 1200"));
+    assert_eq!(
+        (lines[0].as_str(), lines[1199].as_str()),
+        ("line 1", "line 1200")
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -230,7 +236,10 @@ async fn passing_store_failures_are_retried_in_order() {
     out.write(b"z\n".to_vec()).await.unwrap();
     out.exited(exit0()).await.unwrap();
     assert_eq!(store.lines(), ["x", "y", "z"]);
-    assert!(matches!(events.recv().await, Some(RuntimeEvent::Exited { .. })));
+    assert!(matches!(
+        events.recv().await,
+        Some(RuntimeEvent::Exited { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -251,7 +260,10 @@ async fn a_store_that_keeps_failing_is_surfaced_and_the_exit_still_reported() {
         "{err:?}"
     );
     assert_eq!(store.lines(), ["first"]);
-    assert!(matches!(events.recv().await, Some(RuntimeEvent::Lost { .. })));
+    assert!(matches!(
+        events.recv().await,
+        Some(RuntimeEvent::Lost { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,7 +275,10 @@ async fn a_permanent_store_error_is_not_retried() {
     out.write(b"a\n".to_vec()).await.unwrap();
     let started = tokio::time::Instant::now();
     let err = out.finish().await.unwrap_err();
-    assert!(matches!(&err, OutputError::Store { lost: 1, source } if matches!(**source, StoreError::NotFound)), "{err:?}");
+    assert!(
+        matches!(&err, OutputError::Store { lost: 1, source } if matches!(**source, StoreError::NotFound)),
+        "{err:?}"
+    );
     // No backoff was waited (virtual time did not move).
     assert_eq!(started.elapsed(), std::time::Duration::ZERO);
 }
