@@ -7,6 +7,7 @@
 //! runs in WAL mode with `synchronous=FULL`: an accepted task survives a crash of the process
 //! or of the machine.
 
+mod files;
 mod output;
 mod row;
 mod tasks;
@@ -35,6 +36,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
         }
+        files::make_private(path).map_err(StoreError::backend)?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
