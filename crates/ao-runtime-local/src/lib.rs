@@ -250,3 +250,6 @@ impl Runtime for LocalRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -22,7 +22,7 @@ type Subscribers = HashMap<WatchDescriptor, (Arc<Notify>, usize)>;
 /// The runtime's inotify instance and who waits on which watch.
 pub(crate) struct DirWatcher {
     watches: Mutex<Watches>,
-    subscribers: Arc<Mutex<Subscribers>>,
+    pub(crate) subscribers: Arc<Mutex<Subscribers>>,
 }
 
 /// Wakes when files in one watched folder are created or written. Dropping it removes the
