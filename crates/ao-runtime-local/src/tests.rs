@@ -69,7 +69,11 @@ async fn a_write_in_a_watched_folder_wakes_its_follower() {
     std::fs::write(other.path().join("output.log"), b"x\n").unwrap();
     sub2.changed().await;
     drop(sub);
-    assert_eq!(lock(&watcher.subscribers).len(), 1, "a dropped watch is forgotten");
+    assert_eq!(
+        lock(&watcher.subscribers).len(),
+        1,
+        "a dropped watch is forgotten"
+    );
 }
 
 #[tokio::test]
@@ -85,8 +89,11 @@ async fn task_folders_and_files_are_private() {
     std::fs::create_dir_all(&tdir).unwrap();
     std::fs::set_permissions(&tdir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(tdir.join("task.json"), b"{}").unwrap();
-    std::fs::set_permissions(tdir.join("task.json"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        tdir.join("task.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     process::prepare_dir(&tdir, &task, None).unwrap();
     for sub in ["", "workspace", "home", "tmp"] {
         assert_eq!(mode(&tdir.join(sub)), 0o700, "{sub}");

@@ -17,7 +17,11 @@ pub(crate) fn make_private(db: &Path) -> std::io::Result<()> {
         .truncate(false)
         .mode(0o600)
         .open(db)?;
-    for p in [db.to_path_buf(), companion(db, "-wal"), companion(db, "-shm")] {
+    for p in [
+        db.to_path_buf(),
+        companion(db, "-wal"),
+        companion(db, "-shm"),
+    ] {
         let had = match fs::metadata(&p) {
             Ok(m) => m.permissions().mode() & 0o7777,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,

@@ -4,9 +4,11 @@
 //! Queries are checked at run time (not with compile-time macros), so a PostgreSQL store can
 //! follow behind the same trait. Writes go through a single connection, which serializes them
 //! the way SQLite does anyway and avoids busy errors; reads use a small pool. The database
-//! runs in WAL mode with `synchronous=FULL`: an accepted task survives a crash of the process
-//! or of the machine.
+//! runs in WAL mode; accepting a task and settling one commit with `synchronous=FULL`, so an
+//! accepted task and a terminal status survive a crash of the process or of the machine (the
+//! moves in between need not, see `durable`).
 
+mod durable;
 mod files;
 mod output;
 mod row;
@@ -60,9 +62,10 @@ impl SqliteStore {
     }
 
     async fn connect(opts: SqliteConnectOptions) -> StoreResult<Self> {
+        // Each write chooses whether it waits for the disk (see `durable`).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.clone())
+            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(StoreError::backend)?;
         MIGRATOR.run(&writer).await.map_err(StoreError::backend)?;

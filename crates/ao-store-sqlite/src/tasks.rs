@@ -8,11 +8,11 @@ use ao_core::store::{
 use ao_core::task::{NewTask, Task, TaskId, TaskResult, TransitionRecord};
 use async_trait::async_trait;
 use chrono::Utc;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::watch;
 
 use crate::row::{self, TASK_COLUMNS, ts};
-use crate::{SqliteStore, db_err, output};
+use crate::{SqliteStore, db_err, durable, output};
 
 async fn fetch(conn: &mut SqliteConnection, id: TaskId) -> StoreResult<Option<Task>> {
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?");
@@ -46,7 +46,8 @@ async fn record(
 
 impl SqliteStore {
     async fn insert(&self, new: NewTask, max_queued: usize) -> StoreResult<Created> {
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut conn = durable::writer(&self.writer, true).await?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         if let Some(key) = &new.idempotency_key {
             let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE idempotency_key = ?");
             let existing = sqlx::query(AssertSqlSafe(sql))
@@ -109,7 +110,8 @@ impl SqliteStore {
 
     async fn apply(&self, id: TaskId, from: TaskStatus, t: Transition) -> StoreResult<Task> {
         check_transition(from, t.to)?;
-        let mut tx = self.writer.begin().await.map_err(db_err)?;
+        let mut conn = durable::writer(&self.writer, t.to.is_terminal()).await?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
         let current = fetch(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
         if current.status != from {
             return Err(StoreError::StatusChanged {
