@@ -46,7 +46,11 @@ async fn the_store_and_task_files_are_private() {
     let t: Value = app.wait_terminal(&id).await;
     assert_eq!(t["status"], "succeeded", "{t:#}");
     assert_eq!(mode(&data), 0o700);
-    for f in ["orchestrator.db", "orchestrator.db-wal", "orchestrator.db-shm"] {
+    for f in [
+        "orchestrator.db",
+        "orchestrator.db-wal",
+        "orchestrator.db-shm",
+    ] {
         if f == "orchestrator.db" || data.join(f).exists() {
             assert_eq!(mode(&data.join(f)), 0o600, "{f}");
         }
@@ -93,14 +97,21 @@ async fn a_worker_user_reads_its_own_folder_only() {
     let worker = script(dir.path(), "probe.sh", PROBE);
     let args = common::serve_args(dir.path(), &worker, &["--worker-user", "nobody"]);
     let app = TestApp::spawn_with(dir, args).await;
-    let env = |other: &str| {
-        json!({"DATA_PATH": data.to_string_lossy(), "OTHER_TASK": other})
-    };
-    let first = app.submit(json!({"prompt": "first", "env": env("none")})).await;
+    let env = |other: &str| json!({"DATA_PATH": data.to_string_lossy(), "OTHER_TASK": other});
+    let first = app
+        .submit(json!({"prompt": "first", "env": env("none")}))
+        .await;
     let t = app.wait_terminal(&first).await;
-    assert_eq!(t["status"], "succeeded", "{t:#}\n{}", logs(&app, &first).await);
+    assert_eq!(
+        t["status"],
+        "succeeded",
+        "{t:#}\n{}",
+        logs(&app, &first).await
+    );
     assert_eq!(mode(&data), 0o711);
-    let second = app.submit(json!({"prompt": "second", "env": env(&first)})).await;
+    let second = app
+        .submit(json!({"prompt": "second", "env": env(&first)}))
+        .await;
     let t = app.wait_terminal(&second).await;
     let out = logs(&app, &second).await;
     assert_eq!(t["status"], "succeeded", "{t:#}\n{out}");
