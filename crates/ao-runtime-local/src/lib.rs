@@ -151,13 +151,14 @@ impl LocalRuntime {
                 };
                 let ((), status) = tokio::join!(reading, waiting);
                 let exit = process::exit_info(&dir, status);
-                process::remove_scratch(&dir).await;
                 process::seal(&dir, run_as);
                 info!(task_id = %id, code = ?exit.code, signal = ?exit.signal, "worker exited");
                 lock(&workers).remove(&id);
                 if let Err(e) = output.exited(exit).await {
                     warn!(task_id = %id, error = %e, "the worker's output is incomplete");
                 }
+                // Right after the exit is reported, not in its way.
+                process::remove_scratch(&dir).await;
             },
             span,
         ));
