@@ -687,6 +687,13 @@ fn print_overhead(agent: &Agent, bare: &Summary, ts: &[Timing]) {
     );
     row("server: created -> finished", &total);
     row("OVERHEAD = created -> finished - agent time", &over);
+    // The agent's own run as measured alone in this bench (fork, exec, run, wait), so that
+    // the machine's speed and load at the time cancel out of the ratio.
+    let beyond_bare = col(&|t| ms_between(t.created, t.finished) - bare.p50);
+    row(
+        "  same-run: created -> finished - bare agent run",
+        &beyond_bare,
+    );
     row(
         "  scheduling latency: created -> started",
         &col(&|t| ms_between(t.created, t.started)),
@@ -710,6 +717,11 @@ fn print_overhead(agent: &Agent, bare: &Summary, ts: &[Timing]) {
             over.p50 / nominal,
             over.p99 / nominal,
             total.mean - bare.mean
+        );
+        println!(
+            "  -> same-run ratio (created -> finished) / bare agent run: p50 {:.3} (overhead p50 {:.2} ms)",
+            total.p50 / bare.p50,
+            beyond_bare.p50
         );
     } else {
         println!(

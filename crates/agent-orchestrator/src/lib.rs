@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod datadir;
 pub mod serve;
 pub mod telemetry;
 

@@ -176,6 +176,8 @@ async fn wait_for_tasks(
 }
 
 async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn TaskStore>> {
+    let local_workers_apart = args.runtime == RuntimeKind::Local && args.worker_user.is_some();
+    crate::datadir::prepare(&args.data_dir, local_workers_apart)?;
     let store = match &args.database_url {
         Some(url) if url.starts_with("sqlite:") => SqliteStore::open_url(url).await,
         Some(url) => bail!(

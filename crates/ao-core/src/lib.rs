@@ -6,13 +6,15 @@
 //! - the [`store::TaskStore`] and [`runtime::Runtime`] traits that backends implement,
 //! - the [`scheduler::Scheduler`], which drives tasks from `queued` to a terminal state
 //!   through whichever runtime was chosen at startup,
+//! - the pipeline that copies worker output into the store for every runtime ([`output`]),
 //! - the metrics that the scheduler and the API share ([`metrics`]),
-//! - the injectable [`clock::Clock`] the scheduler reads time from, so tests move it by hand.
+//! - the injectable [`clock::Clock`] the scheduler reads time from, so tests move it by hand,
 //! - the contract between the orchestrator and its workers ([`worker`]).
 
 pub mod clock;
 pub mod lifecycle;
 pub mod metrics;
+pub mod output;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

@@ -3,7 +3,8 @@
 //! today; a Kubernetes runtime implements it next. The scheduler only sees this trait.
 //!
 //! Runtimes report what happens to workers asynchronously, as [`RuntimeEvent`]s on a channel
-//! the scheduler owns; they write worker output straight into the store.
+//! the scheduler owns. Worker output and the end of a worker go through core's
+//! [`crate::output`] pipeline, which stores the output before it sends the end event.
 
 use std::time::Duration;
 

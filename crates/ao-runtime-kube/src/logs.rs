@@ -1,17 +1,19 @@
-//! Following a worker pod's log into the task store: one `pods/log?follow=true` stream per
-//! pod, complete lines appended in small batches (whatever has arrived, up to
-//! `log_batch_lines`).
+//! Reading a worker pod's log into core's output pipeline ([`ao_core::output`]): one
+//! `pods/log?follow=true` stream per pod, its bytes handed to the task's [`WorkerOutput`] as
+//! they arrive. Core cuts them into lines, stores them in batches (up to `log_batch_lines`)
+//! and reports the pod's end only once they are stored.
 //!
 //! Resumption (after an orchestrator restart or a broken stream) counts lines: the stream is
-//! read again from the start and the first `store.log_count(task)` lines are skipped, so no
-//! line is stored twice. (`sinceTime` has one-second precision and would duplicate or lose
-//! lines.) The count can drift only if the kubelet rotates the container log, which worker
-//! pods, with their bounded output, do not reach at default settings.
+//! read again from the start ([`WorkerOutput::rewind`]) and core skips the lines the store
+//! already has, so no line is stored twice. (`sinceTime` has one-second precision and would
+//! duplicate or lose lines.) The count can drift only if the kubelet rotates the container
+//! log, which worker pods, with their bounded output, do not reach at default settings.
 
 use std::time::Duration;
 
+use ao_core::output::{OutputConfig, OutputPipeline, WorkerOutput};
 use ao_core::task::TaskId;
-use futures::{AsyncBufReadExt, StreamExt};
+use futures::AsyncReadExt;
 use kube::api::LogParams;
 use tracing::{debug, warn};
 
@@ -21,10 +23,25 @@ use crate::runtime::Inner;
 
 /// Reconnections of one follower after a broken stream before it gives up.
 const MAX_RECONNECTS: u32 = 5;
+/// Bytes read from the stream per hand-off at most.
+const CHUNK: usize = 64 * 1024;
 
-/// Follow the pod's log until the container ends (the stream closes), storing new lines.
-pub(crate) async fn follow(inner: &Inner, task_id: TaskId, pod: &str) -> Result<(), KubeError> {
-    let mut stored = usize::try_from(inner.store.log_count(task_id).await?).unwrap_or(0);
+/// Start copying a task's output into the store (see [`ao_core::output`]).
+pub(crate) fn open(inner: &Inner, task_id: TaskId) -> WorkerOutput {
+    let cfg = OutputConfig {
+        batch_lines: inner.cfg.log_batch_lines.max(1),
+        ..OutputConfig::default()
+    };
+    OutputPipeline::new(inner.store.clone(), inner.events.clone(), cfg).open(task_id)
+}
+
+/// Follow the pod's log until the container ends (the stream closes), handing it to `output`.
+pub(crate) async fn follow(
+    inner: &Inner,
+    task_id: TaskId,
+    pod: &str,
+    output: &WorkerOutput,
+) -> Result<(), KubeError> {
     let mut reconnects = 0;
     loop {
         let lp = LogParams {
@@ -42,51 +59,28 @@ pub(crate) async fn follow(inner: &Inner, task_id: TaskId, pod: &str) -> Result<
             }
             Err(e) => return Err(e.into()),
         };
-        let lines = futures::stream::unfold(Box::pin(reader), |mut r| async move {
-            let mut buf = Vec::new();
-            match r.read_until(b'\n', &mut buf).await {
-                Ok(0) => None,
-                Ok(_) => {
-                    if buf.last() == Some(&b'\n') {
-                        buf.pop();
-                    }
-                    Some((Ok(String::from_utf8_lossy(&buf).into_owned()), r))
-                }
-                Err(e) => Some((Err(e), r)),
-            }
-        });
-        let mut chunks = std::pin::pin!(lines.ready_chunks(inner.cfg.log_batch_lines.max(1)));
-        let mut seen = 0usize;
-        let mut broken = None;
-        while let Some(chunk) = chunks.next().await {
-            let mut batch = Vec::new();
-            for line in chunk {
-                match line {
-                    Ok(l) => {
-                        seen += 1;
-                        if seen > stored {
-                            batch.push(l);
-                        }
-                    }
-                    Err(e) => {
-                        broken = Some(e);
-                        break;
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                inner.store.append_logs(task_id, &batch).await?;
-                stored += batch.len();
-            }
-            if broken.is_some() {
-                break;
-            }
+        // Every stream shows the log from its start; core skips what is already stored.
+        if output.rewind().await.is_err() {
+            return Ok(()); // the output was ended meanwhile: nothing left to store
         }
+        let mut reader = Box::pin(reader);
+        let mut buf = vec![0u8; CHUNK];
+        let broken = loop {
+            match reader.read(&mut buf).await {
+                Ok(0) => break None,
+                Ok(n) => {
+                    if output.write(buf[..n].to_vec()).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => break Some(e),
+            }
+        };
         match broken {
             None => return Ok(()),
             Some(e) if reconnects < MAX_RECONNECTS => {
                 reconnects += 1;
-                warn!(task_id = %task_id, error = %e, stored, "log stream broke; resuming");
+                warn!(task_id = %task_id, error = %e, "log stream broke; resuming");
                 tokio::time::sleep(Duration::from_millis(200 << reconnects)).await;
             }
             Some(e) => return Err(KubeError::LogStream(e.to_string())),

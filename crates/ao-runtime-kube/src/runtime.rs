@@ -320,13 +320,17 @@ impl Runtime for KubeRuntime {
         if let PodState::Finished(exit) = classify(&pod) {
             if container_started(&pod) {
                 let name = pod_name(id);
-                let drain = crate::logs::follow(&self.inner, id, &name);
+                let output = crate::logs::open(&self.inner, id);
+                let drain = crate::logs::follow(&self.inner, id, &name, &output);
                 match tokio::time::timeout(self.inner.cfg.log_drain_timeout, drain).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         warn!(task_id = %id, error = %e, "reading the finished worker's log failed")
                     }
                     Err(_) => warn!(task_id = %id, "the finished worker's log did not end in time"),
+                }
+                if let Err(e) = output.finish().await {
+                    warn!(task_id = %id, error = %e, "the finished worker's output is incomplete");
                 }
             }
             info!(task_id = %id, code = ?exit.code, "worker pod finished while nobody watched");

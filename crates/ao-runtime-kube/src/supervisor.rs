@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ao_core::lifecycle::Reason;
-use ao_core::runtime::{ExitInfo, RuntimeEvent};
+use ao_core::output::WorkerOutput;
+use ao_core::runtime::ExitInfo;
 use ao_core::task::TaskId;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
@@ -55,20 +56,26 @@ pub(crate) fn spawn(inner: Arc<Inner>, task_id: TaskId, rx: watch::Receiver<Seen
     });
 }
 
-fn spawn_follow(inner: &Arc<Inner>, task_id: TaskId) -> JoinHandle<Result<(), KubeError>> {
+fn spawn_follow(
+    inner: &Arc<Inner>,
+    task_id: TaskId,
+    output: WorkerOutput,
+) -> JoinHandle<Result<(), KubeError>> {
     let inner = inner.clone();
     let cancel = inner.cancel.clone();
     tokio::spawn(async move {
         let name = pod_name(task_id);
         tokio::select! {
             _ = cancel.cancelled() => Ok(()),
-            r = crate::logs::follow(&inner, task_id, &name) => r,
+            r = crate::logs::follow(&inner, task_id, &name, &output) => r,
         }
     })
 }
 
 async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen>) {
     let cfg = &inner.cfg;
+    // Every follower of this pod feeds the same output, which reports the end last.
+    let output = crate::logs::open(&inner, task_id);
     let mut follower: Option<JoinHandle<Result<(), KubeError>>> = None;
     // When the last follower ended, and whether it reached the end of the log cleanly.
     let mut follower_ended: Option<(Instant, bool)> = None;
@@ -83,7 +90,7 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
             if container_started(pod) && follower.is_none() && !seen.deleted {
                 if restart_due && state == PodState::Running {
                     debug!(task_id = %task_id, "following the worker log");
-                    follower = Some(spawn_follow(&inner, task_id));
+                    follower = Some(spawn_follow(&inner, task_id, output.clone()));
                 } else if let Some((t, _)) = follower_ended.filter(|_| state == PodState::Running) {
                     wake = Some(t + FOLLOW_RESTART);
                 }
@@ -149,7 +156,19 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
             }
         }
     };
-    finish(&inner, task_id, &rx, follower, follower_ended, outcome).await;
+    let ended = Ended {
+        follower,
+        follower_ended,
+        outcome,
+    };
+    finish(&inner, task_id, &rx, ended, output).await;
+}
+
+/// How the supervision loop ended.
+struct Ended {
+    follower: Option<JoinHandle<Result<(), KubeError>>>,
+    follower_ended: Option<(Instant, bool)>,
+    outcome: Outcome,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,15 +227,20 @@ async fn delete_stuck(inner: &Inner, task_id: TaskId, rx: &watch::Receiver<Seen>
     }
 }
 
-/// Drain the log, send the one terminal event, stop following.
+/// Drain the log, stop following, and send the one terminal event through the output (which
+/// sends it once the log is stored).
 async fn finish(
     inner: &Arc<Inner>,
     task_id: TaskId,
     rx: &watch::Receiver<Seen>,
-    follower: Option<JoinHandle<Result<(), KubeError>>>,
-    follower_ended: Option<(Instant, bool)>,
-    outcome: Outcome,
+    ended: Ended,
+    output: WorkerOutput,
 ) {
+    let Ended {
+        follower,
+        follower_ended,
+        outcome,
+    } = ended;
     let seen = rx.borrow().clone();
     let drain = inner.cfg.log_drain_timeout;
     if let Some(mut h) = follower {
@@ -229,7 +253,8 @@ async fn finish(
         let drained = follower_ended.is_some_and(|(t, clean)| clean && t.elapsed() < LATE_FINISH);
         if started && !drained && !seen.deleted {
             let name = pod_name(task_id);
-            match tokio::time::timeout(drain, crate::logs::follow(inner, task_id, &name)).await {
+            let drained = crate::logs::follow(inner, task_id, &name, &output);
+            match tokio::time::timeout(drain, drained).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     warn!(task_id = %task_id, error = %e, "reading the worker log failed")
@@ -238,16 +263,18 @@ async fn finish(
             }
         }
     }
-    let ev = match outcome {
+    inner.tracked.lock().remove(&task_id);
+    let sent = match outcome {
         Outcome::Exited(exit) => {
             info!(task_id = %task_id, code = ?exit.code, reason = ?exit.reason, "worker pod finished");
-            RuntimeEvent::Exited { task_id, exit }
+            output.exited(exit).await
         }
         Outcome::Lost(message) => {
             warn!(task_id = %task_id, %message, "worker pod lost");
-            RuntimeEvent::Lost { task_id, message }
+            output.lost(message).await
         }
     };
-    inner.tracked.lock().remove(&task_id);
-    let _ = inner.events.send(ev);
+    if let Err(e) = sent {
+        warn!(task_id = %task_id, error = %e, "the worker's output is incomplete");
+    }
 }

@@ -2,26 +2,32 @@
 //! process on this machine, so the orchestrator works on a laptop with nothing installed.
 //!
 //! Layout: every task gets `<root>/<task-id>/` holding its `workspace/`, a private `home/`
-//! and `tmp/`, the task spec (`task.json`, mode 0600), the worker's combined output
-//! (`output.log`) and, once it ends, `exit.json`.
+//! and `tmp/`, the task spec (`task.json`), the worker's combined output (`output.log`) and,
+//! once it ends, `exit.json`. Folders are 0700 and files 0600. With `run_as` (a separate
+//! worker user) the root is 0711, so a worker can reach its own folder (which it owns while it
+//! runs) without listing the others, and a finished task's folder is handed back to the
+//! orchestrator's user, so later workers cannot read it.
 //!
 //! Each worker runs under a small supervisor (`agent-orchestrator supervise`, see
 //! [`supervise`]) that leads its own process group, writes the worker's output to the log
 //! file and its exit status to `exit.json`. Because nothing ties the worker to the
 //! orchestrator's pipes, a worker survives an orchestrator crash; the next orchestrator finds
 //! it by its pid file, waits for it with a pidfd, and resumes storing its output where the
-//! store left off.
+//! store left off. Output is read as it is written (an inotify watch on the task folder) and
+//! handed to core's [`ao_core::output`] pipeline, which stores it and reports the exit last.
 
 mod env;
 mod process;
 mod supervise;
 mod tail;
+mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
+use ao_core::output::{OutputConfig, OutputPipeline};
 use ao_core::runtime::{Adoption, EventSender, LaunchSpec, Runtime, RuntimeError};
 use ao_core::store::TaskStore;
 use ao_core::task::{Task, TaskId, WorkerRef};
@@ -53,11 +59,21 @@ struct Handle {
     pid: i32,
 }
 
+type Workers = Arc<Mutex<HashMap<TaskId, Handle>>>;
+
+/// Take a lock even if a panic elsewhere poisoned it: the maps it guards change by one insert
+/// or remove at a time, so they stay consistent, and the scheduler must not go down with them.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 pub struct LocalRuntime {
     cfg: LocalConfig,
-    store: Arc<dyn TaskStore>,
-    events: EventSender,
-    workers: Arc<Mutex<HashMap<TaskId, Handle>>>,
+    output: OutputPipeline,
+    workers: Workers,
+    /// Set up on first use (it needs the Tokio runtime); `None` when inotify is unavailable,
+    /// and output is then polled.
+    watcher: OnceLock<Option<Arc<watch::DirWatcher>>>,
 }
 
 impl LocalRuntime {
@@ -66,12 +82,12 @@ impl LocalRuntime {
         store: Arc<dyn TaskStore>,
         events: EventSender,
     ) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&cfg.root)?;
+        process::prepare_root(&cfg.root, cfg.run_as.is_some())?;
         Ok(LocalRuntime {
             cfg,
-            store,
-            events,
+            output: OutputPipeline::new(store, events, OutputConfig::default()),
             workers: Arc::new(Mutex::new(HashMap::new())),
+            watcher: OnceLock::new(),
         })
     }
 
@@ -87,37 +103,62 @@ impl LocalRuntime {
     }
 
     fn pid_of(&self, id: TaskId) -> Option<i32> {
-        if let Some(h) = self.workers.lock().expect("workers lock").get(&id) {
+        if let Some(h) = lock(&self.workers).get(&id) {
             return Some(h.pid);
         }
         process::live_supervisor(&self.task_dir(id))
     }
 
-    /// Follow a worker until it ends: tail its output into the store, then report the exit.
+    /// A watch on the task folder, so output is read as it is written.
+    fn subscribe(&self, id: TaskId, dir: &Path) -> Option<watch::Subscription> {
+        let watcher = self
+            .watcher
+            .get_or_init(|| match watch::DirWatcher::start() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!(error = %e, "inotify is unavailable; worker output is polled");
+                    None
+                }
+            });
+        match watcher.as_ref()?.subscribe(dir) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(task_id = %id, error = %e, "cannot watch the task folder; its output is polled");
+                None
+            }
+        }
+    }
+
+    /// Follow a worker until it ends: hand its output to the pipeline as it is written, then
+    /// report the exit through it (after the output is stored).
     fn follow(&self, id: TaskId, pid: i32, dir: &Path, waiter: process::Waiter) {
-        self.workers
-            .lock()
-            .expect("workers lock")
-            .insert(id, Handle { pid });
-        let store = self.store.clone();
-        let events = self.events.clone();
+        lock(&self.workers).insert(id, Handle { pid });
+        let output = self.output.open(id);
+        let changes = self.subscribe(id, dir);
         let workers = self.workers.clone();
         let dir = dir.to_path_buf();
+        let run_as = self.cfg.run_as;
         let span = tracing::info_span!("local_worker", task_id = %id, pid);
         tokio::spawn(tracing::Instrument::instrument(
             async move {
                 let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-                let tailer = tokio::spawn(tail::tail(store, id, dir.join("output.log"), done_rx));
-                let status = waiter.wait().await;
-                let _ = done_tx.send(true);
-                if let Err(e) = tailer.await {
-                    warn!(task_id = %id, error = %e, "output tailer failed");
-                }
+                let log = dir.join("output.log");
+                let reading = tail::tail(&log, &output, changes, done_rx);
+                let waiting = async {
+                    let status = waiter.wait().await;
+                    let _ = done_tx.send(true);
+                    status
+                };
+                let ((), status) = tokio::join!(reading, waiting);
                 let exit = process::exit_info(&dir, status);
-                process::remove_scratch(&dir).await;
+                process::seal(&dir, run_as);
                 info!(task_id = %id, code = ?exit.code, signal = ?exit.signal, "worker exited");
-                workers.lock().expect("workers lock").remove(&id);
-                let _ = events.send(ao_core::runtime::RuntimeEvent::Exited { task_id: id, exit });
+                lock(&workers).remove(&id);
+                if let Err(e) = output.exited(exit).await {
+                    warn!(task_id = %id, error = %e, "the worker's output is incomplete");
+                }
+                // Right after the exit is reported, not in its way.
+                process::remove_scratch(&dir).await;
             },
             span,
         ));
@@ -173,9 +214,14 @@ impl Runtime for LocalRuntime {
         match process::read_exit(&dir) {
             Some(rec) => {
                 // Store the output it wrote while nobody watched.
+                let output = self.output.open(task.id);
                 let (_tx, rx) = tokio::sync::watch::channel(true);
-                tail::tail(self.store.clone(), task.id, dir.join("output.log"), rx).await;
+                tail::tail(&dir.join("output.log"), &output, None, rx).await;
+                if let Err(e) = output.finish().await {
+                    warn!(task_id = %task.id, error = %e, "the worker's output is incomplete");
+                }
                 process::remove_scratch(&dir).await;
+                process::seal(&dir, self.cfg.run_as);
                 Ok(Adoption::Exited(rec.into()))
             }
             None => Ok(Adoption::NotFound),
@@ -204,3 +250,6 @@ impl Runtime for LocalRuntime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

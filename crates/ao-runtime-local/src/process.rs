@@ -4,7 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -20,6 +20,27 @@ use tokio::process::{Child, Command};
 use crate::LocalConfig;
 use crate::supervise::ExitRecord;
 
+/// Mode of the workers' root: private, or traversable (not listable) when workers run as
+/// another user, who must reach their own folder inside it.
+pub(crate) fn root_mode(separate_user: bool) -> u32 {
+    if separate_user { 0o711 } else { 0o700 }
+}
+
+/// Create the workers' root, or bring an existing one to its mode (saying so when it changes).
+pub(crate) fn prepare_root(root: &Path, separate_user: bool) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)?;
+    let want = root_mode(separate_user);
+    let had = fs::metadata(root)?.permissions().mode() & 0o7777;
+    if had != want {
+        fs::set_permissions(root, fs::Permissions::from_mode(want))?;
+        tracing::info!(dir = %root.display(), from = format!("{had:o}"), to = format!("{want:o}"), "set the workers' folder permissions");
+    }
+    Ok(())
+}
+
 pub(crate) fn prepare_dir(
     dir: &Path,
     task: &Task,
@@ -27,26 +48,21 @@ pub(crate) fn prepare_dir(
 ) -> std::io::Result<()> {
     let mut b = fs::DirBuilder::new();
     b.recursive(true).mode(0o700);
-    for sub in ["workspace", "home", "tmp"] {
-        b.create(dir.join(sub))?;
-    }
-    if let Some((uid, gid)) = owner {
-        for p in [
-            dir.to_path_buf(),
-            dir.join("workspace"),
-            dir.join("home"),
-            dir.join("tmp"),
-        ] {
-            std::os::unix::fs::chown(&p, Some(uid), Some(gid))?;
+    let dirs = [
+        dir.to_path_buf(),
+        dir.join("workspace"),
+        dir.join("home"),
+        dir.join("tmp"),
+    ];
+    for p in &dirs {
+        b.create(p)?;
+        // Whatever the umask, and also for a folder left by an earlier run.
+        fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
         }
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dir.join("task.json"))?;
-    f.write_all(&serde_json::to_vec(&task.spec)?)?;
+    write_private(&dir.join("task.json"), &serde_json::to_vec(&task.spec)?)?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::chown(dir.join("task.json"), Some(uid), Some(gid))?;
     }
@@ -85,9 +101,39 @@ pub(crate) fn spawn(
     }
     let child = cmd.spawn()?;
     if let Some(pid) = child.id() {
-        fs::write(dir.join("supervisor.pid"), pid.to_string())?;
+        write_private(&dir.join("supervisor.pid"), pid.to_string().as_bytes())?;
     }
     Ok(child)
+}
+
+/// Replace `path` with `bytes`, readable by its owner only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file left by an earlier run keeps its mode on open; set it.
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
+}
+
+/// A finished worker's folder goes back to the orchestrator's user (mode 0700), so workers of
+/// later tasks, which run as the same worker user, cannot read it. Nothing to do when workers
+/// run as the orchestrator's own user.
+pub(crate) fn seal(dir: &Path, run_as: Option<(u32, u32)>) {
+    if run_as.is_none() {
+        return;
+    }
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    let r = std::os::unix::fs::chown(dir, Some(uid.as_raw()), Some(gid.as_raw()))
+        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)));
+    if let Err(e) = r
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(error = %e, dir = %dir.display(), "could not close the finished worker's folder to other workers");
+    }
 }
 
 /// The pid of a supervisor that still runs for this task folder, if any. The command line

@@ -85,6 +85,6 @@ pub async fn supervise(dir: &Path, command: &[String]) -> std::io::Result<ExitCo
 
 fn write_record(dir: &Path, rec: &ExitRecord) -> std::io::Result<()> {
     let tmp = dir.join("exit.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(rec)?)?;
+    crate::process::write_private(&tmp, &serde_json::to_vec(rec)?)?;
     std::fs::rename(tmp, dir.join("exit.json"))
 }

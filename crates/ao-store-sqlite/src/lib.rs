@@ -8,12 +8,15 @@
 //! wait for it (busy timeout) rather than failing half-way. Correctness therefore does not
 //! depend on the number of writer connections: the default is one (SQLite serializes writers
 //! anyway, and one connection avoids lock waits), and the conformance suite also runs with
-//! several. Reads use a small read-only pool. The database runs in WAL mode with
-//! `synchronous=FULL`: an accepted task survives a crash of the process or of the machine.
+//! several. Reads use a small read-only pool. The database runs in WAL mode; accepting a task and settling one commit with
+//! `synchronous=FULL`, so an accepted task and a terminal status survive a crash of the process
+//! or of the machine (the moves in between need not, see `durable`).
 //!
 //! Queries are checked at run time (not with compile-time macros) and are all static text
 //! with bound parameters.
 
+mod durable;
+mod files;
 mod output;
 mod read;
 mod row;
@@ -26,7 +29,8 @@ use std::time::Duration;
 
 use ao_core::store::{ChangeFeed, StoreError, StoreResult};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -76,6 +80,7 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StoreError::backend)?;
         }
+        files::make_private(path).map_err(StoreError::backend)?;
         let opts = options(SqliteConnectOptions::new().filename(path));
         Self::connect(opts, connections).await
     }
@@ -89,7 +94,8 @@ impl SqliteStore {
     async fn connect(opts: SqliteConnectOptions, connections: Connections) -> StoreResult<Self> {
         let writer = SqlitePoolOptions::new()
             .max_connections(connections.writers.max(1))
-            .connect_with(opts.clone())
+        // Each write chooses whether it waits for the disk (see `durable`).
+            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(StoreError::backend)?;
         MIGRATOR.run(&writer).await.map_err(StoreError::backend)?;
@@ -105,13 +111,18 @@ impl SqliteStore {
         })
     }
 
-    /// A write transaction holding SQLite's write lock from its first statement.
-    pub(crate) async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)
+    /// A writer connection set up to commit durably or not (see `durable`). Begin the write
+    /// transaction on it with [`begin_write`].
+    pub(crate) async fn write_conn(&self, durable: bool) -> StoreResult<PoolConnection<Sqlite>> {
+        durable::writer(&self.writer, durable).await
     }
+}
+
+/// A write transaction holding SQLite's write lock from its first statement.
+pub(crate) async fn begin_write(
+    conn: &mut PoolConnection<Sqlite>,
+) -> StoreResult<Transaction<'_, Sqlite>> {
+    conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use crate::row::{parse_ts, ts};
-use crate::{SqliteStore, db_err};
+use crate::{SqliteStore, begin_write, db_err};
 
 /// Rows per INSERT statement (4 parameters each), well under SQLite's parameter limit.
 const CHUNK: usize = 200;
@@ -82,7 +82,8 @@ impl SqliteStore {
             return self.last_seq(stream, id).await;
         }
         let n = i64::try_from(texts.len()).map_err(StoreError::backend)?;
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn(false).await?;
+        let mut tx = begin_write(&mut conn).await?;
         let end = sqlx::query_scalar::<_, i64>(stream.reserve())
             .bind(n)
             .bind(id.to_string())

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::row::{self, task_columns, ts};
-use crate::{SqliteStore, db_err};
+use crate::{SqliteStore, begin_write, db_err};
 
 /// Label rows per INSERT statement (3 parameters each), well under SQLite's parameter limit.
 const LABEL_CHUNK: usize = 200;
@@ -98,7 +98,8 @@ async fn insert_labels(conn: &mut SqliteConnection, new: &NewTask) -> StoreResul
 
 impl SqliteStore {
     pub(crate) async fn insert(&self, new: NewTask, max_queued: usize) -> StoreResult<Created> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn(true).await?;
+        let mut tx = begin_write(&mut conn).await?;
         if let Some(key) = &new.idempotency_key
             && let Some(earlier) = by_key(&mut tx, key).await?
         {
@@ -174,7 +175,8 @@ impl SqliteStore {
         let finished = t.to.is_terminal().then(|| at.clone());
         // Requeueing forgets the worker; other moves keep it unless a new one is given.
         let clear_worker = t.to == TaskStatus::Queued;
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write_conn(t.to.is_terminal()).await?;
+        let mut tx = begin_write(&mut conn).await?;
         let updated = sqlx::query(SQL)
             .bind(t.to.as_str())
             .bind(t.reason.as_string())
