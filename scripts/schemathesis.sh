@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# schemathesis.sh - check that the server agrees with its own OpenAPI document.
+#
+# Starts `agent-orchestrator serve` on loopback (fresh data dir, an API token, and a worker
+# command that exits at once), then runs Schemathesis (pinned, from PyPI, in its own venv)
+# over every operation of /openapi.json with every check. Fails on any 5xx, any response that
+# the document does not describe (status, content type, headers, body schema), any
+# schema-violating request the server accepts and any valid one it refuses.
+#
+# Usage: scripts/schemathesis.sh            # builds the debug binary if needed
+#   AO_BIN=path/to/agent-orchestrator       use this binary instead of building
+#   ST_MAX_EXAMPLES=N                       cases per operation and phase (default 100)
+#   ST_SEED=N                               reproduce a run (default: fixed seed 1)
+#   ST_VENV=dir                             where the venv lives (default: a cache dir)
+#
+# The worker callback routes need a per-task token that only the task's worker gets. The run
+# sends the API token there, so those routes are exercised as an outsider sees them: every
+# request must be refused, as documented (401 before the body is read).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$repo_root"
+log() { printf '\n==> schemathesis: %s\n' "$*" >&2; }
+die() { printf 'schemathesis: ERROR: %s\n' "$*" >&2; exit 1; }
+
+ST_VERSION="4.32.5"
+max_examples="${ST_MAX_EXAMPLES:-100}"
+seed="${ST_SEED:-1}"
+venv="${ST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/agent-orchestrator/schemathesis-$ST_VERSION}"
+
+# ---------------------------------------------------------------- schemathesis --
+python="$(command -v python3 || true)"
+[[ -n "$python" ]] || die "python3 is needed (3.10 or later)"
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$ST_VERSION"; then
+    log "installing schemathesis $ST_VERSION into $venv"
+    rm -rf "$venv"
+    "$python" -m venv "$venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
+fi
+"$venv/bin/st" --version >&2
+
+# -------------------------------------------------------------------- server --
+if [[ -z "${AO_BIN:-}" ]]; then
+    log "building agent-orchestrator"
+    cargo build --locked --quiet -p agent-orchestrator --bin agent-orchestrator
+    AO_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/agent-orchestrator"
+fi
+[[ -x "$AO_BIN" ]] || die "no executable at $AO_BIN"
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    if [[ -n "$server_pid" ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+token="st-$("$python" -c 'import secrets; print(secrets.token_hex(24))')"
+log "starting the server"
+"$AO_BIN" serve --log-format json --listen 127.0.0.1:0 --data-dir "$work/data" \
+    --api-tokens "$token" --worker-command /bin/true --max-concurrency 8 \
+    --max-queued 100000 >"$work/server.out" 2>"$work/server.log" &
+server_pid=$!
+
+addr=""
+for _ in $(seq 1 100); do
+    addr="$("$python" - "$work/server.log" <<'EOF'
+import json, sys
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    try:
+        v = json.loads(line)
+    except ValueError:
+        continue
+    if v.get("message") == "listening":
+        print(v["addr"])
+        break
+EOF
+)"
+    [[ -n "$addr" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; die "the server exited"; }
+    sleep 0.1
+done
+[[ -n "$addr" ]] || { cat "$work/server.log" >&2; die "the server did not start listening"; }
+base="http://$addr"
+log "server at $base"
+
+# ----------------------------------------------------------------------- run --
+log "running every check over every operation ($max_examples examples each, seed $seed)"
+st_rc=0
+"$venv/bin/st" run "$base/openapi.json" \
+    --checks all \
+    --phases examples,coverage,fuzzing,stateful \
+    --max-examples "$max_examples" \
+    --seed "$seed" \
+    --workers 2 \
+    --header "Authorization: Bearer $token" \
+    --request-timeout 10 \
+    --max-time 240 \
+    --no-color \
+    --report junit --report-dir "$work/report" \
+    --suppress-health-check too_slow \
+    || st_rc=$?
+
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    tail -n 50 "$work/server.log" >&2
+    die "the server died during the run"
+fi
+if grep -q '"level":"ERROR"' "$work/server.log"; then
+    grep '"level":"ERROR"' "$work/server.log" | head -n 20 >&2
+    die "the server logged errors during the run"
+fi
+
+junit="$work/report/junit.xml"
+[[ -f "$junit" ]] || die "schemathesis wrote no report (exit $st_rc)"
+cases="$("$python" - "$junit" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+print(sum(int(s.get("tests", 0)) for s in suites))
+EOF
+)"
+((st_rc == 0)) || die "schemathesis found mismatches (exit $st_rc)"
+echo "schemathesis: $cases operations checked, no mismatch" >&2
