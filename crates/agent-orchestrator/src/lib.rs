@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod http_server;
 pub mod serve;
 pub mod telemetry;
 
