@@ -8,8 +8,9 @@
 # schema-violating request the server accepts and any valid one it refuses.
 #
 # Usage: scripts/schemathesis.sh            # builds the debug binary if needed
+#   ST_MIN_CASES=N                          fail unless at least N cases ran (default 1000)
 #   AO_BIN=path/to/agent-orchestrator       use this binary instead of building
-#   ST_MAX_EXAMPLES=N                       cases per operation and phase (default 100)
+#   ST_MAX_EXAMPLES=N                       cases per operation and phase (default 60)
 #   ST_SEED=N                               reproduce a run (default: fixed seed 1)
 #   ST_VENV=dir                             where the venv lives (default: a cache dir)
 #
@@ -24,7 +25,8 @@ log() { printf '\n==> schemathesis: %s\n' "$*" >&2; }
 die() { printf 'schemathesis: ERROR: %s\n' "$*" >&2; exit 1; }
 
 ST_VERSION="4.32.5"
-max_examples="${ST_MAX_EXAMPLES:-100}"
+max_examples="${ST_MAX_EXAMPLES:-60}"
+min_cases="${ST_MIN_CASES:-1000}"
 seed="${ST_SEED:-1}"
 venv="${ST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/agent-orchestrator/schemathesis-$ST_VERSION}"
 
@@ -95,14 +97,12 @@ st_rc=0
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$max_examples" \
     --seed "$seed" \
-    --workers 2 \
+    --workers 1 \
     --header "Authorization: Bearer $token" \
     --request-timeout 10 \
-    --max-time 240 \
     --no-color \
-    --report junit --report-dir "$work/report" \
     --suppress-health-check too_slow \
-    || st_rc=$?
+    2>&1 | tee "$work/st.out" || st_rc=$?
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
     tail -n 50 "$work/server.log" >&2
@@ -113,14 +113,9 @@ if grep -q '"level":"ERROR"' "$work/server.log"; then
     die "the server logged errors during the run"
 fi
 
-junit="$work/report/junit.xml"
-[[ -f "$junit" ]] || die "schemathesis wrote no report (exit $st_rc)"
-cases="$("$python" - "$junit" <<'EOF'
-import sys, xml.etree.ElementTree as ET
-root = ET.parse(sys.argv[1]).getroot()
-suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-print(sum(int(s.get("tests", 0)) for s in suites))
-EOF
-)"
+# "Test cases:" is followed by "N generated, ..." in the summary.
+cases="$(grep -A1 '^Test cases:' "$work/st.out" | grep -oE '[0-9]+ generated' | grep -oE '[0-9]+' || true)"
 ((st_rc == 0)) || die "schemathesis found mismatches (exit $st_rc)"
-echo "schemathesis: $cases operations checked, no mismatch" >&2
+[[ -n "$cases" ]] || die "could not read the number of test cases from schemathesis' summary"
+((cases >= min_cases)) || die "only $cases test cases ran; at least $min_cases are required"
+echo "schemathesis: $cases test cases, no mismatch" >&2
