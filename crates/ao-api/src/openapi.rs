@@ -168,9 +168,10 @@ mod tests {
         };
         let doc = document(&limits);
         let req = &doc["components"]["schemas"]["TaskRequest"];
-        assert_eq!(req["properties"]["timeout_seconds"]["maximum"], 120);
-        assert_eq!(req["properties"]["max_turns"]["minimum"], 1);
         assert_eq!(req["oneOf"].as_array().unwrap().len(), 2);
+        let with_prompt = &req["oneOf"][0]["properties"];
+        assert_eq!(with_prompt["timeout_seconds"]["maximum"], 120);
+        assert_eq!(with_prompt["max_turns"]["minimum"], 1);
         let list = &doc["paths"]["/api/v1/tasks"]["get"];
         let label = list["parameters"]
             .as_array()

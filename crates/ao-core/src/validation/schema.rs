@@ -73,86 +73,97 @@ pub fn repository() -> Value {
     })
 }
 
-/// The body of `POST /api/v1/tasks` with the server's `limits`.
+/// The body of `POST /api/v1/tasks` with the server's `limits`: one object schema for a
+/// request with `prompt`, one for a request with `task` (each complete, so that generators
+/// need not merge `oneOf` with sibling keywords).
 pub fn task_request(limits: &Limits) -> Value {
     let text = json!({
         "type": "string",
         "minLength": 1,
         "maxLength": limits.max_prompt_bytes,
         "pattern": prompt_pattern(),
+        "description": format!(
+            "The instruction for the agent: at most {} bytes of UTF-8, not only whitespace, no NUL.",
+            limits.max_prompt_bytes
+        ),
     });
-    let mut prompt = nullable(text.clone());
-    prompt["description"] = json!(format!(
-        "The instruction for the agent: at most {} bytes of UTF-8, not only whitespace, no \
-         NUL. Give exactly one of `prompt` and `task`.",
-        limits.max_prompt_bytes
-    ));
-    let mut task = nullable(text);
-    task["description"] =
-        json!("Accepted for compatibility with the original service: the same as `prompt`.");
+    let absent = json!({"type": "null", "description": "Give exactly one of `prompt` and `task`."});
+    let variant = |given: &str, other: &str, title: &str| {
+        let mut properties = common_properties(limits);
+        properties[given] = text.clone();
+        properties[other] = absent.clone();
+        json!({
+            "title": title,
+            "type": "object",
+            "additionalProperties": false,
+            "required": [given],
+            "properties": properties,
+        })
+    };
+    json!({
+        "description": "The body of `POST /api/v1/tasks`: the instruction as `prompt`, or as \
+            `task` (the original service's field), never both. Unknown fields are refused.",
+        "oneOf": [
+            variant("prompt", "task", "With prompt"),
+            variant("task", "prompt", "With task (compatibility)"),
+        ],
+    })
+}
+
+/// Every field but `prompt` and `task`.
+fn common_properties(limits: &Limits) -> Value {
     let label_key = "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$";
     json!({
-        "type": "object",
-        "description": "The body of `POST /api/v1/tasks`. Unknown fields are refused.",
-        "additionalProperties": false,
-        "oneOf": [
-            {"required": ["prompt"], "properties": {"prompt": {"type": "string"}, "task": {"type": "null"}}},
-            {"required": ["task"], "properties": {"task": {"type": "string"}, "prompt": {"type": "null"}}},
-        ],
-        "properties": {
-            "prompt": prompt,
-            "task": task,
-            "repository": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Repository"}]},
-            "model": {
-                "type": ["string", "null"],
-                "description": "Model name or alias passed to the agent.",
-                "pattern": r"^[A-Za-z0-9._:/@\[\]-]{1,128}$",
+        "repository": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Repository"}]},
+        "model": {
+            "type": ["string", "null"],
+            "description": "Model name or alias passed to the agent.",
+            "pattern": r"^[A-Za-z0-9._:/@\[\]-]{1,128}$",
+        },
+        "max_turns": {
+            "type": ["integer", "null"],
+            "description": "Most agent turns.",
+            "minimum": 1,
+            "maximum": MAX_TURNS,
+        },
+        "timeout_seconds": {
+            "type": ["integer", "null"],
+            "description": format!("Wall-clock limit in seconds. Defaults to {} (the server's `--default-timeout`); at most `--max-timeout`.", limits.default_timeout_seconds),
+            "minimum": 1,
+            "maximum": limits.max_timeout_seconds,
+        },
+        "max_budget_usd": {
+            "type": ["number", "null"],
+            "description": "Spending limit in US dollars for the agent run.",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_BUDGET_USD,
+        },
+        "labels": {
+            "type": ["object", "null"],
+            "description": "Labels to filter tasks by (`label=key=value` on the list route).",
+            "maxProperties": MAX_LABELS,
+            "propertyNames": {"pattern": label_key},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_LABEL_VALUE,
+                "pattern": r"^[^\u0000-\u001f\u007f-\u009f]*$",
             },
-            "max_turns": {
-                "type": ["integer", "null"],
-                "description": "Most agent turns.",
-                "minimum": 1,
-                "maximum": MAX_TURNS,
+        },
+        "env": {
+            "type": ["object", "null"],
+            "description": "Non-secret environment variables for the worker. Refused: the \
+                worker's own variables, names that look like secrets (pass secrets with \
+                `--worker-pass-env` or the Kubernetes Secret instead), and names that change \
+                how programs load code, trust certificates or route traffic.",
+            "maxProperties": MAX_ENV,
+            "propertyNames": {
+                "pattern": ENV_NAME_PATTERN,
+                "not": {"pattern": refused_pattern()},
             },
-            "timeout_seconds": {
-                "type": ["integer", "null"],
-                "description": format!("Wall-clock limit in seconds. Defaults to {} (the server's `--default-timeout`); at most `--max-timeout`.", limits.default_timeout_seconds),
-                "minimum": 1,
-                "maximum": limits.max_timeout_seconds,
-            },
-            "max_budget_usd": {
-                "type": ["number", "null"],
-                "description": "Spending limit in US dollars for the agent run.",
-                "exclusiveMinimum": 0,
-                "maximum": MAX_BUDGET_USD,
-            },
-            "labels": {
-                "type": ["object", "null"],
-                "description": "Labels to filter tasks by (`label=key=value` on the list route).",
-                "maxProperties": MAX_LABELS,
-                "propertyNames": {"pattern": label_key},
-                "additionalProperties": {
-                    "type": "string",
-                    "maxLength": MAX_LABEL_VALUE,
-                    "pattern": r"^[^\u0000-\u001f\u007f-\u009f]*$",
-                },
-            },
-            "env": {
-                "type": ["object", "null"],
-                "description": "Non-secret environment variables for the worker. Refused: the \
-                    worker's own variables, names that look like secrets (pass secrets with \
-                    `--worker-pass-env` or the Kubernetes Secret instead), and names that change \
-                    how programs load code, trust certificates or route traffic.",
-                "maxProperties": MAX_ENV,
-                "propertyNames": {
-                    "pattern": ENV_NAME_PATTERN,
-                    "not": {"pattern": refused_pattern()},
-                },
-                "additionalProperties": {
-                    "type": "string",
-                    "maxLength": MAX_ENV_VALUE,
-                    "pattern": r"^[^\u0000]*$",
-                },
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": MAX_ENV_VALUE,
+                "pattern": r"^[^\u0000]*$",
             },
         },
     })
@@ -193,7 +204,7 @@ mod tests {
     #[test]
     fn label_patterns_agree_with_validation() {
         let doc = task_request(&Limits::default());
-        let labels = &doc["properties"]["labels"];
+        let labels = &doc["oneOf"][0]["properties"]["labels"];
         let key = re(labels["propertyNames"]["pattern"].as_str().unwrap());
         let value = re(labels["additionalProperties"]["pattern"].as_str().unwrap());
         let long = "k".repeat(64);
@@ -271,8 +282,12 @@ mod tests {
             ..Limits::default()
         };
         let doc = task_request(&limits);
-        assert_eq!(doc["properties"]["timeout_seconds"]["maximum"], 60);
-        assert_eq!(doc["properties"]["prompt"]["maxLength"], 10);
-        assert_eq!(doc["properties"]["max_turns"]["minimum"], 1);
+        for v in doc["oneOf"].as_array().unwrap() {
+            assert_eq!(v["properties"]["timeout_seconds"]["maximum"], 60);
+            assert_eq!(v["properties"]["max_turns"]["minimum"], 1);
+        }
+        assert_eq!(doc["oneOf"][0]["properties"]["prompt"]["maxLength"], 10);
+        assert_eq!(doc["oneOf"][1]["properties"]["task"]["maxLength"], 10);
+        assert_eq!(doc["oneOf"][1]["properties"]["prompt"]["type"], "null");
     }
 }
