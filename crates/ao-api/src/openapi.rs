@@ -62,6 +62,10 @@ pub fn document(limits: &Limits) -> Value {
     schemas["ServerSentEvent"] = sse_event();
     list_params(op(&mut doc, "/api/v1/tasks", "get"));
     idempotency_key(op(&mut doc, "/api/v1/tasks", "post"));
+    // The original service's submit route (when served) takes the same header.
+    if doc["paths"]["/api/tasks"]["post"].is_object() {
+        idempotency_key(op(&mut doc, "/api/tasks", "post"));
+    }
     events(op(&mut doc, "/api/v1/tasks/{id}/events", "get"));
     for path in ["/api/v1/tasks/{id}/events", "/api/v1/tasks/{id}/logs"] {
         op(&mut doc, path, "get")["responses"]["422"] = error_response("Invalid query parameter");

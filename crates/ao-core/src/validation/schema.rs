@@ -101,6 +101,7 @@ pub fn task_request(limits: &Limits) -> Value {
         })
     };
     json!({
+        "type": "object",
         "description": "The body of `POST /api/v1/tasks`: the instruction as `prompt`, or as \
             `task` (the original service's field), never both. Unknown fields are refused.",
         "oneOf": [
