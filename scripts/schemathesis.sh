@@ -32,11 +32,20 @@ venv="${ST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/agent-orchestrator/schemathesis
 
 # ---------------------------------------------------------------- schemathesis --
 python="$(command -v python3 || true)"
-[[ -n "$python" ]] || die "python3 is needed (3.10 or later)"
+if [[ -z "$python" ]] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        die "python3 with venv is needed (3.10 or later)"
+    fi
+    log "installing python3 and python3-venv with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+    python="$(command -v python3)"
+fi
 if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$ST_VERSION"; then
     log "installing schemathesis $ST_VERSION into $venv"
     rm -rf "$venv"
-    "$python" -m venv "$venv" || die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+    "$python" -m venv "$venv" || die "python3 -m venv failed"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$ST_VERSION"
 fi
 "$venv/bin/st" --version >&2
