@@ -101,7 +101,9 @@ log "server at $base"
 # ----------------------------------------------------------------------- run --
 log "running every check over every operation ($max_examples examples each, seed $seed)"
 st_rc=0
-"$venv/bin/st" run "$base/openapi.json" \
+# Run from the scratch folder: Schemathesis keeps caches (crashes seen, examples) in the
+# current directory, and each run starts from none.
+(cd "$work" && "$venv/bin/st" run "$base/openapi.json" \
     --checks all \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$max_examples" \
@@ -111,7 +113,7 @@ st_rc=0
     --request-timeout 10 \
     --no-color \
     --suppress-health-check too_slow \
-    2>&1 | tee "$work/st.out" || st_rc=$?
+    2>&1) | tee "$work/st.out" || st_rc=$?
 
 if ! kill -0 "$server_pid" 2>/dev/null; then
     tail -n 50 "$work/server.log" >&2
