@@ -136,11 +136,13 @@ pub async fn start(
     let sched_stop = shutdown.clone();
     let sched = tokio::spawn(async move { scheduler.run(sched_stop.cancelled_owned()).await });
     let http_stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-    });
+    let http_limits = crate::http_server::HttpLimits::from(&args.http);
+    let server = tokio::spawn(crate::http_server::serve(
+        listener,
+        app,
+        http_limits,
+        http_stop.cancelled_owned(),
+    ));
     Ok(tokio::spawn(wait_for_tasks(server, sched, shutdown)))
 }
 

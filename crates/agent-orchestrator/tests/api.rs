@@ -463,7 +463,9 @@ async fn health_metrics_and_openapi() {
     ] {
         assert!(doc["paths"][p].is_object(), "openapi lacks {p}");
     }
-    assert!(doc["components"]["schemas"]["TaskRequest"]["properties"]["prompt"].is_object());
+    assert!(
+        doc["components"]["schemas"]["TaskRequest"]["oneOf"][0]["properties"]["prompt"].is_object()
+    );
     app.stop().await;
 }
 

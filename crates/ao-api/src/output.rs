@@ -110,6 +110,7 @@ fn follower<T: Send + 'static>(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogParams {
     /// Keep the response open and stream new lines until the task ends.
@@ -180,6 +181,7 @@ pub async fn logs(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
     /// Replay events after this sequence number (the `Last-Event-ID` header does the same).

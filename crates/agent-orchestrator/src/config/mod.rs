@@ -131,6 +131,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_SUPERVISOR_BIN", hide = true)]
     pub supervisor_bin: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub http: crate::http_server::HttpArgs,
+
     #[command(
         flatten,
         next_help_heading = "Kubernetes runtime (--runtime kubernetes)"
