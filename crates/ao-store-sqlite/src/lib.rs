@@ -28,8 +28,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use ao_core::store::{ChangeFeed, StoreError, StoreResult};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -94,7 +94,7 @@ impl SqliteStore {
     async fn connect(opts: SqliteConnectOptions, connections: Connections) -> StoreResult<Self> {
         let writer = SqlitePoolOptions::new()
             .max_connections(connections.writers.max(1))
-        // Each write chooses whether it waits for the disk (see `durable`).
+            // Each write chooses whether it waits for the disk (see `durable`).
             .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(StoreError::backend)?;
