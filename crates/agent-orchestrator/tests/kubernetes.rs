@@ -285,8 +285,17 @@ async fn an_agent_task_runs_in_a_pod_with_the_real_worker() {
 #[tokio::test]
 async fn the_original_clients_submit_on_api_tasks_and_follow_the_pod() {
     let dir = tempfile::tempdir().unwrap();
-    // Pods without a behaviour of their own run for 50 ms and exit 0.
+    // Pods without a behaviour of their own run for 50 ms and exit 0. Their env references
+    // the worker Secret, which must exist for the kubelet to start them.
     let sim = Sim::new(SimConfig::default());
+    sim.put_secret(
+        "agents",
+        "claude-worker-secrets",
+        &[
+            ("ANTHROPIC_API_KEY", "sk-test"),
+            ("GITHUB_TOKEN", "ghp-test"),
+        ],
+    );
     let addr = sim.serve_tcp().await.unwrap();
     let api = format!("http://{addr}");
     let kubeconfig = dir.path().join("kubeconfig");

@@ -95,7 +95,9 @@ fn param<'a>(op: &'a mut Value, name: &str) -> &'a mut Value {
 }
 
 fn list_params(op: &mut Value) {
-    param(op, "label")["schema"]["items"] = json!({"type": "string", "pattern": "="});
+    let label = &mut param(op, "label")["schema"];
+    label["items"] = json!({"type": "string", "pattern": "="});
+    label["maxItems"] = json!(crate::tasks::MAX_LABEL_FILTERS);
     // `limit` is read as a machine word; anything above 200 means 200.
     param(op, "limit")["schema"] = json!({"type": "integer", "minimum": 1, "maximum": u64::MAX});
     // A cursor is the position the previous page ended at.

@@ -151,7 +151,8 @@ fn serve_env_names() -> BTreeSet<String> {
     let root = repo_root();
     let mut names = BTreeSet::new();
     for file in [
-        "crates/agent-orchestrator/src/config.rs",
+        "crates/agent-orchestrator/src/config/mod.rs",
+        "crates/agent-orchestrator/src/http_server.rs",
         "crates/agent-orchestrator/src/cli.rs", // global flags such as AO_LOG_FORMAT
         "crates/ao-runtime-kube/src/config.rs",
     ] {

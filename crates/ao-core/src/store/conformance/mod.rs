@@ -6,7 +6,7 @@
 //! with its factory, which generates one `#[tokio::test]` per case on a multi-threaded
 //! runtime:
 //!
-//! ```ignore
+//! ```text
 //! async fn open() -> (std::sync::Arc<dyn ao_core::store::TaskStore>, tempfile::TempDir) {
 //!     // ...
 //! }
