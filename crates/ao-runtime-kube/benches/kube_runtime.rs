@@ -174,7 +174,7 @@ async fn bench_cd(rows: &mut Vec<(String, String)>) {
         format!("{} MiB", rss / 1024),
     ));
     rows.push((
-        "(c)   per followed pod (watch cache + supervisor + log stream)".to_string(),
+        "(c)   per followed pod (watch cache + pod follower + log stream)".to_string(),
         format!("{:.1} KiB", (rss - base_rss) as f64 / n as f64),
     ));
     rows.push((

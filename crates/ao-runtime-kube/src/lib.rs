@@ -6,7 +6,7 @@
 //!   ([`client_from_config`]);
 //! - [`pod`]: the Pod and per-task token Secret the runtime creates, and the admission limit;
 //! - [`runtime`]: [`KubeRuntime`], the `ao_core::runtime::Runtime` implementation;
-//! - `watch`, `supervisor`, `logs`: the pod watch, the per-task state machine that turns pod
+//! - `watch`, `pod_follower`, `logs`: the pod watch, the per-task state machine that turns pod
 //!   changes into exactly one terminal event, and the log follower that stores output.
 //!
 //! RBAC the runtime needs in its namespace: pods `create`, `delete`, `get`, `list`, `watch`;
@@ -18,9 +18,9 @@ pub mod config;
 pub mod error;
 mod logs;
 pub mod pod;
+mod pod_follower;
 pub mod podstate;
 pub mod runtime;
-mod supervisor;
 mod watch;
 
 pub use config::{

@@ -2,7 +2,7 @@
 //! token Secret and Pod (idempotently: a `409 AlreadyExists` pod is adopted), stop and
 //! cleanup delete them, adopt and workers read the watch's pod cache. What happens to pods
 //! afterwards arrives through the single watch ([`crate::watch`]) and the per-task
-//! supervisors ([`crate::supervisor`]).
+//! pod followers ([`crate::pod_follower`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,8 +26,8 @@ use tracing::{debug, info, warn};
 use crate::config::KubeConfig;
 use crate::error::{is_already_exists, is_not_found, to_runtime};
 use crate::pod::{self, SELECTOR, pod_name, task_id_of, token_secret_name};
+use crate::pod_follower::{self, Seen};
 use crate::podstate::{PodState, classify, container_started};
-use crate::supervisor::{self, Seen};
 
 pub(crate) struct Inner {
     pub cfg: KubeConfig,
@@ -292,7 +292,7 @@ impl Runtime for KubeRuntime {
             }
         }
         self.mark(id, |s| s.created = true);
-        supervisor::spawn(self.inner.clone(), id, rx);
+        pod_follower::spawn(self.inner.clone(), id, rx);
         Ok(Self::worker_ref(id))
     }
 
@@ -337,7 +337,7 @@ impl Runtime for KubeRuntime {
             return Ok(Adoption::Exited(exit));
         }
         if let Some(rx) = self.track(id, true) {
-            supervisor::spawn(self.inner.clone(), id, rx);
+            pod_follower::spawn(self.inner.clone(), id, rx);
         }
         info!(task_id = %id, pod = %pod_name(id), "adopted the worker pod");
         Ok(Adoption::Alive(Self::worker_ref(id)))

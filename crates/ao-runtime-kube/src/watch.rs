@@ -1,6 +1,6 @@
 //! The one pod watch of the runtime: a kube-runtime `watcher` over the label selector of
 //! every pod the orchestrator creates, in the configured namespace, feeding a reflector
-//! (the in-memory pod cache that `adopt` and `workers` read) and the per-task supervisors.
+//! (the in-memory pod cache that `adopt` and `workers` read) and the per-task pod followers.
 //!
 //! The watcher lists once, then watches from the list's resourceVersion, resumes from the
 //! last seen version when a stream ends, relists on `410 Gone`, and backs off on errors
@@ -59,7 +59,7 @@ enum Change {
     Deleted,
 }
 
-/// Hand a pod change to its task's supervisor, if the task is followed by this process.
+/// Hand a pod change to its task's pod follower, if the task is followed by this process.
 fn route(inner: &Inner, pod: &Pod, change: Change) {
     let deleted = change == Change::Deleted;
     let Some(task_id) = task_id_of(pod) else {

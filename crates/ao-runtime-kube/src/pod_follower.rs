@@ -1,8 +1,11 @@
-//! One supervisor per followed task: it receives its pod's changes from the watch, starts
+//! One pod follower per followed task: it receives its pod's changes from the watch, starts
 //! following the log once the container runs, fails pods stuck pulling their image,
 //! unschedulable, or whose container configuration cannot be built (a missing Secret) for
 //! too long, and sends exactly one terminal event — after the log is
 //! drained into the store — then stops following the task.
+//!
+//! (Not called a supervisor: `agent-orchestrator supervise` is the local runtime's process
+//! supervisor, and `serve`'s `wait_for_tasks` watches the long-lived tasks.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +54,7 @@ pub(crate) fn spawn(inner: Arc<Inner>, task_id: TaskId, rx: watch::Receiver<Seen
     tokio::spawn(async move {
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = supervise(inner, task_id, rx) => {}
+            _ = follow(inner, task_id, rx) => {}
         }
     });
 }
@@ -72,7 +75,7 @@ fn spawn_follow(
     })
 }
 
-async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen>) {
+async fn follow(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen>) {
     let cfg = &inner.cfg;
     // Every follower of this pod feeds the same output, which reports the end last.
     let output = crate::logs::open(&inner, task_id);
@@ -164,7 +167,7 @@ async fn supervise(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<S
     finish(&inner, task_id, &rx, ended, output).await;
 }
 
-/// How the supervision loop ended.
+/// How the follow loop ended.
 struct Ended {
     follower: Option<JoinHandle<Result<(), KubeError>>>,
     follower_ended: Option<(Instant, bool)>,
