@@ -94,6 +94,7 @@ impl From<StoreError> for ApiError {
                 limit,
                 retry_after_secs: 5,
             },
+            e @ StoreError::SequenceGap { .. } => ApiError::Conflict(e.to_string()),
             StoreError::InvalidCursor => ApiError::Validation(ValidationError {
                 field: "cursor".into(),
                 message: "is not a cursor returned by this server".into(),

@@ -91,19 +91,13 @@ pub async fn post_events(
             "every event must be a JSON object",
         ));
     }
-    let last = state.store.append_events(id, &[]).await?;
-    if batch.first_seq > last + 1 {
-        return Err(ApiError::Conflict(format!(
-            "events must be contiguous: the server has up to {last}, the batch starts at {}",
-            batch.first_seq
-        )));
-    }
-    let skip = usize::try_from(last + 1 - batch.first_seq)
-        .unwrap_or(0)
-        .min(batch.events.len());
-    let fresh = &batch.events[skip..];
-    let last_seq = state.store.append_events(id, fresh).await?;
-    debug!(task_id = %id, received = batch.events.len(), stored = fresh.len(), last_seq, "worker events");
+    // Skipping what the store already has and appending the rest is one atomic store
+    // operation, so a resent batch racing its first copy is stored once.
+    let last_seq = state
+        .store
+        .append_events_at(id, batch.first_seq, &batch.events)
+        .await?;
+    debug!(task_id = %id, received = batch.events.len(), first_seq = batch.first_seq, last_seq, "worker events");
     Ok(Json(EventAck { last_seq }))
 }
 

@@ -7,7 +7,7 @@
 use ao_core::store::{StoreError, StoreResult};
 use ao_core::task::TaskId;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::row::{parse_ts, ts};
 use crate::{SqliteStore, begin_write, db_err};
@@ -81,29 +81,45 @@ impl SqliteStore {
         if texts.is_empty() {
             return self.last_seq(stream, id).await;
         }
-        let n = i64::try_from(texts.len()).map_err(StoreError::backend)?;
         let mut conn = self.write_conn(false).await?;
         let mut tx = begin_write(&mut conn).await?;
-        let end = sqlx::query_scalar::<_, i64>(stream.reserve())
-            .bind(n)
+        let end = append_in(&mut tx, stream, id, texts).await?;
+        tx.commit().await.map_err(db_err)?;
+        self.changes.notify(id);
+        Ok(end)
+    }
+
+    /// Append a batch numbered from `first_seq`, skipping what is already stored; the check
+    /// and the append share one write transaction, so racing copies of a batch are kept once.
+    pub(crate) async fn append_numbered(
+        &self,
+        stream: Stream,
+        id: TaskId,
+        first_seq: i64,
+        texts: &[&str],
+    ) -> StoreResult<i64> {
+        let mut conn = self.write_conn(false).await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let last = sqlx::query_scalar::<_, i64>(stream.last())
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?
             .ok_or(StoreError::NotFound)?;
-        let mut seq = end - n;
-        let now = ts(Utc::now());
-        for chunk in texts.chunks(CHUNK) {
-            let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(stream.insert());
-            b.push_values(chunk, |mut row, text| {
-                seq += 1;
-                row.push_bind(id.to_string())
-                    .push_bind(seq)
-                    .push_bind(*text)
-                    .push_bind(now.clone());
+        if first_seq > last + 1 {
+            return Err(StoreError::SequenceGap {
+                last,
+                first: first_seq,
             });
-            b.build().execute(&mut *tx).await.map_err(db_err)?;
         }
+        let skip = usize::try_from(last + 1 - first_seq)
+            .unwrap_or(usize::MAX)
+            .min(texts.len());
+        let fresh = &texts[skip..];
+        if fresh.is_empty() {
+            return Ok(last);
+        }
+        let end = append_in(&mut tx, stream, id, fresh).await?;
         tx.commit().await.map_err(db_err)?;
         self.changes.notify(id);
         Ok(end)
@@ -133,4 +149,36 @@ impl SqliteStore {
             })
             .collect()
     }
+}
+
+/// Reserve `texts.len()` numbers on the task's counter and insert the rows, inside `conn`'s
+/// open write transaction. Returns the last number.
+async fn append_in(
+    conn: &mut SqliteConnection,
+    stream: Stream,
+    id: TaskId,
+    texts: &[&str],
+) -> StoreResult<i64> {
+    let n = i64::try_from(texts.len()).map_err(StoreError::backend)?;
+    let end = sqlx::query_scalar::<_, i64>(stream.reserve())
+        .bind(n)
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+    let mut seq = end - n;
+    let now = ts(Utc::now());
+    for chunk in texts.chunks(CHUNK) {
+        let mut b: QueryBuilder<Sqlite> = QueryBuilder::new(stream.insert());
+        b.push_values(chunk, |mut row, text| {
+            seq += 1;
+            row.push_bind(id.to_string())
+                .push_bind(seq)
+                .push_bind(*text)
+                .push_bind(now.clone());
+        });
+        b.build().execute(&mut *conn).await.map_err(db_err)?;
+    }
+    Ok(end)
 }

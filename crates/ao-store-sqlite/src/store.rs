@@ -84,6 +84,18 @@ impl TaskStore for SqliteStore {
         self.append(Stream::Events, id, &texts).await
     }
 
+    async fn append_events_at(
+        &self,
+        id: TaskId,
+        first_seq: i64,
+        events: &[serde_json::Value],
+    ) -> StoreResult<i64> {
+        let owned: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+        let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+        self.append_numbered(Stream::Events, id, first_seq, &texts)
+            .await
+    }
+
     async fn events(&self, id: TaskId, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>> {
         let rows = self.read(Stream::Events, id, after, limit).await?;
         rows.into_iter()

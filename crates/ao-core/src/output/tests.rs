@@ -133,6 +133,14 @@ impl TaskStore for FakeStore {
     async fn append_events(&self, _: TaskId, _: &[serde_json::Value]) -> StoreResult<i64> {
         unused()
     }
+    async fn append_events_at(
+        &self,
+        _: TaskId,
+        _: i64,
+        _: &[serde_json::Value],
+    ) -> StoreResult<i64> {
+        unused()
+    }
     async fn events(&self, _: TaskId, _: i64, _: usize) -> StoreResult<Vec<EventRecord>> {
         unused()
     }

@@ -66,6 +66,9 @@ pub enum StoreError {
     IllegalTransition(#[from] TransitionError),
     #[error("invalid cursor")]
     InvalidCursor,
+    /// A numbered append would leave a hole: the store holds up to `last`.
+    #[error("events must be contiguous: the store has up to {last}, the batch starts at {first}")]
+    SequenceGap { last: i64, first: i64 },
     #[error("store backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -216,6 +219,16 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Append events as [`TaskStore::append_logs`] does lines; returns the last sequence
     /// number (with an empty batch: the current one, 0 for an unknown task).
     async fn append_events(&self, id: TaskId, events: &[serde_json::Value]) -> StoreResult<i64>;
+    /// Append a batch whose first event is number `first_seq`, atomically: the events the
+    /// store already holds (numbers up to its last) are skipped, so a batch resent while the
+    /// first copy is still being stored is kept once. Returns the last sequence number.
+    /// [`StoreError::SequenceGap`] when `first_seq` is past the last number plus one.
+    async fn append_events_at(
+        &self,
+        id: TaskId,
+        first_seq: i64,
+        events: &[serde_json::Value],
+    ) -> StoreResult<i64>;
     async fn events(&self, id: TaskId, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>>;
     /// Cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;

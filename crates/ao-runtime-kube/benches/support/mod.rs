@@ -81,6 +81,14 @@ impl TaskStore for LogStore {
     async fn append_events(&self, _: TaskId, _: &[serde_json::Value]) -> StoreResult<i64> {
         Ok(0)
     }
+    async fn append_events_at(
+        &self,
+        _: TaskId,
+        _: i64,
+        _: &[serde_json::Value],
+    ) -> StoreResult<i64> {
+        Ok(0)
+    }
     async fn events(&self, _: TaskId, _: i64, _: usize) -> StoreResult<Vec<EventRecord>> {
         Ok(vec![])
     }

@@ -204,6 +204,43 @@ pub async fn concurrent_event_appends_are_contiguous(s: Arc<dyn TaskStore>) {
     }
 }
 
+/// Copies of the same numbered batch (a worker resending while its first copy is still being
+/// stored) race each other: the events are kept once, every copy gets the same last number,
+/// and a batch past the end is refused as a gap.
+pub async fn racing_numbered_batches_are_kept_once(s: Arc<dyn TaskStore>) {
+    let t = create(&*s, new_task("p", &[], None)).await;
+    let first: Vec<serde_json::Value> = (1..=3).map(|k| serde_json::json!({"k": k})).collect();
+    assert_eq!(s.append_events_at(t.id, 1, &first).await.unwrap(), 3);
+    // Events 2..=6: 2 and 3 are held already, 4..=6 are new.
+    let batch: Vec<serde_json::Value> = (2..=6).map(|k| serde_json::json!({"k": k})).collect();
+    let batch = Arc::new(batch);
+    let lasts = race(&s, RACERS, move |s, _| {
+        let batch = batch.clone();
+        async move { s.append_events_at(t.id, 2, &batch).await.expect("append") }
+    })
+    .await;
+    assert!(
+        lasts.iter().all(|l| *l == 6),
+        "every copy sees 6: {lasts:?}"
+    );
+    let events = s.events(t.id, 0, 100).await.unwrap();
+    let ks: Vec<i64> = events
+        .iter()
+        .map(|e| e.event["k"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ks, (1..=6).collect::<Vec<_>>(), "kept once, in order");
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+    match s.append_events_at(t.id, 8, &first).await {
+        Err(StoreError::SequenceGap { last: 6, first: 8 }) => {}
+        other => panic!("expected a gap error, got {other:?}"),
+    }
+    match s.append_events_at(TaskId::new(), 1, &first).await {
+        Err(StoreError::NotFound) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
 /// What one racer of [`cancel_racing_the_scheduler_claim`] saw.
 enum Move {
     Cancel(Result<TaskStatus, StoreError>),

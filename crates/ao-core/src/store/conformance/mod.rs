@@ -60,6 +60,7 @@ macro_rules! store_conformance_suite {
             concurrent_idempotent_creates_make_one_task,
             concurrent_log_appends_are_contiguous,
             concurrent_event_appends_are_contiguous,
+            racing_numbered_batches_are_kept_once,
             cancel_racing_the_scheduler_claim,
         );
     };
