@@ -225,6 +225,11 @@ describe("agent-orchestrator Pulumi program", function () {
             AO_K8S_SECRET_NAME: "claude-worker-secrets",
             AO_K8S_SERVICE_ACCOUNT: "claude-worker",
             AO_CALLBACK_URL: "http://agent-orchestrator.agents-control-plane.svc:8080",
+            // Worker settings, copied into every worker pod (README, "Worker configuration").
+            AO_PERMISSION_MODE: "acceptEdits",
+            AO_GIT_AUTHOR_NAME: "Agent Orchestrator",
+            AO_GIT_AUTHOR_EMAIL: "agent@localhost",
+            CLAUDE_CODE_MAX_RETRIES: "2",
         });
         const mounts = Object.fromEntries(c.volumeMounts.map((m: any) => [m.name, m.mountPath]));
         assert.strictEqual(mounts.data, "/data");
