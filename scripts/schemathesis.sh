@@ -103,7 +103,7 @@ log "running every check over every operation ($max_examples examples each, seed
 st_rc=0
 # Run from the scratch folder: Schemathesis keeps caches (crashes seen, examples) in the
 # current directory, and each run starts from none.
-(cd "$work" && "$venv/bin/st" run "$base/openapi.json" \
+(cd "$work" && "$venv/bin/st" --config-file "$repo_root/scripts/schemathesis.toml" run "$base/openapi.json" \
     --checks all \
     --phases examples,coverage,fuzzing,stateful \
     --max-examples "$max_examples" \
