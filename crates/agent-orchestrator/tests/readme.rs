@@ -13,20 +13,11 @@ fn readme_configuration_reference_matches_serve_help() {
         "<!-- serve-help:start -->\n```text\n{}\n```\n<!-- serve-help:end -->",
         help.trim_end()
     );
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
-    let readme = std::fs::read_to_string(path).unwrap();
-    let start = readme
-        .find("<!-- serve-help:start -->")
-        .expect("start marker");
-    let end = readme.find("<!-- serve-help:end -->").expect("end marker")
-        + "<!-- serve-help:end -->".len();
-    let updated = format!("{}{}{}", &readme[..start], block, &readme[end..]);
-    if std::env::var_os("UPDATE_README").is_some() {
-        std::fs::write(path, &updated).unwrap();
-        return;
-    }
-    assert!(
-        updated == readme,
-        "README.md configuration reference is stale; run UPDATE_README=1 cargo test -p agent-orchestrator --test readme"
+    ao_testkit::readme::check_section(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")),
+        "<!-- serve-help:start -->",
+        "<!-- serve-help:end -->",
+        &block,
+        "cargo test -p agent-orchestrator --test readme",
     );
 }

@@ -7,6 +7,7 @@
 //! - [`FakeGitHub`]: the slice of the GitHub REST API the worker uses (pull requests).
 //! - [`git`]: local bare repositories to clone from and push to.
 //! - [`claude_bin`]: locates the pinned Claude Code binary (see `scripts/install-claude.sh`).
+//! - [`readme`]: drift checks that keep generated README sections equal to the code.
 //!
 //! Every server binds `127.0.0.1:0` and stops when dropped.
 
@@ -14,6 +15,7 @@ pub mod anthropic;
 mod claude;
 pub mod git;
 pub mod github;
+pub mod readme;
 
 pub use anthropic::{Block, FakeAnthropic, RecordedRequest, Reply, Script, Turn, Usage};
 pub use claude::{claude_bin, claude_version};

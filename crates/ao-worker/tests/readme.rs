@@ -36,18 +36,11 @@ fn table() -> String {
 
 #[test]
 fn readme_documents_every_worker_setting() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
-    let readme = std::fs::read_to_string(path).unwrap();
-    let start = readme.find(START).expect("start marker");
-    let end = readme.find(END).expect("end marker") + END.len();
-    let block = format!("{START}\n{}{END}", table());
-    let updated = format!("{}{}{}", &readme[..start], block, &readme[end..]);
-    if std::env::var_os("UPDATE_README").is_some() {
-        std::fs::write(path, &updated).unwrap();
-        return;
-    }
-    assert!(
-        updated == readme,
-        "README.md worker settings table is stale; run UPDATE_README=1 cargo test -p ao-worker --test readme"
+    ao_testkit::readme::check_section(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")),
+        START,
+        END,
+        &format!("{START}\n{}{END}", table()),
+        "cargo test -p ao-worker --test readme",
     );
 }
