@@ -46,7 +46,7 @@ pub async fn client_from(kubeconfig: &Path) -> Client {
 }
 
 /// `<prefix>-<6 random lowercase letters or digits>`.
-fn random_name(prefix: &str) -> String {
+pub(crate) fn random_name(prefix: &str) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let suffix: String = (0..6)
