@@ -78,6 +78,24 @@ teardown_file() {
     [[ "$stderr" == *"runs with flags '--watch-cache=false'"* ]]
 }
 
+@test "start waits for a running but unresponsive API server instead of restarting it" {
+    local pid server i
+    pid="$(cat "$RUN/kube-apiserver.pid")"
+    server="$(sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env")"
+    kill -STOP "$pid"
+    run bash "$SCRIPT" status
+    [ "$status" -ne 0 ] || { kill -CONT "$pid"; return 1; }
+    bash "$SCRIPT" start >"$BATS_TEST_TMPDIR/start" 2>&1 &
+    for ((i = 0; i < 300; i++)); do
+        grep -q "runs but is not ready" "$BATS_TEST_TMPDIR/start" && break
+        sleep 0.1
+    done
+    kill -CONT "$pid"
+    wait %1
+    grep -q "reusing the running environment at $server" "$BATS_TEST_TMPDIR/start"
+    [ "$(cat "$RUN/kube-apiserver.pid")" = "$pid" ]
+}
+
 @test "stop ends every process it started and keeps the logs" {
     local pids pid
     pids="$(cat "$RUN"/*.pid "$RUN"/apiservers/*/apiserver.pid)"
