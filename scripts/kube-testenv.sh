@@ -300,7 +300,7 @@ ENV
 }
 
 # The environment's server URL, from run/env.
-server_url() { sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env" 2>/dev/null; }
+server_url() { [[ ! -f "$RUN/env" ]] || sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env"; }
 
 status() {
   local server
@@ -397,8 +397,18 @@ extra_apiserver() {
   port="$(free_port)"
   server="https://127.0.0.1:$port"
   log "kube-apiserver '$name' on $server with: $*"
+  # kube-apiserver's identity (its Lease in kube-system) is a hash of the host name, so two
+  # on one host would fight over one Lease: this one gets a host name of its own (a UTS
+  # namespace; root only, as in CI).
+  local uts=()
+  if unshare --uts true 2>/dev/null; then
+    # shellcheck disable=SC2016 # expanded by that sh
+    uts=(unshare --uts sh -c 'echo "$0" >/proc/sys/kernel/hostname && exec "$@"' "testenv-$name")
+  else
+    log "warning: not root, so apiserver '$name' shares the main API server's identity Lease"
+  fi
   # shellcheck disable=SC2046 # the flags are words without spaces
-  setsid "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
+  setsid "${uts[@]}" "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
     </dev/null >>"$dir/apiserver.log" 2>&1 9>&- &
   echo $! >"$dir/apiserver.pid"
   wait_for "kube-apiserver '$name'" "$dir/apiserver.pid" readyz "$server"

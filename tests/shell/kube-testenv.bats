@@ -71,6 +71,17 @@ teardown_file() {
     # It sees what the main API server wrote.
     kubectl --kubeconfig "$RUN/admin.kubeconfig" create namespace via-main
     kubectl --kubeconfig "$kubeconfig" get namespace via-main
+    # Each has an identity Lease of its own (they would otherwise share one per host); the
+    # new one's is written shortly after it is ready.
+    local hosts="" i
+    for ((i = 0; i < 100; i++)); do
+        hosts="$(kubectl --kubeconfig "$kubeconfig" -n kube-system get lease -l apiserver.kubernetes.io/identity \
+            -o jsonpath='{range .items[*]}{.metadata.labels.kubernetes\.io/hostname}{"\n"}{end}')"
+        [[ "$hosts" == *testenv-nocache* ]] && break
+        sleep 0.1
+    done
+    [[ "$hosts" == *testenv-nocache* ]]
+    [ "$(sort -u <<<"$hosts" | wc -l)" -eq 2 ]
     run --separate-stderr bash "$SCRIPT" apiserver nocache --watch-cache=false
     [ "$output" = "$url $kubeconfig" ]
     run --separate-stderr bash "$SCRIPT" apiserver nocache
