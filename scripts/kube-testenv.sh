@@ -239,6 +239,21 @@ apiserver_flags() {
     --service-cluster-ip-range=10.0.0.0/24
 }
 
+# kube-controller-manager with every default controller, each as its own ServiceAccount;
+# ready when the `default` namespace has its `default` ServiceAccount.
+start_controller_manager() {
+  local server="$1"
+  log "kube-controller-manager $KUBERNETES_VERSION"
+  launch kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$RUN/kube-controller-manager.kubeconfig" \
+    --use-service-account-credentials \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --leader-elect=false --secure-port=0
+  wait_for "kube-controller-manager (the default ServiceAccount)" "$RUN/kube-controller-manager.pid" \
+    curl_admin --fail "$server/api/v1/namespaces/default/serviceaccounts/default"
+}
+
 start_fresh() {
   local t0=$SECONDS
   for b in etcd kube-apiserver kube-controller-manager; do
@@ -277,15 +292,7 @@ POLICY
   kubeconfig "$RUN/admin.kubeconfig" "$server" admin
   kubeconfig "$RUN/node.kubeconfig" "$server" node-client
   kubeconfig "$RUN/kube-controller-manager.kubeconfig" "$server" kube-controller-manager
-  log "kube-controller-manager $KUBERNETES_VERSION"
-  launch kube-controller-manager "$BIN/kube-controller-manager" \
-    --kubeconfig="$RUN/kube-controller-manager.kubeconfig" \
-    --use-service-account-credentials \
-    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --leader-elect=false --secure-port=0
-  wait_for "kube-controller-manager (the default ServiceAccount)" "$RUN/kube-controller-manager.pid" \
-    curl_admin --fail "$server/api/v1/namespaces/default/serviceaccounts/default"
+  start_controller_manager "$server"
 
   cat >"$RUN/env" <<ENV
 AO_TESTENV_DIR=$TESTENV
@@ -324,6 +331,11 @@ processes_alive() {
 start() {
   if status; then
     log "reusing the running environment at $(server_url)"
+  elif [[ -n "$(server_url)" ]] && alive "$RUN/etcd.pid" && alive "$RUN/kube-apiserver.pid" \
+    && ! alive "$RUN/kube-controller-manager.pid" && readyz "$(server_url)"; then
+    # Only the controller manager is gone: start it again, keeping the cluster's state.
+    log "kube-controller-manager is not running (log: $RUN/kube-controller-manager.log): starting it again"
+    start_controller_manager "$(server_url)"
   elif [[ -n "$(server_url)" ]] && processes_alive; then
     # Running but not answering (a loaded API server, e.g. under a scale test that another
     # test binary runs): wait for it rather than restart it under the other tests' feet.

@@ -107,6 +107,24 @@ teardown_file() {
     [ "$(cat "$RUN/kube-apiserver.pid")" = "$pid" ]
 }
 
+@test "start restarts a dead kube-controller-manager and keeps the cluster" {
+    local server pid
+    server="$(sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env")"
+    pid="$(cat "$RUN/kube-controller-manager.pid")"
+    kubectl --kubeconfig "$RUN/admin.kubeconfig" create namespace survives
+    kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    run bash "$SCRIPT" status
+    [ "$status" -ne 0 ]
+    run --separate-stderr bash "$SCRIPT" start
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"kube-controller-manager is not running"* ]]
+    [ "$(sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env")" = "$server" ]
+    [ "$(cat "$RUN/kube-controller-manager.pid")" != "$pid" ]
+    bash "$SCRIPT" status
+    kubectl --kubeconfig "$RUN/admin.kubeconfig" get namespace survives
+}
+
 @test "stop ends every process it started and keeps the logs" {
     local pids pid
     pids="$(cat "$RUN"/*.pid "$RUN"/apiservers/*/apiserver.pid)"
