@@ -259,9 +259,16 @@ start_fresh() {
   for b in etcd kube-apiserver kube-controller-manager; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing: run scripts/kube-testenv.sh build (needs Go), or point AO_TESTENV_DIR at a folder whose bin/ has the binaries"
   done
-  rm -rf "$RUN"
+  if [[ -d "$RUN" ]]; then
+    # The last environment's logs stay in run.prev (its data, images and nodes do not).
+    rm -rf "$RUN.prev"
+    mv "$RUN" "$RUN.prev"
+    rm -rf "$RUN.prev/etcd" "$RUN.prev/images" "$RUN.prev/nodes"
+  fi
   mkdir -p "$RUN"
   chmod 0755 "$RUN"
+  # A start that fails stops what it has started (the logs stay).
+  trap 'stop_all; log "start failed: stopped what it had started (logs in $RUN)"' EXIT
   make_pki
   local etcd_port etcd_peer api_port
   etcd_port="$(free_port)"
@@ -303,6 +310,7 @@ AO_KUBE_ETCD=$ETCD_URL
 AO_KUBE_PKI=$PKI
 KUBECONFIG=$RUN/admin.kubeconfig
 ENV
+  trap - EXIT
   log "started in $((SECONDS - t0)) s (kubectl: export KUBECONFIG=$RUN/admin.kubeconfig)"
 }
 
@@ -344,7 +352,19 @@ start() {
     log "reusing the running environment at $(server_url)"
   else
     [[ ! -d "$RUN" ]] || { log "the environment in $RUN is not healthy: restarting it"; stop_all; }
-    start_fresh
+    # A free port can be taken between choosing it and binding it: then once more. (A
+    # subshell, so that a failed start's EXIT trap runs; errexit stays on inside it.)
+    local rc
+    set +e
+    (set -e; start_fresh)
+    rc=$?
+    if ((rc != 0)) && grep -qs "address already in use" "$RUN"/*.log; then
+      log "a port was taken meanwhile: starting once more"
+      (set -e; start_fresh)
+      rc=$?
+    fi
+    set -e
+    ((rc == 0)) || exit "$rc"
   fi
   echo "$RUN/admin.kubeconfig"
 }

@@ -161,3 +161,22 @@ teardown_file() {
     [ "$status" -ne 0 ]
     [[ "$stderr" == *"bin/etcd is missing: run scripts/kube-testenv.sh build"* ]]
 }
+
+@test "a failed start stops what it started, keeps the logs, and retries once when a port was taken" {
+    local fake="$BATS_TEST_TMPDIR/fake"
+    mkdir -p "$fake/bin"
+    ln -s "$BUILT/etcd" "$fake/bin/etcd"
+    ln -s "$BUILT/kube-controller-manager" "$fake/bin/kube-controller-manager"
+    printf '#!/bin/sh\necho "listen tcp 127.0.0.1:1: bind: address already in use" >&2\nexit 1\n' >"$fake/bin/kube-apiserver"
+    chmod +x "$fake/bin/kube-apiserver"
+    run --separate-stderr env AO_TESTENV_DIR="$fake" bash "$SCRIPT" start
+    [ "$status" -ne 0 ]
+    [[ "$stderr" == *"a port was taken meanwhile: starting once more"* ]]
+    [[ "$stderr" == *"kube-apiserver: the process exited"* ]]
+    [[ "$stderr" == *"start failed: stopped what it had started"* ]]
+    [ "$(grep -c "address already in use" "$fake/run/kube-apiserver.log")" -eq 1 ]
+    [ -s "$fake/run.prev/kube-apiserver.log" ]
+    run pgrep -f -- "--data-dir=$fake/run/etcd"
+    [ "$status" -ne 0 ]
+    [ ! -f "$fake/run/etcd.pid" ]
+}
