@@ -335,8 +335,13 @@ impl PodTask {
                     self.written = Some(now);
                     return;
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => {
-                    tracing::debug!(code = e.code, "pod gone or replaced: status not written");
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    tracing::debug!("pod gone: status not written");
+                    return;
+                }
+                // Invalid: the name belongs to a new pod (uid differs), or a status we got wrong.
+                Err(kube::Error::Api(e)) if e.code == 422 => {
+                    tracing::warn!(message = %e.message, "pod status refused");
                     return;
                 }
                 Err(error) => {

@@ -126,7 +126,6 @@ pub(crate) fn patch(view: &PodView<'_>) -> Value {
         "startTime": view.start_time.to_string(),
         "hostIP": POD_IP, "hostIPs": [{"ip": POD_IP}],
         "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
-        "qosClass": "BestEffort",
         "containerStatuses": statuses,
         "conditions": conditions(view, phase),
     });

@@ -1,0 +1,69 @@
+//! Pods run their command as a process and end with its exit code.
+
+use crate::harness::{Setup, phase, pod, state, terminal};
+use kube::api::LogParams;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_command_succeeds_with_its_exit_code_and_pods_log_returns_its_output() {
+    let s = Setup::new("node-ok").await;
+    s.create(pod("ok", "echo hello; echo \"$HOSTNAME\"; exit 0"))
+        .await;
+    let p = s.wait("ok", 60, "terminal", terminal()).await;
+    assert_eq!(phase(&p), "Succeeded");
+    let t = state(&p).terminated.expect("terminated state");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    let st = p.status.as_ref().unwrap();
+    assert_eq!(st.pod_ip.as_deref(), Some("127.0.0.1"));
+    assert!(st.start_time.is_some() && t.finished_at.is_some() && t.started_at.is_some());
+    assert_eq!(
+        p.spec.as_ref().unwrap().node_name.as_deref(),
+        Some(s.node.as_ref().unwrap().name())
+    );
+    // Through the API server's pods/log proxy to the node's HTTPS endpoint.
+    let logs = s
+        .pods
+        .logs("ok", &LogParams::default())
+        .await
+        .expect("pods/log");
+    assert_eq!(logs, "hello\nok\n");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_command_fails_with_its_exit_code() {
+    let s = Setup::new("node-fail").await;
+    s.create(pod("bad", "echo about to fail; exit 7")).await;
+    let p = s.wait("bad", 60, "terminal", terminal()).await;
+    assert_eq!(phase(&p), "Failed");
+    let t = state(&p).terminated.expect("terminated state");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (7, Some("Error")));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_goes_pending_bound_running_through_the_api() {
+    let s = Setup::new("node-phases").await;
+    s.create(pod("slow", "echo started; sleep 30")).await;
+    let p = s
+        .wait("slow", 60, "running", crate::harness::running())
+        .await;
+    let conditions = p
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .clone()
+        .unwrap_or_default();
+    let has = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    assert!(
+        has("PodScheduled") && has("Ready") && has("ContainersReady") && has("Initialized"),
+        "{conditions:#?}"
+    );
+    let run = state(&p).running.expect("running state");
+    assert!(run.started_at.is_some());
+    s.shutdown().await;
+}
