@@ -33,7 +33,7 @@ impl Setup {
     }
 
     pub async fn with(prefix: &str, mode: Mode, serve_logs: bool) -> Setup {
-        let env = crate::shim::env();
+        let env = ao_kube_testenv::env();
         let admin = env.admin().await;
         let ns = env.namespace(prefix).await;
         let image = tempfile::tempdir().expect("image dir");
@@ -113,7 +113,7 @@ impl Setup {
 }
 
 /// A client as the node's own identity (user `ao-kube-node`).
-async fn node_client(env: &crate::shim::TestEnv) -> kube::Client {
+async fn node_client(env: &ao_kube_testenv::TestEnv) -> kube::Client {
     let pki: PathBuf = env.pki.clone();
     let kubeconfig = json!({
         "apiVersion": "v1", "kind": "Config",

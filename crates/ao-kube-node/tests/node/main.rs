@@ -2,7 +2,6 @@
 //! (`ao_kube_testenv::env()`): each test has its own restricted namespace and its own node.
 
 mod harness;
-mod shim;
 
 mod failures;
 mod isolation;

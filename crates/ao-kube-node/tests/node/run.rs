@@ -67,3 +67,59 @@ async fn pod_goes_pending_bound_running_through_the_api() {
     assert!(run.started_at.is_some());
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_binds_and_writes_status_through_subresources_as_ao_kube_node() {
+    let s = Setup::new("node-audit").await;
+    let uid = s
+        .create(pod("aud", "echo audited; sleep 60"))
+        .await
+        .metadata
+        .uid
+        .unwrap();
+    s.wait("aud", 60, "running", crate::harness::running())
+        .await;
+    // A running pod's deletion is graceful: the node ends it (a terminal pod would go at once).
+    s.pods.delete("aud", &Default::default()).await.unwrap();
+    s.wait_gone("aud", &uid, 30).await;
+    let events: Vec<_> = ao_kube_testenv::env()
+        .audit()
+        .into_iter()
+        .filter(|e| {
+            e.namespace.as_deref() == Some(s.ns.as_str())
+                && e.resource.as_deref() == Some("pods")
+                && e.name.as_deref() == Some("aud")
+        })
+        .filter(|e| e.user == "ao-kube-node")
+        .collect();
+    let count = |verb: &str, sub: Option<&str>| {
+        events
+            .iter()
+            .filter(|e| e.verb == verb && e.subresource.as_deref() == sub && e.code < 300)
+            .count()
+    };
+    assert_eq!(count("create", Some("binding")), 1, "{events:#?}");
+    assert!(count("patch", Some("status")) >= 2, "{events:#?}");
+    assert_eq!(
+        count("delete", None),
+        1,
+        "the node finishes the deletion: {events:#?}"
+    );
+    // Everything else the node does to the pod is reading it (its watches).
+    let others: Vec<_> = events
+        .iter()
+        .filter(|e| {
+            !matches!(
+                (e.verb.as_str(), e.subresource.as_deref()),
+                ("create", Some("binding")) | ("patch", Some("status")) | ("delete", None)
+            )
+        })
+        .collect();
+    assert!(
+        others
+            .iter()
+            .all(|e| matches!(e.verb.as_str(), "get" | "list" | "watch")),
+        "{others:#?}"
+    );
+    s.shutdown().await;
+}
