@@ -165,3 +165,34 @@ async fn noop_mode_runs_many_pods_and_deletes_them_at_once() {
     assert!(gone.await.is_ok(), "no-op pods not all deleted within 60 s");
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_kills_the_nodes_processes() {
+    let s = Setup::new("node-down").await;
+    // `$$$$`: Kubernetes expands `$$` in args to `$`, so the shell sees `$$`.
+    s.create(pod("long", "echo pid=$$$$; sleep 300")).await;
+    s.wait("long", 60, "running", running()).await;
+    let follow = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = s
+        .pods
+        .log_stream("long", &follow)
+        .await
+        .expect("log stream")
+        .lines();
+    let first = lines.try_next().await.unwrap().unwrap_or_default();
+    let pid: i32 = first
+        .strip_prefix("pid=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pid line: {first:?}"));
+    drop(lines);
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    s.shutdown().await;
+    // The process group is killed and reaped by the time shutdown returns.
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "process {pid} outlived the node"
+    );
+}
