@@ -209,6 +209,9 @@ impl PodTask {
                         started: None,
                         finished: Timestamp::now(),
                     };
+                    let argv0 = spec.argv.first().map_or("", String::as_str);
+                    self.containers[i].termination_message =
+                        Some(format!("failed to start {argv0:?}: {error}"));
                 }
             }
         }
