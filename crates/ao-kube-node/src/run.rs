@@ -337,15 +337,14 @@ impl PodTask {
             now: Timestamp::now(),
         });
         for attempt in 0..5u32 {
-            match self
+            let permit = self.shared.writes.acquire().await;
+            let pp = PatchParams::default();
+            let written = self
                 .api
-                .patch_status(
-                    &self.name,
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-            {
+                .patch_status(&self.name, &pp, &Patch::Strategic(&patch))
+                .await;
+            drop(permit);
+            match written {
                 Ok(pod) => {
                     self.pod.status = pod.status;
                     self.written = Some(now);
