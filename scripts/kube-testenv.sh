@@ -316,8 +316,19 @@ with_lock() {
   "$@"
 }
 
+# Every process of the environment runs (it may still be busy: see start).
+processes_alive() {
+  alive "$RUN/etcd.pid" && alive "$RUN/kube-apiserver.pid" && alive "$RUN/kube-controller-manager.pid"
+}
+
 start() {
   if status; then
+    log "reusing the running environment at $(server_url)"
+  elif [[ -n "$(server_url)" ]] && processes_alive; then
+    # Running but not answering (a loaded API server, e.g. under a scale test that another
+    # test binary runs): wait for it rather than restart it under the other tests' feet.
+    log "the environment at $(server_url) runs but is not ready: waiting up to ${READY_TIMEOUT} s"
+    wait_for "kube-apiserver (running environment)" "$RUN/kube-apiserver.pid" readyz "$(server_url)"
     log "reusing the running environment at $(server_url)"
   else
     [[ ! -d "$RUN" ]] || { log "the environment in $RUN is not healthy: restarting it"; stop_all; }
