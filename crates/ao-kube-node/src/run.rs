@@ -226,8 +226,11 @@ impl PodTask {
                         self.write().await;
                     }
                 }
-                change = self.next_change(), if !deleting => match change {
+                // Still listening while the grace period runs: a force delete or the node's
+                // shutdown cuts it short.
+                change = self.next_change() => match change {
                     Change::Updated => {}
+                    Change::Deleting(_) if deleting => {}
                     Change::Deleting(grace) => {
                         deleting = true;
                         kill_tx.send_replace(Some(Kill::Term(grace)));
