@@ -239,14 +239,36 @@ apiserver_flags() {
     --service-cluster-ip-range=10.0.0.0/24
 }
 
+# kube-controller-manager with every default controller, each as its own ServiceAccount;
+# ready when the `default` namespace has its `default` ServiceAccount.
+start_controller_manager() {
+  local server="$1"
+  log "kube-controller-manager $KUBERNETES_VERSION"
+  launch kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$RUN/kube-controller-manager.kubeconfig" \
+    --use-service-account-credentials \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --leader-elect=false --secure-port=0
+  wait_for "kube-controller-manager (the default ServiceAccount)" "$RUN/kube-controller-manager.pid" \
+    curl_admin --fail "$server/api/v1/namespaces/default/serviceaccounts/default"
+}
+
 start_fresh() {
   local t0=$SECONDS
   for b in etcd kube-apiserver kube-controller-manager; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing: run scripts/kube-testenv.sh build (needs Go), or point AO_TESTENV_DIR at a folder whose bin/ has the binaries"
   done
-  rm -rf "$RUN"
+  if [[ -d "$RUN" ]]; then
+    # The last environment's logs stay in run.prev (its data, images and nodes do not).
+    rm -rf "$RUN.prev"
+    mv "$RUN" "$RUN.prev"
+    rm -rf "$RUN.prev/etcd" "$RUN.prev/images" "$RUN.prev/nodes"
+  fi
   mkdir -p "$RUN"
   chmod 0755 "$RUN"
+  # A start that fails stops what it has started (the logs stay).
+  trap 'stop_all; log "start failed: stopped what it had started (logs in $RUN)"' EXIT
   make_pki
   local etcd_port etcd_peer api_port
   etcd_port="$(free_port)"
@@ -277,15 +299,7 @@ POLICY
   kubeconfig "$RUN/admin.kubeconfig" "$server" admin
   kubeconfig "$RUN/node.kubeconfig" "$server" node-client
   kubeconfig "$RUN/kube-controller-manager.kubeconfig" "$server" kube-controller-manager
-  log "kube-controller-manager $KUBERNETES_VERSION"
-  launch kube-controller-manager "$BIN/kube-controller-manager" \
-    --kubeconfig="$RUN/kube-controller-manager.kubeconfig" \
-    --use-service-account-credentials \
-    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --leader-elect=false --secure-port=0
-  wait_for "kube-controller-manager (the default ServiceAccount)" "$RUN/kube-controller-manager.pid" \
-    curl_admin --fail "$server/api/v1/namespaces/default/serviceaccounts/default"
+  start_controller_manager "$server"
 
   cat >"$RUN/env" <<ENV
 AO_TESTENV_DIR=$TESTENV
@@ -296,11 +310,12 @@ AO_KUBE_ETCD=$ETCD_URL
 AO_KUBE_PKI=$PKI
 KUBECONFIG=$RUN/admin.kubeconfig
 ENV
+  trap - EXIT
   log "started in $((SECONDS - t0)) s (kubectl: export KUBECONFIG=$RUN/admin.kubeconfig)"
 }
 
 # The environment's server URL, from run/env.
-server_url() { sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env" 2>/dev/null; }
+server_url() { [[ ! -f "$RUN/env" ]] || sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env"; }
 
 status() {
   local server
@@ -324,6 +339,11 @@ processes_alive() {
 start() {
   if status; then
     log "reusing the running environment at $(server_url)"
+  elif [[ -n "$(server_url)" ]] && alive "$RUN/etcd.pid" && alive "$RUN/kube-apiserver.pid" \
+    && ! alive "$RUN/kube-controller-manager.pid" && readyz "$(server_url)"; then
+    # Only the controller manager is gone: start it again, keeping the cluster's state.
+    log "kube-controller-manager is not running (log: $RUN/kube-controller-manager.log): starting it again"
+    start_controller_manager "$(server_url)"
   elif [[ -n "$(server_url)" ]] && processes_alive; then
     # Running but not answering (a loaded API server, e.g. under a scale test that another
     # test binary runs): wait for it rather than restart it under the other tests' feet.
@@ -332,7 +352,19 @@ start() {
     log "reusing the running environment at $(server_url)"
   else
     [[ ! -d "$RUN" ]] || { log "the environment in $RUN is not healthy: restarting it"; stop_all; }
-    start_fresh
+    # A free port can be taken between choosing it and binding it: then once more. (A
+    # subshell, so that a failed start's EXIT trap runs; errexit stays on inside it.)
+    local rc
+    set +e
+    (set -e; start_fresh)
+    rc=$?
+    if ((rc != 0)) && grep -qs "address already in use" "$RUN"/*.log; then
+      log "a port was taken meanwhile: starting once more"
+      (set -e; start_fresh)
+      rc=$?
+    fi
+    set -e
+    ((rc == 0)) || exit "$rc"
   fi
   echo "$RUN/admin.kubeconfig"
 }
@@ -397,8 +429,18 @@ extra_apiserver() {
   port="$(free_port)"
   server="https://127.0.0.1:$port"
   log "kube-apiserver '$name' on $server with: $*"
+  # kube-apiserver's identity (its Lease in kube-system) is a hash of the host name, so two
+  # on one host would fight over one Lease: this one gets a host name of its own (a UTS
+  # namespace; root only, as in CI).
+  local uts=()
+  if unshare --uts true 2>/dev/null; then
+    # shellcheck disable=SC2016 # expanded by that sh
+    uts=(unshare --uts sh -c 'echo "$0" >/proc/sys/kernel/hostname && exec "$@"' "testenv-$name")
+  else
+    log "warning: not root, so apiserver '$name' shares the main API server's identity Lease"
+  fi
   # shellcheck disable=SC2046 # the flags are words without spaces
-  setsid "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
+  setsid "${uts[@]}" "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
     </dev/null >>"$dir/apiserver.log" 2>&1 9>&- &
   echo $! >"$dir/apiserver.pid"
   wait_for "kube-apiserver '$name'" "$dir/apiserver.pid" readyz "$server"
