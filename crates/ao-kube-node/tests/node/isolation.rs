@@ -105,7 +105,7 @@ async fn a_child_that_left_the_process_group_ends_with_the_container() {
     // `setsid` puts the sleep in its own session and group; a cgroup would still hold it.
     s.create(pod(
         "escape",
-        "setsid sleep 300 & echo child=$!; sleep 1; exit 0",
+        "setsid sleep 300 & echo child=$!; sleep 2; exit 0",
     ))
     .await;
     let done = s.wait("escape", 60, "terminal", terminal()).await;
