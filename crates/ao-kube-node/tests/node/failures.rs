@@ -106,3 +106,25 @@ async fn memory_limit_kills_the_container_as_oom_killed() {
     assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_waiting_on_its_secret_is_deleted_without_waiting_for_it() {
+    let s = Setup::new("node-secdel").await;
+    let mut p = pod("never", "echo never");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(300);
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}]);
+    let uid = s.create(p).await.metadata.uid.unwrap();
+    s.wait(
+        "never",
+        60,
+        "waiting on its Secret",
+        waiting("CreateContainerConfigError"),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    s.pods.delete("never", &Default::default()).await.unwrap();
+    s.wait_gone("never", &uid, 30).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    s.shutdown().await;
+}
