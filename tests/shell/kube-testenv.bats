@@ -180,3 +180,8 @@ teardown_file() {
     [ "$status" -ne 0 ]
     [ ! -f "$fake/run/etcd.pid" ]
 }
+
+@test "the environment's scripts pass shellcheck" {
+    cd "$(dirname "$SCRIPT")/.."
+    shellcheck -x scripts/kube-testenv.sh scripts/kube-testenv-pki.sh scripts/test.sh
+}
