@@ -185,12 +185,18 @@ fn spec(
         .clone()
         .filter(|d| !d.is_empty())
         .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    // An image under a mount path (an emptyDir at /tmp, the image in /tmp/...) stays visible.
+    let keep_visible = mounts
+        .iter()
+        .any(|m| image.starts_with(&m.target))
+        .then(|| image.to_path_buf());
     Spec {
         argv,
         env: full,
         cwd,
         identity,
         mounts,
+        keep_visible,
     }
 }
 

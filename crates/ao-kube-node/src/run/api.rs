@@ -7,7 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 
 use super::{Change, DEADLINE_MESSAGE, PodTask};
-use crate::status::{self, PodView};
+use crate::status::{self, CState, PodView};
 
 impl PodTask {
     pub(super) async fn next_change(&mut self) -> Change {
@@ -57,6 +57,13 @@ impl PodTask {
             drop(permit);
             match written {
                 Ok(pod) => {
+                    for c in &self.containers {
+                        if let CState::Waiting { reason, .. } = &c.state {
+                            self.shared
+                                .logs
+                                .set_waiting(&self.ns, &self.name, &c.name, reason);
+                        }
+                    }
                     self.pod.status = pod.status;
                     self.written = Some(now);
                     return;

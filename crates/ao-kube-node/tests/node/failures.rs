@@ -67,6 +67,16 @@ async fn unknown_image_is_err_image_pull_then_back_off_and_never_starts() {
         .await;
     assert_eq!(phase(&b), "Pending");
     assert!(state(&b).running.is_none() && state(&b).terminated.is_none());
+    // pods/log answers as the kubelet does for a container that never started.
+    let logs = s.pods.logs("img", &LogParams::default()).await;
+    let Err(kube::Error::Api(e)) = logs else {
+        panic!("pods/log of a never-started container: {logs:?}")
+    };
+    assert!(
+        e.message
+            .contains("is waiting to start: trying and failing to pull image"),
+        "{e:?}"
+    );
     s.shutdown().await;
 }
 
