@@ -152,6 +152,28 @@ impl Orchestrator {
             .expect("task JSON")
     }
 
+    /// The task's stored log (the worker's JSON lines, read from the pod's log stream).
+    pub async fn logs(&self, id: &str) -> String {
+        self.http
+            .get(format!("{}/api/v1/tasks/{id}/logs", self.base))
+            .send()
+            .await
+            .expect("GET logs")
+            .text()
+            .await
+            .expect("logs text")
+    }
+
+    /// The `seq` numbers of the worker's event lines in the task's stored log, in order.
+    pub async fn log_seqs(&self, id: &str) -> Vec<u64> {
+        self.logs(id)
+            .await
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["seq"].as_u64())
+            .collect()
+    }
+
     /// Polls the task (every 100 ms) until it is terminal; panics after `secs`.
     pub async fn wait_terminal(&self, id: &str, secs: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(secs);

@@ -57,6 +57,14 @@ async fn the_pod_watch_resumes_from_its_resource_version_after_the_connection_is
         .await;
     w.open_gate();
     orch.assert_all_answered(&ids, 120).await;
+    // The cut broke the log streams too: each was resumed, no line stored twice or lost.
+    for id in &ids {
+        let seqs = orch.log_seqs(id).await;
+        assert!(
+            !seqs.is_empty() && seqs == (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "task {id}: worker event lines in the stored log: {seqs:?}"
+        );
+    }
 
     // Resumed, not relisted: a later version than the first watch's (the list's), and no
     // list of pods by the orchestrator after the cut.
