@@ -50,7 +50,13 @@ pub(crate) struct Shared {
     pub logs: logs::Registry,
     /// Cancelled by [`NodeHandle::shutdown`] (or drop): every task stops, processes are killed.
     pub cancel: CancellationToken,
+    /// Bounds the node's concurrent status writes, so a burst of thousands of pods (no-op
+    /// mode) does not open thousands of connections to the API server at once.
+    pub writes: tokio::sync::Semaphore,
 }
+
+/// Status writes in flight at once, node-wide.
+const CONCURRENT_WRITES: usize = 64;
 
 /// A running node. Dropping it without [`NodeHandle::shutdown`] stops its tasks too (their
 /// processes are killed), but leaves the Node object behind.
@@ -93,6 +99,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle, NodeError> {
         work_dir,
         logs: logs::Registry::default(),
         cancel: cancel.clone(),
+        writes: tokio::sync::Semaphore::new(CONCURRENT_WRITES),
     });
     if serve_logs {
         let server = logs_server::LogServer::new(listener, &tls_cert, &tls_key, shared.clone())?;

@@ -209,6 +209,9 @@ impl PodTask {
                         started: None,
                         finished: Timestamp::now(),
                     };
+                    let argv0 = spec.argv.first().map_or("", String::as_str);
+                    self.containers[i].termination_message =
+                        Some(format!("failed to start {argv0:?}: {error}"));
                 }
             }
         }
@@ -334,15 +337,14 @@ impl PodTask {
             now: Timestamp::now(),
         });
         for attempt in 0..5u32 {
-            match self
+            let permit = self.shared.writes.acquire().await;
+            let pp = PatchParams::default();
+            let written = self
                 .api
-                .patch_status(
-                    &self.name,
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-            {
+                .patch_status(&self.name, &pp, &Patch::Strategic(&patch))
+                .await;
+            drop(permit);
+            match written {
                 Ok(pod) => {
                     self.pod.status = pod.status;
                     self.written = Some(now);

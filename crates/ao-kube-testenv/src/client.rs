@@ -66,6 +66,13 @@ impl TestEnv {
         client_from(kubeconfig).await
     }
 
+    /// `kubectl --kubeconfig <kubeconfig>` (kubectl from PATH), for tests of what a user runs.
+    pub fn kubectl(&self, kubeconfig: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        cmd
+    }
+
     /// A new namespace `<prefix>-<random6>` labelled
     /// `pod-security.kubernetes.io/enforce=restricted` (`enforce-version=latest`) and
     /// `ao-kube-testenv=true`; returns once kube-controller-manager has made its `default`

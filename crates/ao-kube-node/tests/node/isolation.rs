@@ -74,3 +74,27 @@ async fn env_field_refs_and_working_dir() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_dir_over_tmp_hides_neither_later_volumes_nor_nested_mount_points() {
+    // The node's work dir (where volume sources live) is under /tmp in this test.
+    let s = Setup::new("node-nest").await;
+    let script = "echo a > /tmp/in-tmp && echo b > /tmp/nested/in-nested && ls /tmp && cat /tmp/nested/in-nested";
+    let mut p = pod("nest", script);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "nested", "mountPath": "/tmp/nested"},
+    ]);
+    p["spec"]["volumes"] =
+        json!([{"name": "tmp", "emptyDir": {}}, {"name": "nested", "emptyDir": {}}]);
+    s.create(p).await;
+    let done = s.wait("nest", 60, "terminal", terminal()).await;
+    let logs = s.pods.logs("nest", &LogParams::default()).await.unwrap();
+    assert_eq!(phase(&done), "Succeeded", "{logs}");
+    assert_eq!(logs, "in-tmp\nnested\nb\n");
+    assert!(
+        !std::path::Path::new("/tmp/in-tmp").exists(),
+        "the container's /tmp leaked to the host"
+    );
+    s.shutdown().await;
+}

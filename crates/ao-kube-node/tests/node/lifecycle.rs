@@ -196,3 +196,48 @@ async fn shutdown_kills_the_nodes_processes() {
         "process {pid} outlived the node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_force_deleted_by_someone_else_has_its_process_killed() {
+    let s = Setup::new("node-force").await;
+    s.create(pod("victim", "echo pid=$$$$; sleep 300")).await;
+    s.wait("victim", 60, "running", running()).await;
+    let follow = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = s
+        .pods
+        .log_stream("victim", &follow)
+        .await
+        .expect("log stream")
+        .lines();
+    let first = lines.try_next().await.unwrap().unwrap_or_default();
+    let pid: i32 = first
+        .strip_prefix("pid=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pid line: {first:?}"));
+    drop(lines);
+    // Grace period 0: the pod is gone from the API at once; the node only sees it disappear.
+    s.pods
+        .delete(
+            "victim",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let proc_path = format!("/proc/{pid}");
+    let killed = tokio::time::timeout(Duration::from_secs(20), async {
+        while std::path::Path::new(&proc_path).exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        killed.await.is_ok(),
+        "process {pid} still runs 20 s after its pod was force-deleted"
+    );
+    s.shutdown().await;
+}

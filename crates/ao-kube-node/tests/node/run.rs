@@ -131,3 +131,24 @@ async fn node_binds_and_writes_status_through_subresources_as_ao_kube_node() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_not_found_is_a_start_error_with_its_cause() {
+    let s = Setup::new("node-noexec").await;
+    let mut p = pod("noexec", "");
+    p["spec"]["containers"][0]["command"] = serde_json::json!(["no-such-command-anywhere"]);
+    s.create(p).await;
+    let done = s.wait("noexec", 60, "terminal", terminal()).await;
+    assert_eq!(phase(&done), "Failed");
+    let t = state(&done).terminated.unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (128, Some("StartError"))
+    );
+    let message = t.message.unwrap_or_default();
+    assert!(
+        message.contains("no-such-command-anywhere") && message.contains("No such file"),
+        "{message}"
+    );
+    s.shutdown().await;
+}
