@@ -316,24 +316,11 @@ pub async fn client_from_sources(
     build_client(config)
 }
 
-/// Retries, inside the API client, of one request answered 429, 503 or 504, each after the
-/// server's `Retry-After` when it sends one (API Priority and Fairness does), else after a
-/// backoff from 100 ms. kube's default is 15 retries with a backoff growing to minutes: under
-/// sustained throttling one launch, and the scheduler step awaiting it, would stall for
-/// minutes. Beyond these, [`RetryPolicy`] retries the call a few times, then the scheduler
-/// requeues the task with its own backoff.
-pub const CLIENT_RETRIES: u32 = 2;
-
-/// The client for `config`, with kube's default retry replaced by [`CLIENT_RETRIES`].
+/// The client for `config`, with kube's default retry replaced by the bounded
+/// [`crate::client_retry`] (see there why).
 fn build_client(mut config: kube::Config) -> Result<kube::Client, KubeError> {
     config.default_retry = false;
-    let policy = kube::client::retry::RetryPolicy::new(
-        Duration::from_millis(100),
-        Duration::from_secs(5),
-        CLIENT_RETRIES,
-        true,
-    )
-    .map_err(|e| KubeError::Config(e.into()))?;
+    let policy = crate::client_retry::ClientRetry::default();
     let builder = kube::client::ClientBuilder::try_from(config).map_err(KubeError::Api)?;
     // The retry layer clones the service per request: the boxed stack goes behind a buffer.
     Ok(builder
@@ -350,6 +337,7 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
 
     use super::*;
+    use crate::client_retry::CLIENT_RETRIES;
 
     /// A throttled request is retried by the client [`CLIENT_RETRIES`] times, each after the
     /// server's `Retry-After` (the simulator sends 1 s), then fails with the 429: kube's

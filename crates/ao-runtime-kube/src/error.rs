@@ -59,7 +59,7 @@ pub fn to_runtime(e: kube::Error, other: fn(BoxError) -> RuntimeError) -> Runtim
 
 /// The least wait before retrying a throttled (429) call: the Status's `retryAfterSeconds`
 /// when it has one, else 1 s, the least `Retry-After` API Priority and Fairness sends (its
-/// header is honoured by the client's own retries, [`crate::config::CLIENT_RETRIES`], and
+/// header is honoured by the client's own retries, [`crate::client_retry`], and
 /// is gone by the time the error gets here).
 fn throttle_floor(e: &kube::Error) -> Option<Duration> {
     match e {
