@@ -17,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::audit::{Ev, Log};
-use crate::world::{World, apply, kubectl};
+use crate::world::{World, apply, delete_on_drop, kubectl};
 
 const TASKS: usize = 4;
 /// The orchestrator's 429s to see before the neighbour lets go.
@@ -192,6 +192,18 @@ impl Neighbour {
     }
 }
 
+/// Deletes the cluster-wide FlowSchema and PriorityLevelConfiguration, pass or fail.
+struct Squeeze<'a>(&'a World, &'a str);
+
+impl Drop for Squeeze<'_> {
+    fn drop(&mut self) {
+        delete_on_drop(
+            self.0.env,
+            &["flowschema,prioritylevelconfiguration", self.1],
+        );
+    }
+}
+
 /// A gauge of the priority level from the API server's metrics (0 while it has none).
 async fn metric(w: &World, name: &str, pl: &str) -> usize {
     let kc = w.env.admin_kubeconfig.clone();
@@ -227,6 +239,7 @@ async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_en
     let w = World::new("ao-watch-apf", 0).await;
     let pl = format!("ao-squeeze-{}", w.ctl);
     apply(w.env, &squeeze_yaml(&pl, &w.ctl)).await;
+    let _squeeze = Squeeze(&w, &pl);
     let log = Log::from_now(&w.env.audit_log);
     let orch = w.orchestrator(&w.env.server, TASKS).await;
     let user = w.sa_user();
@@ -328,5 +341,4 @@ async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_en
         None,
     )
     .await;
-    w.cleanup().await;
 }

@@ -130,12 +130,23 @@ impl Log {
     }
 
     /// Polls the log (every 100 ms, at most `secs`) until `found` picks something out of it;
-    /// panics with `what` and the log's tail otherwise.
+    /// panics with `what`, the log's tail and `context()` otherwise.
     pub async fn wait_for<T>(
         &self,
         what: &str,
         secs: u64,
         found: impl Fn(&[Ev]) -> Option<T>,
+    ) -> T {
+        self.wait_or(what, secs, found, String::new).await
+    }
+
+    /// [`Log::wait_for`], with more to say when it times out (the orchestrator's log).
+    pub async fn wait_or<T>(
+        &self,
+        what: &str,
+        secs: u64,
+        found: impl Fn(&[Ev]) -> Option<T>,
+        context: impl Fn() -> String,
     ) -> T {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
@@ -146,9 +157,10 @@ impl Log {
             if Instant::now() > deadline {
                 let tail: Vec<String> = evs.iter().rev().take(30).map(Ev::short).collect();
                 panic!(
-                    "{what}: not in the audit log {} within {secs} s; its last events (newest first):\n{}",
+                    "{what}: not in the audit log {} within {secs} s; its last events (newest first):\n{}\n{}",
                     self.path.display(),
-                    tail.join("\n")
+                    tail.join("\n"),
+                    context()
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -115,8 +115,21 @@ async fn after_an_etcd_compaction_a_resume_gets_410_gone_and_the_runtime_relists
         "no connection to cut: the orchestrator does not use the proxy"
     );
     // The resume (a watch from the old version), then the relist, then a watch from the list.
+    let ours = |evs: &[Ev]| -> Vec<String> {
+        evs.iter()
+            .filter(|e| e.user == user)
+            .map(Ev::short)
+            .collect()
+    };
+    let context = || {
+        format!(
+            "the orchestrator's requests since the cut:\n{}\norchestrator log:\n{}",
+            ours(&after.events()).join("\n"),
+            orch.tail(60)
+        )
+    };
     let (resume, relist, rewatch) = after
-        .wait_for(
+        .wait_or(
             "the resume, the relist and the new watch after the cut",
             90,
             |evs| {
@@ -129,6 +142,7 @@ async fn after_an_etcd_compaction_a_resume_gets_410_gone_and_the_runtime_relists
                 let (rewatch, rv) = watch_start(evs, &user, &w.ns, &skip)?;
                 (rv >= compacted).then(|| (resume.clone(), relist.clone(), rewatch))
             },
+            context,
         )
         .await;
     assert!(
@@ -167,5 +181,4 @@ async fn after_an_etcd_compaction_a_resume_gets_410_gone_and_the_runtime_relists
         relisting.len(),
         t0.elapsed().as_secs_f64()
     );
-    w.cleanup().await;
 }

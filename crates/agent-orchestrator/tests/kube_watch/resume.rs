@@ -95,5 +95,4 @@ async fn the_pod_watch_resumes_from_its_resource_version_after_the_connection_is
         resumed.uri,
         t0.elapsed().as_secs_f64()
     );
-    w.cleanup().await;
 }

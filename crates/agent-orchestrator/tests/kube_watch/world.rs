@@ -209,16 +209,26 @@ pub async fn kubectl(
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-impl World {
-    /// Deletes the test's namespaces (without waiting: the node is gone with the world).
-    pub async fn cleanup(&self) {
-        let kc = self.env.admin_kubeconfig.clone();
-        kubectl(
-            self.env,
-            &kc,
-            &["delete", "namespace", &self.ns, &self.ctl, "--wait=false"],
-            None,
-        )
-        .await;
+/// `kubectl delete --wait=false` as admin, from a `Drop` (so a failed test cleans up too);
+/// a failure is only reported: the test's verdict is already made.
+pub fn delete_on_drop(env: &TestEnv, args: &[&str]) {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&env.admin_kubeconfig)
+        .arg("delete")
+        .args(args)
+        .args(["--wait=false", "--ignore-not-found"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!("cleanup {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => eprintln!("cleanup {args:?}: {e}"),
+    }
+}
+
+impl Drop for World {
+    /// Deletes the test's namespaces (without waiting), pass or fail.
+    fn drop(&mut self) {
+        delete_on_drop(self.env, &["namespace", &self.ns, &self.ctl]);
     }
 }
