@@ -3,16 +3,27 @@
 //! kubelet would (status, deadlines, graceful deletion, memory limits, the log endpoint).
 //! Test infrastructure only; see the crate description.
 //!
-//! Layout: [`register`] keeps the Node and its Lease, [`bind`] is the scheduler, [`pods`]
-//! watches the pods bound here and gives each one a task ([`run`]), which prepares images,
-//! env ([`envs`]) and volumes ([`volumes`]), starts processes ([`process`]), watches their
-//! memory ([`memory`]) and writes status ([`status`]). Container output goes to files
-//! ([`logs`]) served over HTTPS by [`logs_server`].
+//! Layout: `register` keeps the Node and its Lease, `bind` is the scheduler, `pods`
+//! watches the pods bound here and gives each one a task (`run`), which prepares images,
+//! env (`envs`) and volumes (`volumes`), starts processes (`process`), watches their
+//! memory (`memory`) and writes status (`status`). Container output goes to files
+//! (`logs`) served over HTTPS by `logs_server`.
 //!
-//! Restart policies: containers are never restarted; `Always` and `OnFailure` are treated
-//! as `Never` (a terminated container ends the pod as Succeeded or Failed).
+//! What it does not do, on purpose (it is a test node, not a kubelet):
+//! - Restart policies: containers are never restarted; `Always` and `OnFailure` are treated
+//!   as `Never` (a terminated container ends the pod as Succeeded or Failed), so `previous`
+//!   logs never exist (400).
+//! - Images are directories (see [`NodeConfig::images`]); an image's ENTRYPOINT, for a
+//!   container without `command`, is the file `<dir>/entrypoint`, one argument per line.
+//! - Isolation is a private mount namespace, a user and `no_new_privs`: no PID or network
+//!   namespace, no cgroups (memory is sampled from `/proc`, see `memory`), no seccomp or
+//!   capability changes. Image directories and the work dir must not sit under a mount path.
+//! - `initContainers` and `resourceFieldRef` are not supported: such a pod is refused loudly
+//!   (`CreateContainerConfigError`). Probes are ignored (a running container is ready).
+//!   No termination message file is mounted; `FallbackToLogsOnError` (the log's tail) works.
+//! - Projected service-account tokens are requested once, never refreshed.
 //!
-//! `unsafe` appears once, in [`process`], for `pre_exec`; the rest of the crate is safe code.
+//! `unsafe` appears once, in `process`, for `pre_exec`; the rest of the crate is safe code.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod bind;

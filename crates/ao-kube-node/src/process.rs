@@ -44,6 +44,17 @@ pub(crate) struct Running {
     pub pgid: i32,
     /// The copies of stdout and stderr into the log; they end when the group's pipes close.
     pub pumps: Vec<JoinHandle<()>>,
+    /// Kills the group if the supervisor is dropped early (a test's runtime shutting down).
+    pub _guard: GroupGuard,
+}
+
+/// SIGKILLs a process group when dropped.
+pub(crate) struct GroupGuard(pub i32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::SIGKILL);
+    }
 }
 
 /// Everything the forked child needs, made before the fork so the child never allocates.
@@ -199,7 +210,12 @@ pub(crate) fn spawn(spec: &Spec, log: Arc<LogWriter>) -> std::io::Result<Running
     if let Some(err) = child.stderr.take() {
         pumps.push(tokio::spawn(logs::pump(err, "stderr", log)));
     }
-    Ok(Running { child, pgid, pumps })
+    Ok(Running {
+        child,
+        pgid,
+        pumps,
+        _guard: GroupGuard(pgid),
+    })
 }
 
 /// Sends `signal` to the process group (gone already is fine).

@@ -98,3 +98,33 @@ async fn an_empty_dir_over_tmp_hides_neither_later_volumes_nor_nested_mount_poin
     );
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_that_left_the_process_group_ends_with_the_container() {
+    let s = Setup::new("node-escape").await;
+    // `setsid` puts the sleep in its own session and group; a cgroup would still hold it.
+    s.create(pod(
+        "escape",
+        "setsid sleep 300 & echo child=$!; sleep 2; exit 0",
+    ))
+    .await;
+    let done = s.wait("escape", 60, "terminal", terminal()).await;
+    assert_eq!(phase(&done), "Succeeded");
+    let logs = s.pods.logs("escape", &LogParams::default()).await.unwrap();
+    let pid: i32 = logs
+        .trim()
+        .strip_prefix("child=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{logs:?}"));
+    let proc_path = format!("/proc/{pid}");
+    let gone = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while std::path::Path::new(&proc_path).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        gone.await.is_ok(),
+        "the escaped child {pid} outlived its container"
+    );
+    s.shutdown().await;
+}
