@@ -313,5 +313,71 @@ pub async fn client_from_sources(
     } else {
         return Err(KubeError::NoConfig);
     };
-    kube::Client::try_from(config).map_err(KubeError::Api)
+    build_client(config)
+}
+
+/// The client for `config`, with kube's default retry replaced by the bounded
+/// [`crate::client_retry`] (see there why).
+fn build_client(mut config: kube::Config) -> Result<kube::Client, KubeError> {
+    config.default_retry = false;
+    let policy = crate::client_retry::ClientRetry::default();
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(KubeError::Api)?;
+    // The retry layer clones the service per request: the boxed stack goes behind a buffer.
+    Ok(builder
+        .with_layer(&tower::buffer::BufferLayer::new(1024))
+        .with_layer(&tower::retry::RetryLayer::new(policy))
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ao_kube_sim::{Sim, SimConfig};
+    use k8s_openapi::api::core::v1::Pod;
+
+    use super::*;
+    use crate::client_retry::CLIENT_RETRIES;
+
+    /// A throttled request is retried by the client [`CLIENT_RETRIES`] times, each after the
+    /// server's `Retry-After` (the simulator sends 1 s), then fails with the 429: kube's
+    /// default (15 retries) would hold it for minutes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_throttled_request_is_retried_after_retry_after_a_bounded_number_of_times() {
+        let sim = Sim::new(SimConfig::default());
+        sim.faults().fail_randomly(1.0, 429, 7);
+        let addr = sim.serve_tcp().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        ao_kube_sim::write_kubeconfig(&kubeconfig, addr, "agents").unwrap();
+        let args = <crate::KubeArgs as clap::FromArgMatches>::from_arg_matches(
+            &<crate::KubeArgs as clap::Args>::augment_args(clap::Command::new("t"))
+                .get_matches_from(["t"]),
+        )
+        .unwrap();
+        let sources = ClientSources {
+            in_cluster: false,
+            kubeconfig_files: vec![kubeconfig],
+        };
+        let client = client_from_sources(&args, &sources).await.unwrap();
+        let before = sim.requests().len();
+        let start = Instant::now();
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client, "agents");
+        let r = tokio::time::timeout(Duration::from_secs(8), pods.get_opt("p")).await;
+        let took = start.elapsed();
+        let r = r.expect("a throttled request must give up within 8 s");
+        assert!(
+            matches!(r, Err(kube::Error::Api(ref s)) if s.code == 429),
+            "{r:?}"
+        );
+        assert_eq!(
+            sim.requests().len() - before,
+            1 + CLIENT_RETRIES as usize,
+            "the first try and the client's retries"
+        );
+        assert!(
+            took >= Duration::from_secs(u64::from(CLIENT_RETRIES)),
+            "each retry waits for Retry-After (1 s): {took:?}"
+        );
+    }
 }

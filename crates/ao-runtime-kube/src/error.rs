@@ -57,6 +57,20 @@ pub fn to_runtime(e: kube::Error, other: fn(BoxError) -> RuntimeError) -> Runtim
     }
 }
 
+/// The least wait before retrying a throttled (429) call: the Status's `retryAfterSeconds`
+/// when it has one, else 1 s, the least `Retry-After` API Priority and Fairness sends (its
+/// header is honoured by the client's own retries, [`crate::client_retry`], and
+/// is gone by the time the error gets here).
+fn throttle_floor(e: &kube::Error) -> Option<Duration> {
+    match e {
+        kube::Error::Api(s) if s.code == 429 => {
+            let secs = s.details.as_ref().map_or(0, |d| d.retry_after_seconds);
+            Some(Duration::from_secs(u64::from(secs.max(1))))
+        }
+        _ => None,
+    }
+}
+
 /// How API writes (create/delete) are retried on transient failures.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -99,6 +113,7 @@ impl RetryPolicy {
         f.retry(self.backoff())
             .sleep(tokio::time::sleep)
             .when(is_transient)
+            .adjust(|e, backoff| backoff.map(|b| throttle_floor(e).map_or(b, |f| b.max(f))))
             .notify(|e, backoff| {
                 debug!(task_id = %task_id, what, error = %e, backoff_ms = backoff.as_millis() as u64, "transient API failure; retrying");
             })
@@ -155,6 +170,37 @@ mod tests {
             .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "a conflict is not retried");
+    }
+
+    /// A throttled call is never retried sooner than the server allows: 1 s at least, or the
+    /// Status's `retryAfterSeconds`, whatever the backoff says.
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_call_waits_at_least_the_retry_after() {
+        let policy = RetryPolicy::default();
+        let calls = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let r: Result<(), _> = policy
+            .run(TaskId::new(), "test", || async {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(api(429))
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(r.is_ok());
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1_010),
+            "{waited:?}"
+        );
+
+        let mut slow = Status::failure("slow down", "TooManyRequests").with_code(429);
+        slow.details =
+            Some(serde_json::from_value(serde_json::json!({"retryAfterSeconds": 3})).unwrap());
+        let slow = kube::Error::Api(Box::new(slow));
+        assert_eq!(throttle_floor(&slow), Some(Duration::from_secs(3)));
+        assert_eq!(throttle_floor(&api(503)), None);
     }
 
     #[test]

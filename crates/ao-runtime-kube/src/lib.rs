@@ -14,6 +14,7 @@
 //! `tests/e2e/rbac.rs` checks this list, and `deploy/rbac.yaml`, against the calls a full
 //! task lifecycle makes on the simulator.
 
+mod client_retry;
 pub mod config;
 pub mod error;
 mod logs;

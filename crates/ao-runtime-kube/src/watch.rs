@@ -3,8 +3,11 @@
 //! (the in-memory pod cache that `adopt` and `workers` read) and the per-task pod followers.
 //!
 //! The watcher lists once, then watches from the list's resourceVersion, resumes from the
-//! last seen version when a stream ends, relists on `410 Gone`, and backs off on errors
-//! (`default_backoff`). No pod is ever polled.
+//! last seen version when a stream ends (a cut connection, the server's watch timeout),
+//! relists on `410 Gone` (the version was compacted away), and backs off on errors
+//! (`default_backoff`: client-go's 0.8 s doubling to 30 s with jitter, reset after 2 min of
+//! health). No pod is ever polled. Relists and expirations are logged at info, so that
+//! operators (and the real-API-server tests) see them.
 
 use std::sync::Arc;
 
@@ -36,19 +39,42 @@ pub(crate) async fn run(inner: Arc<Inner>, writer: reflector::store::Writer<Pod>
         .reflect(writer);
     let mut stream = std::pin::pin!(stream);
     info!(namespace = %inner.cfg.namespace, selector = SELECTOR, "watching worker pods");
+    // Lists so far: the first is the initial list, every later one a relist.
+    let mut lists: u64 = 0;
     while let Some(ev) = stream.next().await {
         match ev {
             Ok(Event::Apply(pod)) => route(&inner, &pod, Change::Applied),
             // During a relist the cache keeps the old objects until the list is complete.
             Ok(Event::InitApply(pod)) => route(&inner, &pod, Change::Listed),
             Ok(Event::Delete(pod)) => route(&inner, &pod, Change::Deleted),
-            Ok(Event::Init) => debug!("pod watch (re)listing"),
+            Ok(Event::Init) => {
+                lists += 1;
+                if lists == 1 {
+                    debug!("pod watch listing");
+                } else {
+                    info!(relists = lists - 1, "pod watch relisting");
+                }
+            }
             Ok(Event::InitDone) => {
                 debug!(pods = inner.cache.len(), "pod watch listed");
                 tokio::spawn(check_missing(inner.clone()));
             }
+            Err(e) if is_gone(&e) => {
+                info!(code = 410u16, error = %e, "pod watch resourceVersion expired (410 Gone); relisting")
+            }
             Err(e) => warn!(error = %e, "pod watch failed; retrying with backoff"),
         }
+    }
+}
+
+/// A watch from a resourceVersion older than the server still has (compacted away, or out
+/// of the watch cache's window): the watcher starts over with a list.
+fn is_gone(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchError(s) => s.code == 410,
+        watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 410,
+        _ => false,
     }
 }
 
