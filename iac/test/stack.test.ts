@@ -143,7 +143,7 @@ describe("agent-orchestrator Pulumi program", function () {
             verbs: [...r.verbs].sort(),
         }));
         assert.deepStrictEqual(rules, [
-            { apiGroups: [""], resources: ["pods"], verbs: ["create", "delete", "get", "list", "watch"] },
+            { apiGroups: [""], resources: ["pods"], verbs: ["create", "delete", "list", "watch"] },
             { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
             { apiGroups: [""], resources: ["secrets"], verbs: ["create", "delete"] },
         ]);

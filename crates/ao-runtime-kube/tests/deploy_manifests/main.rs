@@ -4,7 +4,8 @@
 //! parses strictly into its typed Kubernetes struct (an unknown field or a wrong type fails),
 //! and the objects agree with what the Kubernetes runtime actually does: the Role is
 //! namespaced and bound to the orchestrator (that it grants exactly the calls the runtime
-//! makes is checked against the simulator's request log, in `tests/e2e/rbac.rs`), the
+//! makes is checked against the simulator's request log, in `tests/e2e/rbac.rs`, and on a real
+//! API server in `agent-orchestrator`'s `tests/kube_deploy`), the
 //! Deployment configures real `serve` flags, and the NetworkPolicy selects the pods
 //! `build_pod` creates.
 //!
