@@ -300,7 +300,7 @@ ENV
 }
 
 # The environment's server URL, from run/env.
-server_url() { sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env" 2>/dev/null; }
+server_url() { [[ ! -f "$RUN/env" ]] || sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env"; }
 
 status() {
   local server
@@ -316,8 +316,19 @@ with_lock() {
   "$@"
 }
 
+# Every process of the environment runs (it may still be busy: see start).
+processes_alive() {
+  alive "$RUN/etcd.pid" && alive "$RUN/kube-apiserver.pid" && alive "$RUN/kube-controller-manager.pid"
+}
+
 start() {
   if status; then
+    log "reusing the running environment at $(server_url)"
+  elif [[ -n "$(server_url)" ]] && processes_alive; then
+    # Running but not answering (a loaded API server, e.g. under a scale test that another
+    # test binary runs): wait for it rather than restart it under the other tests' feet.
+    log "the environment at $(server_url) runs but is not ready: waiting up to ${READY_TIMEOUT} s"
+    wait_for "kube-apiserver (running environment)" "$RUN/kube-apiserver.pid" readyz "$(server_url)"
     log "reusing the running environment at $(server_url)"
   else
     [[ ! -d "$RUN" ]] || { log "the environment in $RUN is not healthy: restarting it"; stop_all; }
@@ -386,8 +397,18 @@ extra_apiserver() {
   port="$(free_port)"
   server="https://127.0.0.1:$port"
   log "kube-apiserver '$name' on $server with: $*"
+  # kube-apiserver's identity (its Lease in kube-system) is a hash of the host name, so two
+  # on one host would fight over one Lease: this one gets a host name of its own (a UTS
+  # namespace; root only, as in CI).
+  local uts=()
+  if unshare --uts true 2>/dev/null; then
+    # shellcheck disable=SC2016 # expanded by that sh
+    uts=(unshare --uts sh -c 'echo "$0" >/proc/sys/kernel/hostname && exec "$@"' "testenv-$name")
+  else
+    log "warning: not root, so apiserver '$name' shares the main API server's identity Lease"
+  fi
   # shellcheck disable=SC2046 # the flags are words without spaces
-  setsid "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
+  setsid "${uts[@]}" "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
     </dev/null >>"$dir/apiserver.log" 2>&1 9>&- &
   echo $! >"$dir/apiserver.pid"
   wait_for "kube-apiserver '$name'" "$dir/apiserver.pid" readyz "$server"

@@ -46,7 +46,7 @@ pub async fn client_from(kubeconfig: &Path) -> Client {
 }
 
 /// `<prefix>-<6 random lowercase letters or digits>`.
-fn random_name(prefix: &str) -> String {
+pub(crate) fn random_name(prefix: &str) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let suffix: String = (0..6)
@@ -64,6 +64,13 @@ impl TestEnv {
     /// A client from any kubeconfig (for example one of [`TestEnv::token_kubeconfig`]).
     pub async fn client(&self, kubeconfig: &Path) -> Client {
         client_from(kubeconfig).await
+    }
+
+    /// `kubectl --kubeconfig <kubeconfig>` (kubectl from PATH), for tests of what a user runs.
+    pub fn kubectl(&self, kubeconfig: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        cmd
     }
 
     /// A new namespace `<prefix>-<random6>` labelled
