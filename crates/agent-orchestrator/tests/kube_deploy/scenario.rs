@@ -6,12 +6,13 @@
 //! the adopted task and waits for the pods and token Secrets to be collected; then it reads
 //! what the ServiceAccount asked for, and what was refused, from the audit log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
+use ao_kube_testenv::NodeOptions;
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -98,6 +99,7 @@ where
 pub async fn run(removed: Option<Grant>) -> Outcome {
     let started = std::time::Instant::now();
     let e = env();
+    let audit_from = e.audit_offset();
     let admin = e.admin().await;
     let wns = e.namespace("aod-rbac").await;
     let cns = e.namespace("aod-rbac-cp").await;
@@ -120,20 +122,8 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
     create::<Secret>(&admin, &wns, typed(secret)).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (image, image_dir) = e.image("aod-worker", &[("worker", &worker_script(dir.path()))]);
-    let node = ao_kube_node::start(ao_kube_node::NodeConfig {
-        name: format!("node-{wns}"),
-        client: admin.clone(),
-        namespaces: vec![wns.clone()],
-        mode: ao_kube_node::Mode::Process,
-        images: BTreeMap::from([(image.clone(), image_dir)]),
-        work_dir: dir.path().join("node"),
-        tls_cert: e.pki.join("node.crt"),
-        tls_key: e.pki.join("node.key"),
-        serve_logs: true,
-    })
-    .await
-    .expect("the process node starts");
+    let (image, _) = e.image("aod-worker", &[("worker", &worker_script(dir.path()))]);
+    let node = e.start_node(NodeOptions::new([wns.clone()])).await;
     let kubeconfig = e
         .token_kubeconfig(&cns, "agent-orchestrator", &dir.path().join("kubeconfig"))
         .await;
@@ -192,6 +182,13 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if !failures.is_empty() {
+        for p in pods.list(&ListParams::default()).await.unwrap().items {
+            eprintln!(
+                "[{removed:?}] pod {:?}: {}",
+                p.metadata.name,
+                serde_json::to_string(&p.status).unwrap()
+            );
+        }
         eprintln!(
             "[{removed:?}] orchestrator log, before the restart:\n{first_log}\nafter:\n{}",
             o.log_text()
@@ -204,7 +201,7 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
     let marker = format!("aod-marker-{wns}");
     let _ = Api::<ConfigMap>::namespaced(admin.clone(), &wns).get_opt(&marker).await;
     let events = wait_for("the marker request in the audit log", Duration::from_secs(30), || {
-        let events = e.audit();
+        let events = e.audit_since(audit_from);
         let seen = events.iter().any(|a| a.name.as_deref() == Some(marker.as_str()));
         async move { seen.then_some(events) }
     })
