@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::container::{self, Exit, Kill};
-use crate::logs::LogWriter;
+use crate::logs::{self, LogWriter};
 use crate::status::{self, CState, ContainerView, PodView};
 use crate::{Mode, Shared, process};
 
@@ -77,6 +77,7 @@ impl PodTask {
             .flat_map(|s| &s.containers)
             .map(|c| ContainerView {
                 name: c.name.clone(),
+                termination_message: None,
                 image: c.image.clone().unwrap_or_default(),
                 state: CState::waiting("ContainerCreating", ""),
             })
@@ -208,6 +209,9 @@ impl PodTask {
                         started: None,
                         finished: Timestamp::now(),
                     };
+                    let argv0 = spec.argv.first().map_or("", String::as_str);
+                    self.containers[i].termination_message =
+                        Some(format!("failed to start {argv0:?}: {error}"));
                 }
             }
         }
@@ -218,12 +222,15 @@ impl PodTask {
             tokio::select! {
                 Some(done) = running.join_next() => {
                     if let Ok((i, exit)) = done {
-                        self.exited(i, exit);
+                        self.exited(i, exit).await;
                         self.write().await;
                     }
                 }
-                change = self.next_change(), if !deleting => match change {
+                // Still listening while the grace period runs: a force delete or the node's
+                // shutdown cuts it short.
+                change = self.next_change() => match change {
                     Change::Updated => {}
+                    Change::Deleting(_) if deleting => {}
                     Change::Deleting(grace) => {
                         deleting = true;
                         kill_tx.send_replace(Some(Kill::Term(grace)));
@@ -255,8 +262,9 @@ impl PodTask {
         process::spawn(spec, writer)
     }
 
-    fn exited(&mut self, i: usize, exit: Exit) {
-        let started = match self.containers[i].state {
+    async fn exited(&mut self, i: usize, exit: Exit) {
+        let c = &mut self.containers[i];
+        let started = match c.state {
             CState::Running { started } => Some(started),
             _ => None,
         };
@@ -266,8 +274,19 @@ impl PodTask {
         {
             *reason = "OOMKilled".into();
         }
-        tracing::info!(container = %self.containers[i].name, exit_code = exit.code, oom = exit.oom, "container exited");
-        self.containers[i].state = state;
+        tracing::info!(container = %c.name, exit_code = exit.code, oom = exit.oom, "container exited");
+        let spec = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .find(|s| s.name == c.name);
+        let policy = spec.and_then(|s| s.termination_message_policy.as_deref());
+        if exit.code != 0 && policy == Some("FallbackToLogsOnError") {
+            let log = self.dir.join("logs").join(format!("{}.log", c.name));
+            c.termination_message = Some(logs::tail_message(&log).await).filter(|m| !m.is_empty());
+        }
+        c.state = state;
     }
 
     /// When the pod's `activeDeadlineSeconds` (counted from its start time) runs out.
@@ -321,22 +340,26 @@ impl PodTask {
             now: Timestamp::now(),
         });
         for attempt in 0..5u32 {
-            match self
+            let permit = self.shared.writes.acquire().await;
+            let pp = PatchParams::default();
+            let written = self
                 .api
-                .patch_status(
-                    &self.name,
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-            {
+                .patch_status(&self.name, &pp, &Patch::Strategic(&patch))
+                .await;
+            drop(permit);
+            match written {
                 Ok(pod) => {
                     self.pod.status = pod.status;
                     self.written = Some(now);
                     return;
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => {
-                    tracing::debug!(code = e.code, "pod gone or replaced: status not written");
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    tracing::debug!("pod gone: status not written");
+                    return;
+                }
+                // Invalid: the name belongs to a new pod (uid differs), or a status we got wrong.
+                Err(kube::Error::Api(e)) if e.code == 422 => {
+                    tracing::warn!(message = %e.message, "pod status refused");
                     return;
                 }
                 Err(error) => {
