@@ -71,9 +71,17 @@ impl Cleanup {
             let r = self.kubectl(&a);
             assert!(r.ok, "kubectl {a:?}: {}", r.out);
         }
-        for (kind, name) in [("namespace", FIXED[0]), ("namespace", FIXED[1]), ("crd", CRD)] {
+        for (kind, name) in [
+            ("namespace", FIXED[0]),
+            ("namespace", FIXED[1]),
+            ("crd", CRD),
+        ] {
             let r = self.kubectl(&["get", kind, name, "--ignore-not-found", "-o", "name"]);
-            assert!(r.ok && r.out.trim().is_empty(), "{kind} {name} is still there: {}", r.out);
+            assert!(
+                r.ok && r.out.trim().is_empty(),
+                "{kind} {name} is still there: {}",
+                r.out
+            );
         }
     }
 }
@@ -90,7 +98,10 @@ fn overlay_with_service_monitor(dir: &Path) -> PathBuf {
     let overlay = dir.join("with-servicemonitor");
     std::fs::create_dir_all(&overlay).unwrap();
     let up = "../".repeat(overlay.components().count() - 1);
-    let deploy = format!("{up}{}", deploy_dir().display().to_string().trim_start_matches('/'));
+    let deploy = format!(
+        "{up}{}",
+        deploy_dir().display().to_string().trim_start_matches('/')
+    );
     std::fs::write(
         overlay.join("kustomization.yaml"),
         format!(
@@ -163,7 +174,11 @@ async fn the_servicemonitor_component_needs_its_crd_and_applies_once_it_exists()
     let overlay = overlay.to_str().unwrap();
 
     let r = c.kubectl(&["apply", "-k", overlay]);
-    assert!(!r.ok, "applied a ServiceMonitor without its CRD?\n{}", r.out);
+    assert!(
+        !r.ok,
+        "applied a ServiceMonitor without its CRD?\n{}",
+        r.out
+    );
     assert!(
         r.out.contains(r#"no matches for kind "ServiceMonitor""#),
         "expected `no matches for kind \"ServiceMonitor\"`:\n{}",
@@ -183,9 +198,14 @@ async fn the_servicemonitor_component_needs_its_crd_and_applies_once_it_exists()
     assert!(r.ok, "the CRD is not established: {}", r.out);
 
     let r = c.kubectl(&["apply", "-k", overlay]);
-    assert!(r.ok, "kubectl apply -k (base + servicemonitor component):\n{}", r.out);
     assert!(
-        r.out.contains("servicemonitor.monitoring.coreos.com/agent-orchestrator"),
+        r.ok,
+        "kubectl apply -k (base + servicemonitor component):\n{}",
+        r.out
+    );
+    assert!(
+        r.out
+            .contains("servicemonitor.monitoring.coreos.com/agent-orchestrator"),
         "{}",
         r.out
     );

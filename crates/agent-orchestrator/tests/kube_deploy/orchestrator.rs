@@ -36,9 +36,19 @@ impl Orchestrator {
         let listen = format!("127.0.0.1:{}", s.port);
         let mut child = Command::new(BIN)
             .args(["serve", "--log-format", "json", "--runtime", "kubernetes"])
-            .args(["--listen", &listen, "--callback-url", &format!("http://{listen}")])
+            .args([
+                "--listen",
+                &listen,
+                "--callback-url",
+                &format!("http://{listen}"),
+            ])
             .args(["--k8s-namespace", &s.namespace, "--worker-image", &s.image])
-            .args(["--k8s-worker-command", "worker", "--require-result", "false"])
+            .args([
+                "--k8s-worker-command",
+                "worker",
+                "--require-result",
+                "false",
+            ])
             .args(["--stop-grace", "1", "--k8s-pod-ttl-seconds", "0"])
             .arg("--data-dir")
             .arg(&s.data)
@@ -64,7 +74,10 @@ impl Orchestrator {
         });
         if rx.recv_timeout(Duration::from_secs(60)).is_err() {
             let _ = child.kill();
-            panic!("the orchestrator did not listen:\n{}", log.lock().unwrap().join("\n"));
+            panic!(
+                "the orchestrator did not listen:\n{}",
+                log.lock().unwrap().join("\n")
+            );
         }
         let _ = rustls::crypto::ring::default_provider().install_default();
         Orchestrator {
@@ -94,11 +107,18 @@ impl Orchestrator {
             .await
             .unwrap();
         assert_eq!(r.status(), 202);
-        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub async fn task(&self, id: &str) -> Value {
-        let r = self.http.get(format!("{}/api/v1/tasks/{id}", self.base)).send().await;
+        let r = self
+            .http
+            .get(format!("{}/api/v1/tasks/{id}", self.base))
+            .send()
+            .await;
         match r {
             Ok(r) => r.json().await.unwrap_or(Value::Null),
             Err(_) => Value::Null,
@@ -107,7 +127,14 @@ impl Orchestrator {
 
     pub async fn logs(&self, id: &str) -> String {
         let url = format!("{}/api/v1/tasks/{id}/logs", self.base);
-        self.http.get(url).send().await.unwrap().text().await.unwrap()
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn cancel(&self, id: &str) -> u16 {
@@ -140,7 +167,11 @@ impl Drop for Orchestrator {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The worker the pods run: prints its task, sleeps `$SLEEP` seconds, exits `$EXIT`.

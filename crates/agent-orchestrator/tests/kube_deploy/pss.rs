@@ -26,13 +26,13 @@ struct KubeFlags {
 /// in namespace `ns`.
 pub fn worker_pod(ns: &str) -> Pod {
     let d = manifest("deployment.yaml", "Deployment", None);
-    let env: std::collections::BTreeMap<String, String> = d["spec"]["template"]["spec"]
-        ["containers"][0]["env"]
-        .as_array()
-        .expect("the orchestrator's env")
-        .iter()
-        .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
-        .collect();
+    let env: std::collections::BTreeMap<String, String> =
+        d["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("the orchestrator's env")
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.into(), e["value"].as_str()?.into())))
+            .collect();
     let mut argv = vec!["serve".to_string()];
     for arg in KubeFlags::command().get_arguments() {
         if let Some(v) = arg.get_env().and_then(|var| env.get(var.to_str().unwrap())) {
@@ -82,7 +82,10 @@ pub async fn dry_run(client: &Client, ns: &str, mut pod: Pod) -> Result<(), Stri
         dry_run: true,
         ..Default::default()
     };
-    match Api::<Pod>::namespaced(client.clone(), ns).create(&pp, &pod).await {
+    match Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&pp, &pod)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => {
             Err(format!("{}: {}", s.code, s.message))
@@ -102,76 +105,192 @@ type Mutation = fn(&mut Value);
 
 /// (the change, the mutation, the words of the refusal; `None`: still admitted).
 const CASES: &[(&str, Mutation, Option<&str>)] = &[
-    ("runAsNonRoot removed (pod and container)", |p| {
-        rm(p, "/spec/securityContext", "runAsNonRoot");
-        rm(p, "/spec/containers/0/securityContext", "runAsNonRoot");
-    }, Some("runAsNonRoot != true")),
-    ("container runAsNonRoot: false", |p| {
-        set(p, "/spec/containers/0/securityContext", "runAsNonRoot", json!(false));
-    }, Some("runAsNonRoot != true")),
-    ("runAsUser: 0", |p| {
-        set(p, "/spec/containers/0/securityContext", "runAsUser", json!(0));
-    }, Some("runAsUser=0")),
-    ("allowPrivilegeEscalation removed", |p| {
-        rm(p, "/spec/containers/0/securityContext", "allowPrivilegeEscalation");
-    }, Some("allowPrivilegeEscalation != false")),
-    ("allowPrivilegeEscalation: true", |p| {
-        set(p, "/spec/containers/0/securityContext", "allowPrivilegeEscalation", json!(true));
-    }, Some("allowPrivilegeEscalation != false")),
-    ("capabilities drop ALL removed", |p| {
-        rm(p, "/spec/containers/0/securityContext", "capabilities");
-    }, Some("unrestricted capabilities")),
-    ("capabilities add NET_RAW", |p| {
-        set(p, "/spec/containers/0/securityContext/capabilities", "add", json!(["NET_RAW"]));
-    }, Some("unrestricted capabilities")),
-    ("seccompProfile removed (pod and container)", |p| {
-        rm(p, "/spec/securityContext", "seccompProfile");
-        rm(p, "/spec/containers/0/securityContext", "seccompProfile");
-    }, Some("seccompProfile")),
-    ("container seccompProfile Unconfined", |p| {
-        set(p, "/spec/containers/0/securityContext", "seccompProfile", json!({"type": "Unconfined"}));
-    }, Some("seccompProfile")),
+    (
+        "runAsNonRoot removed (pod and container)",
+        |p| {
+            rm(p, "/spec/securityContext", "runAsNonRoot");
+            rm(p, "/spec/containers/0/securityContext", "runAsNonRoot");
+        },
+        Some("runAsNonRoot != true"),
+    ),
+    (
+        "container runAsNonRoot: false",
+        |p| {
+            set(
+                p,
+                "/spec/containers/0/securityContext",
+                "runAsNonRoot",
+                json!(false),
+            );
+        },
+        Some("runAsNonRoot != true"),
+    ),
+    (
+        "runAsUser: 0",
+        |p| {
+            set(
+                p,
+                "/spec/containers/0/securityContext",
+                "runAsUser",
+                json!(0),
+            );
+        },
+        Some("runAsUser=0"),
+    ),
+    (
+        "allowPrivilegeEscalation removed",
+        |p| {
+            rm(
+                p,
+                "/spec/containers/0/securityContext",
+                "allowPrivilegeEscalation",
+            );
+        },
+        Some("allowPrivilegeEscalation != false"),
+    ),
+    (
+        "allowPrivilegeEscalation: true",
+        |p| {
+            set(
+                p,
+                "/spec/containers/0/securityContext",
+                "allowPrivilegeEscalation",
+                json!(true),
+            );
+        },
+        Some("allowPrivilegeEscalation != false"),
+    ),
+    (
+        "capabilities drop ALL removed",
+        |p| {
+            rm(p, "/spec/containers/0/securityContext", "capabilities");
+        },
+        Some("unrestricted capabilities"),
+    ),
+    (
+        "capabilities add NET_RAW",
+        |p| {
+            set(
+                p,
+                "/spec/containers/0/securityContext/capabilities",
+                "add",
+                json!(["NET_RAW"]),
+            );
+        },
+        Some("unrestricted capabilities"),
+    ),
+    (
+        "seccompProfile removed (pod and container)",
+        |p| {
+            rm(p, "/spec/securityContext", "seccompProfile");
+            rm(p, "/spec/containers/0/securityContext", "seccompProfile");
+        },
+        Some("seccompProfile"),
+    ),
+    (
+        "container seccompProfile Unconfined",
+        |p| {
+            set(
+                p,
+                "/spec/containers/0/securityContext",
+                "seccompProfile",
+                json!({"type": "Unconfined"}),
+            );
+        },
+        Some("seccompProfile"),
+    ),
     // The API server runs with --allow-privileged=false (as K3s and most clusters), so
     // validation refuses a privileged container (422) before Pod Security sees it.
-    ("privileged: true", |p| {
-        set(p, "/spec/containers/0/securityContext", "privileged", json!(true));
-        set(p, "/spec/containers/0/securityContext", "allowPrivilegeEscalation", json!(true));
-    }, Some("422: privileged: Forbidden")),
-    ("hostNetwork: true", |p| set(p, "/spec", "hostNetwork", json!(true)), Some("host namespaces")),
-    ("hostPID: true", |p| set(p, "/spec", "hostPID", json!(true)), Some("host namespaces")),
-    ("hostIPC: true", |p| set(p, "/spec", "hostIPC", json!(true)), Some("host namespaces")),
-    ("a hostPath volume for the workspace", |p| {
-        p["spec"]["volumes"][0] = json!({"name": "workspace", "hostPath": {"path": "/tmp"}});
-    }, Some("hostPath")),
+    (
+        "privileged: true",
+        |p| {
+            set(
+                p,
+                "/spec/containers/0/securityContext",
+                "privileged",
+                json!(true),
+            );
+            set(
+                p,
+                "/spec/containers/0/securityContext",
+                "allowPrivilegeEscalation",
+                json!(true),
+            );
+        },
+        Some("422: privileged: Forbidden"),
+    ),
+    (
+        "hostNetwork: true",
+        |p| set(p, "/spec", "hostNetwork", json!(true)),
+        Some("host namespaces"),
+    ),
+    (
+        "hostPID: true",
+        |p| set(p, "/spec", "hostPID", json!(true)),
+        Some("host namespaces"),
+    ),
+    (
+        "hostIPC: true",
+        |p| set(p, "/spec", "hostIPC", json!(true)),
+        Some("host namespaces"),
+    ),
+    (
+        "a hostPath volume for the workspace",
+        |p| {
+            p["spec"]["volumes"][0] = json!({"name": "workspace", "hostPath": {"path": "/tmp"}});
+        },
+        Some("hostPath"),
+    ),
     // Either level satisfies the control; these stay admitted.
-    ("only the pod's runAsNonRoot removed", |p| {
-        rm(p, "/spec/securityContext", "runAsNonRoot");
-    }, None),
-    ("only the container's seccompProfile removed", |p| {
-        rm(p, "/spec/containers/0/securityContext", "seccompProfile");
-    }, None),
+    (
+        "only the pod's runAsNonRoot removed",
+        |p| {
+            rm(p, "/spec/securityContext", "runAsNonRoot");
+        },
+        None,
+    ),
+    (
+        "only the container's seccompProfile removed",
+        |p| {
+            rm(p, "/spec/containers/0/securityContext", "seccompProfile");
+        },
+        None,
+    ),
     // Not a Pod Security control (the runtime's own hardening; see deploy_manifests).
-    ("readOnlyRootFilesystem removed", |p| {
-        rm(p, "/spec/containers/0/securityContext", "readOnlyRootFilesystem");
-    }, None),
+    (
+        "readOnlyRootFilesystem removed",
+        |p| {
+            rm(
+                p,
+                "/spec/containers/0/securityContext",
+                "readOnlyRootFilesystem",
+            );
+        },
+        None,
+    ),
 ];
 
 fn rm(p: &mut Value, at: &str, field: &str) {
     let obj = p.pointer_mut(at).and_then(Value::as_object_mut);
     let obj = obj.unwrap_or_else(|| panic!("the worker pod has no {at}"));
-    assert!(obj.remove(field).is_some(), "the worker pod has no {at}/{field}");
+    assert!(
+        obj.remove(field).is_some(),
+        "the worker pod has no {at}/{field}"
+    );
 }
 
 fn set(p: &mut Value, at: &str, field: &str, v: Value) {
     let obj = p.pointer_mut(at).and_then(Value::as_object_mut);
-    obj.unwrap_or_else(|| panic!("the worker pod has no {at}")).insert(field.into(), v);
+    obj.unwrap_or_else(|| panic!("the worker pod has no {at}"))
+        .insert(field.into(), v);
 }
 
 /// A test namespace with the Pod Security labels `deploy/namespaces.yaml` gives `name`, and the
 /// ServiceAccount `sa` (admission refuses a pod whose ServiceAccount does not exist).
 async fn labelled_like(client: &Client, name: &str, prefix: &str, sa: &str) -> String {
     let ns = env().namespace(prefix).await;
-    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": sa}})).unwrap();
     Api::<ServiceAccount>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &account)
         .await
@@ -184,7 +303,10 @@ async fn labelled_like(client: &Client, name: &str, prefix: &str, sa: &str) -> S
         .filter(|(k, _)| k.starts_with("pod-security.kubernetes.io/"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    assert_eq!(pss["pod-security.kubernetes.io/enforce"], "restricted", "{name}");
+    assert_eq!(
+        pss["pod-security.kubernetes.io/enforce"], "restricted",
+        "{name}"
+    );
     let patch = json!({"metadata": {"labels": pss}});
     Api::<Namespace>::all(client.clone())
         .patch(&ns, &PatchParams::default(), &Patch::Merge(&patch))
@@ -221,18 +343,35 @@ async fn restricted_admits_the_worker_pod_and_refuses_each_weakened_hardening_fi
         };
         eprintln!("{verdict:>14}: {what}  {}", got.err().unwrap_or_default());
     }
-    assert!(wrong.is_empty(), "Pod Security did not judge as expected:\n{}", wrong.join("\n"));
-    let _ = Api::<Namespace>::all(admin).delete(&ns, &Default::default()).await;
+    assert!(
+        wrong.is_empty(),
+        "Pod Security did not judge as expected:\n{}",
+        wrong.join("\n")
+    );
+    let _ = Api::<Namespace>::all(admin)
+        .delete(&ns, &Default::default())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_admits_the_orchestrators_own_deployment_pod() {
     let admin = env().admin().await;
-    let ns = labelled_like(&admin, "agents-control-plane", "aod-pss-cp", "agent-orchestrator").await;
+    let ns = labelled_like(
+        &admin,
+        "agents-control-plane",
+        "aod-pss-cp",
+        "agent-orchestrator",
+    )
+    .await;
     dry_run(&admin, &ns, orchestrator_pod())
         .await
         .expect("the orchestrator's pod is admitted under restricted");
     let got = dry_run(&admin, &ns, bare_pod()).await;
-    assert!(pss_refusal(&got, "runAsNonRoot != true"), "a bare pod: {got:?}");
-    let _ = Api::<Namespace>::all(admin).delete(&ns, &Default::default()).await;
+    assert!(
+        pss_refusal(&got, "runAsNonRoot != true"),
+        "a bare pod: {got:?}"
+    );
+    let _ = Api::<Namespace>::all(admin)
+        .delete(&ns, &Default::default())
+        .await;
 }

@@ -17,11 +17,22 @@ async fn the_role_from_deploy_is_sufficient_for_the_orchestrators_service_accoun
         "sufficient: {:.1} s; the ServiceAccount used {:?}",
         o.secs, o.used
     );
-    assert!(o.forbidden.is_empty(), "403s for the orchestrator: {:?}", o.forbidden);
-    assert!(o.failures.is_empty(), "the scenario went wrong:\n{}", o.failures.join("\n"));
+    assert!(
+        o.forbidden.is_empty(),
+        "403s for the orchestrator: {:?}",
+        o.forbidden
+    );
+    assert!(
+        o.failures.is_empty(),
+        "the scenario went wrong:\n{}",
+        o.failures.join("\n")
+    );
     let grants: std::collections::BTreeSet<Grant> = role_grants().into_iter().collect();
     let outside: Vec<&Grant> = o.used.difference(&grants).collect();
-    assert!(outside.is_empty(), "used but not granted (and not refused?): {outside:?}");
+    assert!(
+        outside.is_empty(),
+        "used but not granted (and not refused?): {outside:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -43,7 +54,10 @@ async fn every_verb_of_the_role_is_necessary() {
             .iter()
             .filter(|g| **g != (resource.clone(), verb.clone()))
             .collect();
-        assert!(others.is_empty(), "without {verb} {resource}, other 403s: {others:?}");
+        assert!(
+            others.is_empty(),
+            "without {verb} {resource}, other 403s: {others:?}"
+        );
         report.push(format!(
             "without {verb:>6} {resource:<9}: {} ({:.1} s){}",
             if refused { "403 for it" } else { "no 403" },

@@ -9,10 +9,10 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use ao_kube_testenv::NodeOptions;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{ListParams, PostParams};
-use ao_kube_testenv::NodeOptions;
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -106,10 +106,18 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
     let sa_user = format!("system:serviceaccount:{cns}:agent-orchestrator");
 
     // deploy/'s objects, namespaces replaced.
-    let mut orch_sa = manifest("serviceaccounts.yaml", "ServiceAccount", Some("agent-orchestrator"));
+    let mut orch_sa = manifest(
+        "serviceaccounts.yaml",
+        "ServiceAccount",
+        Some("agent-orchestrator"),
+    );
     orch_sa["metadata"]["namespace"] = json!(cns);
     create::<ServiceAccount>(&admin, &cns, typed(orch_sa)).await;
-    let mut worker_sa = manifest("serviceaccounts.yaml", "ServiceAccount", Some("claude-worker"));
+    let mut worker_sa = manifest(
+        "serviceaccounts.yaml",
+        "ServiceAccount",
+        Some("claude-worker"),
+    );
     worker_sa["metadata"]["namespace"] = json!(wns);
     create::<ServiceAccount>(&admin, &wns, typed(worker_sa)).await;
     create(&admin, &wns, role(&wns, removed.as_ref())).await;
@@ -138,7 +146,6 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
     let mut failures = Vec::new();
     let mut o = Orchestrator::start(&setup);
     let ok = o.submit(json!({})).await;
-    let slow = o.submit(json!({"SLEEP": "300"})).await;
     match o.wait_status(&ok, TERMINAL, STEP).await {
         Some(t) if t["status"] == "succeeded" => {
             let logs = o.logs(&ok).await;
@@ -148,14 +155,21 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
         }
         t => failures.push(format!("the short task did not succeed: {t:?}")),
     }
+    let slow = o.submit(json!({"SLEEP": "300"})).await;
     if o.wait_status(&slow, &["running"], STEP).await.is_none() {
-        failures.push(format!("the long task is not running: {}", o.task(&slow).await));
+        failures.push(format!(
+            "the long task is not running: {}",
+            o.task(&slow).await
+        ));
     }
     o.kill();
     let first_log = o.log_text();
     o = Orchestrator::start(&setup);
     if o.task(&slow).await["status"] != "running" {
-        failures.push(format!("not adopted after the restart: {}", o.task(&slow).await));
+        failures.push(format!(
+            "not adopted after the restart: {}",
+            o.task(&slow).await
+        ));
     }
     let code = o.cancel(&slow).await;
     match o.wait_status(&slow, TERMINAL, STEP).await {
@@ -199,12 +213,20 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
 
     // A marker request: once the audit log has it, it has everything the scenario caused.
     let marker = format!("aod-marker-{wns}");
-    let _ = Api::<ConfigMap>::namespaced(admin.clone(), &wns).get_opt(&marker).await;
-    let events = wait_for("the marker request in the audit log", Duration::from_secs(30), || {
-        let events = e.audit_since(audit_from);
-        let seen = events.iter().any(|a| a.name.as_deref() == Some(marker.as_str()));
-        async move { seen.then_some(events) }
-    })
+    let _ = Api::<ConfigMap>::namespaced(admin.clone(), &wns)
+        .get_opt(&marker)
+        .await;
+    let events = wait_for(
+        "the marker request in the audit log",
+        Duration::from_secs(30),
+        || {
+            let events = e.audit_since(audit_from);
+            let seen = events
+                .iter()
+                .any(|a| a.name.as_deref() == Some(marker.as_str()));
+            async move { seen.then_some(events) }
+        },
+    )
     .await;
     let mut outcome = Outcome {
         failures,
@@ -212,7 +234,9 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
         ..Outcome::default()
     };
     for a in events.iter().filter(|a| a.user == sa_user) {
-        let Some(resource) = &a.resource else { continue };
+        let Some(resource) = &a.resource else {
+            continue;
+        };
         let resource = match &a.subresource {
             Some(s) => format!("{resource}/{s}"),
             None => resource.clone(),
@@ -224,7 +248,9 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
         outcome.used.insert(grant);
     }
     for ns in [&wns, &cns] {
-        let _ = Api::<Namespace>::all(admin.clone()).delete(ns, &Default::default()).await;
+        let _ = Api::<Namespace>::all(admin.clone())
+            .delete(ns, &Default::default())
+            .await;
     }
     outcome
 }

@@ -162,7 +162,12 @@ fn listed_resources(dir: &Path, kind: &str) -> Vec<String> {
         "Component" => "kustomize.config.k8s.io/v1alpha1",
         _ => "kustomize.config.k8s.io/v1beta1",
     };
-    assert_eq!(k["apiVersion"], api_version, "{}: apiVersion", path.display());
+    assert_eq!(
+        k["apiVersion"],
+        api_version,
+        "{}: apiVersion",
+        path.display()
+    );
     assert_eq!(k["kind"], kind, "{}: kind", path.display());
     let resources: Vec<String> = k["resources"]
         .as_array()
