@@ -65,6 +65,14 @@ fn role(ns: &str, removed: Option<&Grant>) -> Role {
     typed(role)
 }
 
+/// A task's status and reason, or what happened instead.
+fn brief(t: Option<Value>) -> String {
+    match t {
+        Some(t) => format!("{} ({})", t["status"], t["reason"]),
+        None => format!("no terminal status within {STEP:?}"),
+    }
+}
+
 fn typed<T: DeserializeOwned>(v: Value) -> T {
     serde_json::from_value(v).expect("a typed object")
 }
@@ -153,7 +161,7 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
                 failures.push(format!("the task's log lacks the pod's output: {logs:?}"));
             }
         }
-        t => failures.push(format!("the short task did not succeed: {t:?}")),
+        t => failures.push(format!("the short task did not succeed: {}", brief(t))),
     }
     let slow = o.submit(json!({"SLEEP": "300"})).await;
     if o.wait_status(&slow, &["running"], STEP).await.is_none() {
@@ -174,7 +182,10 @@ pub async fn run(removed: Option<Grant>) -> Outcome {
     let code = o.cancel(&slow).await;
     match o.wait_status(&slow, TERMINAL, STEP).await {
         Some(t) if t["status"] == "cancelled" && code == 202 => {}
-        t => failures.push(format!("the long task was not cancelled ({code}): {t:?}")),
+        t => failures.push(format!(
+            "the long task was not cancelled ({code}): {}",
+            brief(t)
+        )),
     }
     // Finished pods and token Secrets are collected (--k8s-pod-ttl-seconds 0).
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=agent-orchestrator");
