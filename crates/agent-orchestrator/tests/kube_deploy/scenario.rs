@@ -171,7 +171,7 @@ pub async fn run(removed: Option<Grant>, step: Duration) -> Outcome {
     if o.wait_status(&slow, &["running"], step).await.is_none() {
         failures.push(format!(
             "the long task is not running: {}",
-            o.task(&slow).await
+            brief(Some(o.task(&slow).await))
         ));
     }
     o.kill();
@@ -180,7 +180,7 @@ pub async fn run(removed: Option<Grant>, step: Duration) -> Outcome {
     if o.task(&slow).await["status"] != "running" {
         failures.push(format!(
             "not adopted after the restart: {}",
-            o.task(&slow).await
+            brief(Some(o.task(&slow).await))
         ));
     }
     let code = o.cancel(&slow).await;
