@@ -17,7 +17,8 @@
 //!   container without `command`, is the file `<dir>/entrypoint`, one argument per line.
 //! - Isolation is a private mount namespace, a user and `no_new_privs`: no PID or network
 //!   namespace, no cgroups (memory is sampled from `/proc`, see `memory`), no seccomp or
-//!   capability changes. Image directories and the work dir must not sit under a mount path.
+//!   capability changes. An image directory under a volume's mount path is bound again at
+//!   its own path (its parent directories then appear inside that volume).
 //! - `initContainers` and `resourceFieldRef` are not supported: such a pod is refused loudly
 //!   (`CreateContainerConfigError`). Probes are ignored (a running container is ready).
 //!   No termination message file is mounted; `FallbackToLogsOnError` (the log's tail) works.

@@ -308,3 +308,20 @@ async fn a_force_delete_cuts_a_long_grace_period_short() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn noop_mode_honours_the_active_deadline() {
+    let s = Setup::with("node-noopdl", Mode::Noop, true).await;
+    let mut p = pod("dl", "true");
+    p["spec"]["activeDeadlineSeconds"] = serde_json::json!(1);
+    s.create(p).await;
+    let done = s
+        .wait("dl", 60, "terminal by its deadline", terminal())
+        .await;
+    assert_eq!(phase(&done), "Failed");
+    assert_eq!(
+        done.status.unwrap().reason.as_deref(),
+        Some("DeadlineExceeded")
+    );
+    s.shutdown().await;
+}
