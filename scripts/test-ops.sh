@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test-ops.sh - tests for the ops side of the repo: scripts/ (bats), the
-# kustomize base in deploy/ (renders), and the Pulumi program in iac/ (mocha
+# kustomize base in deploy/ (renders, alone and with its ServiceMonitor
+# component), and the Pulumi program in iac/ (mocha
 # with Pulumi mocks; no Pulumi CLI, cloud or cluster needed).
 #
 # Idempotent and non-interactive; meant for CI (CI=true) as root on a fresh
@@ -72,12 +73,30 @@ fi
 
 log "kubectl kustomize deploy/"
 # `>|`: mktemp made the file; a noclobber inherited through SHELLOPTS must not break this.
-if kubectl kustomize deploy/ >|"$results" && [[ "$(grep -c '^kind: ' "$results")" -ge 10 ]]; then
+# The base applies without the Prometheus Operator: no ServiceMonitor in it.
+if kubectl kustomize deploy/ >|"$results" && [[ "$(grep -c '^kind: ' "$results")" -ge 9 ]] &&
+    ! grep -q '^kind: ServiceMonitor$' "$results"; then
     passed=$((passed + 1))
 else
-    echo "not ok - deploy/ does not render with kubectl kustomize" >&2
+    echo "not ok - deploy/ does not render with kubectl kustomize (or has a ServiceMonitor)" >&2
     failed=$((failed + 1))
 fi
+
+log "kubectl kustomize: deploy/ + components/servicemonitor (an overlay next to deploy/)"
+# kustomize takes only relative paths, and refuses an overlay inside the base it includes.
+overlay="$(mktemp -d)"
+deploy_rel="$(realpath -m --relative-to="$overlay" "$repo_root/deploy")"
+printf '%s\n' "apiVersion: kustomize.config.k8s.io/v1beta1" "kind: Kustomization" \
+    "resources: [$deploy_rel]" "components: [$deploy_rel/components/servicemonitor]" \
+    >|"$overlay/kustomization.yaml"
+if kubectl kustomize "$overlay" >|"$results" && [[ "$(grep -c '^kind: ' "$results")" -ge 10 ]] &&
+    [[ "$(grep -c '^kind: ServiceMonitor$' "$results")" -eq 1 ]]; then
+    passed=$((passed + 1))
+else
+    echo "not ok - deploy/ with the servicemonitor component does not render" >&2
+    failed=$((failed + 1))
+fi
+rm -rf "$overlay"
 
 log "bats tests/shell"
 shopt -s nullglob

@@ -16,13 +16,30 @@ export const DEFAULT_DEPLOY_DIR = path.resolve(__dirname, "..", "..", "deploy");
 
 /**
  * Returns every manifest listed in `<dir>/kustomization.yaml` `resources`, in
- * order. Only plain resource files are supported (no generators/patches), which
- * is all the base uses.
+ * order: the base, which applies on any cluster. Only plain resource files are
+ * supported (no generators/patches), which is all the base uses.
  */
 export function loadManifests(dir: string = DEFAULT_DEPLOY_DIR): Manifest[] {
+    return loadKustomization(dir, "Kustomization");
+}
+
+/**
+ * Returns the manifests of the kustomize Component `<dir>/components/<name>`
+ * (e.g. `servicemonitor`, which needs the Prometheus Operator CRDs and so is
+ * not in the base).
+ */
+export function loadComponent(name: string, dir: string = DEFAULT_DEPLOY_DIR): Manifest[] {
+    return loadKustomization(path.join(dir, "components", name), "Component");
+}
+
+function loadKustomization(dir: string, kind: "Kustomization" | "Component"): Manifest[] {
     const kustomization = yaml.load(fs.readFileSync(path.join(dir, "kustomization.yaml"), "utf8")) as {
+        kind?: string;
         resources?: string[];
     };
+    if (kustomization.kind !== kind) {
+        throw new Error(`${dir}/kustomization.yaml is a ${kustomization.kind}, expected a ${kind}`);
+    }
     const files = kustomization.resources ?? [];
     if (files.length === 0) {
         throw new Error(`${dir}/kustomization.yaml lists no resources`);

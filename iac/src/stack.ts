@@ -2,7 +2,7 @@
 // kustomize base in ../deploy, plus the Secrets (which never live in git).
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { clone, loadManifests, Manifest, DEFAULT_DEPLOY_DIR } from "./manifests";
+import { clone, loadComponent, loadManifests, Manifest, DEFAULT_DEPLOY_DIR } from "./manifests";
 
 export const CONTROL_PLANE_NAMESPACE = "agents-control-plane";
 export const WORKER_NAMESPACE = "agents";
@@ -58,7 +58,10 @@ export function deploy(args: StackArgs): StackOutputs {
         kubeconfig: pulumi.secret(args.kubeconfig),
         enableServerSideApply: true,
     });
-    const manifests = loadManifests(args.deployDir ?? DEFAULT_DEPLOY_DIR);
+    const deployDir = args.deployDir ?? DEFAULT_DEPLOY_DIR;
+    // The base, plus the ServiceMonitor component where the Prometheus Operator is installed.
+    const manifests = loadManifests(deployDir);
+    if (args.serviceMonitor) manifests.push(...loadComponent("servicemonitor", deployDir));
     const resources: Record<string, pulumi.CustomResource> = {};
 
     // Namespaces first; everything namespaced depends on them.
@@ -135,7 +138,6 @@ export function deploy(args: StackArgs): StackOutputs {
                 r = new k8s.networking.v1.NetworkPolicy(name, raw as any, nsOpts);
                 break;
             case "ServiceMonitor":
-                if (!args.serviceMonitor) continue;
                 r = new k8s.apiextensions.CustomResource(name, raw as any, nsOpts);
                 break;
             default:

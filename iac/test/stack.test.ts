@@ -87,8 +87,8 @@ describe("agent-orchestrator Pulumi program", function () {
         await value(out.provider.urn);
     });
 
-    it("creates one resource per manifest in deploy/ plus the two Secrets", function () {
-        const n = manifests.loadManifests().length;
+    it("creates one resource per manifest in deploy/ and its ServiceMonitor component, plus the two Secrets", function () {
+        const n = manifests.loadManifests().length + manifests.loadComponent("servicemonitor").length;
         assert.strictEqual(Object.keys(out.resources).length, n + 2);
         const types = registered.map((r) => r.type).sort();
         assert.deepStrictEqual(
@@ -143,7 +143,7 @@ describe("agent-orchestrator Pulumi program", function () {
             verbs: [...r.verbs].sort(),
         }));
         assert.deepStrictEqual(rules, [
-            { apiGroups: [""], resources: ["pods"], verbs: ["create", "delete", "get", "list", "watch"] },
+            { apiGroups: [""], resources: ["pods"], verbs: ["create", "delete", "list", "watch"] },
             { apiGroups: [""], resources: ["pods/log"], verbs: ["get"] },
             { apiGroups: [""], resources: ["secrets"], verbs: ["create", "delete"] },
         ]);
@@ -296,8 +296,18 @@ describe("deploy/ kustomize base", function () {
         assert.deepStrictEqual([...k.resources].sort(), files);
     });
 
+    it("keeps the ServiceMonitor out of the base (it applies without the Prometheus Operator)", function () {
+        const kinds = manifests.loadManifests().map((m) => m.kind);
+        assert.ok(!kinds.includes("ServiceMonitor"), `base kinds: ${kinds}`);
+        assert.deepStrictEqual(
+            manifests.loadComponent("servicemonitor").map((m) => `${m.apiVersion} ${m.kind}`),
+            ["monitoring.coreos.com/v1 ServiceMonitor"],
+        );
+    });
+
     it("contains no Secret with values (secrets come from Pulumi or kubectl create secret)", function () {
-        assert.ok(!manifests.loadManifests().some((m) => m.kind === "Secret"));
+        const all = [...manifests.loadManifests(), ...manifests.loadComponent("servicemonitor")];
+        assert.ok(!all.some((m) => m.kind === "Secret"));
     });
 });
 

@@ -21,6 +21,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::ListParams;
 
 use crate::config::KubeConfig;
 
@@ -57,6 +59,20 @@ pub fn task_id_of(pod: &Pod) -> Option<TaskId> {
         .get(LABEL_TASK_ID)?
         .parse()
         .ok()
+}
+
+/// Reads the pod `name` from the API (not the watch cache) with a `list` restricted to that
+/// name: the Role grants `list` for the watch, and a `get` would allow nothing more, so the Role
+/// in `deploy/rbac.yaml` grants no `get` (the real-API-server test `kube_deploy` shows each verb
+/// it grants is needed).
+pub async fn read_pod(pods: &Api<Pod>, name: &str) -> Result<Option<Pod>, kube::Error> {
+    let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+    Ok(pods
+        .list(&lp)
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name)))
 }
 
 /// Refuse a task whose spec cannot fit in a pod's environment.

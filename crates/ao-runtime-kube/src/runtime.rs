@@ -117,7 +117,7 @@ impl KubeRuntime {
                 .get(&ObjectRef::new(&name).within(&self.inner.cfg.namespace)));
         }
         debug!(task_id = %id, "pod cache not ready; asking the API");
-        match self.inner.pods.get_opt(&name).await {
+        match pod::read_pod(&self.inner.pods, &name).await {
             Ok(p) => Ok(p.map(Arc::new)),
             Err(e) => Err(to_runtime(e, RuntimeError::Other)),
         }

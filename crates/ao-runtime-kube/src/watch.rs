@@ -19,7 +19,6 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher::{self, Event};
 use tracing::{debug, info, warn};
 
-use crate::error::is_not_found;
 use crate::pod::{SELECTOR, task_id_of};
 use crate::runtime::Inner;
 
@@ -112,7 +111,7 @@ fn route(inner: &Inner, pod: &Pod, change: Change) {
 }
 
 /// After a relist, pods of followed tasks that are missing were deleted while the watch was
-/// down (their DELETED event is lost). Confirm with a GET before declaring them gone: a pod
+/// down (their DELETED event is lost). Confirm with a read of that pod before declaring it gone: a pod
 /// created after the list began is simply not in it yet.
 async fn check_missing(inner: Arc<Inner>) {
     let candidates: Vec<(TaskId, String)> = {
@@ -133,15 +132,15 @@ async fn check_missing(inner: Arc<Inner>) {
             .collect()
     };
     for (task_id, name) in candidates {
-        match inner.pods.get(&name).await {
-            Err(e) if is_not_found(&e) => {
+        match crate::pod::read_pod(&inner.pods, &name).await {
+            Ok(None) => {
                 info!(task_id = %task_id, pod = %name, "pod vanished while the watch was down");
                 if let Some(tx) = inner.tracked.lock().get(&task_id) {
                     tx.send_modify(|s| s.deleted = true);
                 }
             }
             Err(e) => debug!(task_id = %task_id, error = %e, "could not confirm a missing pod"),
-            Ok(_) => {}
+            Ok(Some(_)) => {}
         }
     }
 }

@@ -1,8 +1,11 @@
-//! The kustomize base in `deploy/`: every file is listed in `kustomization.yaml`, every object
+//! The kustomize base in `deploy/` and its components in `deploy/components/`: every file is
+//! listed in its `kustomization.yaml`, the base holds only built-in kinds (so it applies on a
+//! cluster without the Prometheus Operator), every object
 //! parses strictly into its typed Kubernetes struct (an unknown field or a wrong type fails),
 //! and the objects agree with what the Kubernetes runtime actually does: the Role is
 //! namespaced and bound to the orchestrator (that it grants exactly the calls the runtime
-//! makes is checked against the simulator's request log, in `tests/e2e/rbac.rs`), the
+//! makes is checked against the simulator's request log, in `tests/e2e/rbac.rs`, and on a real
+//! API server in `agent-orchestrator`'s `tests/kube_deploy`), the
 //! Deployment configures real `serve` flags, and the NetworkPolicy selects the pods
 //! `build_pod` creates.
 //!
@@ -105,9 +108,12 @@ struct Endpoint {
 
 /// One YAML document of one file.
 struct Doc {
+    /// The file, relative to `deploy/`.
     file: String,
     index: usize,
     value: Value,
+    /// The kustomize Component the file belongs to (`None`: the base itself).
+    component: Option<String>,
 }
 
 impl Doc {
@@ -135,19 +141,37 @@ struct Manifests {
     service_monitors: Vec<ServiceMonitor>,
 }
 
-/// The `resources:` of `deploy/kustomization.yaml`, checked against the YAML files present.
-fn listed_resources() -> Vec<String> {
-    let path = deploy_dir().join("kustomization.yaml");
+/// The components under `deploy/components/` (each a directory with a kustomization).
+fn components() -> Vec<String> {
+    let dir = deploy_dir().join("components");
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The `resources:` of `<dir>/kustomization.yaml` (a `kind`: `Kustomization` for the base,
+/// `Component` for a component), checked against the YAML files present in `dir`.
+fn listed_resources(dir: &Path, kind: &str) -> Vec<String> {
+    let path = dir.join("kustomization.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let k: Value = serde_yaml_ng::from_str(&text).expect("kustomization.yaml is YAML");
+    let api_version = match kind {
+        "Component" => "kustomize.config.k8s.io/v1alpha1",
+        _ => "kustomize.config.k8s.io/v1beta1",
+    };
     assert_eq!(
-        k["apiVersion"], "kustomize.config.k8s.io/v1beta1",
-        "kustomization apiVersion"
+        k["apiVersion"],
+        api_version,
+        "{}: apiVersion",
+        path.display()
     );
-    assert_eq!(k["kind"], "Kustomization", "kustomization kind");
+    assert_eq!(k["kind"], kind, "{}: kind", path.display());
     let resources: Vec<String> = k["resources"]
         .as_array()
-        .expect("kustomization.yaml has a `resources:` list")
+        .unwrap_or_else(|| panic!("{} has a `resources:` list", path.display()))
         .iter()
         .map(|r| r.as_str().expect("resources are file names").to_string())
         .collect();
@@ -159,7 +183,7 @@ fn listed_resources() -> Vec<String> {
     );
 
     let mut present = BTreeSet::new();
-    for entry in std::fs::read_dir(deploy_dir()).expect("deploy/ exists") {
+    for entry in std::fs::read_dir(dir).expect("the kustomization's directory exists") {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "kustomization.yaml" {
             present.insert(name);
@@ -169,12 +193,14 @@ fn listed_resources() -> Vec<String> {
     let unlisted: Vec<&String> = present.difference(&listed).collect();
     assert!(
         unlisted.is_empty(),
-        "YAML files in deploy/ not listed in kustomization.yaml resources: {unlisted:?}"
+        "YAML files in {} not listed in its kustomization.yaml resources: {unlisted:?}",
+        dir.display()
     );
     let missing: Vec<&String> = listed.difference(&present).collect();
     assert!(
         missing.is_empty(),
-        "kustomization.yaml lists files that are not in deploy/: {missing:?}"
+        "{} lists files that are not there: {missing:?}",
+        path.display()
     );
     resources
 }
@@ -227,7 +253,17 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Doc, problems: &mut Vec<String>)
 fn load() -> Manifests {
     let mut m = Manifests::default();
     let mut problems = Vec::new();
-    for file in listed_resources() {
+    let mut files: Vec<(String, Option<String>)> = listed_resources(&deploy_dir(), "Kustomization")
+        .into_iter()
+        .map(|f| (f, None))
+        .collect();
+    for c in components() {
+        let dir = deploy_dir().join("components").join(&c);
+        for f in listed_resources(&dir, "Component") {
+            files.push((format!("components/{c}/{f}"), Some(c.clone())));
+        }
+    }
+    for (file, component) in files {
         let path = deploy_dir().join(&file);
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -247,6 +283,7 @@ fn load() -> Manifests {
                 file: file.clone(),
                 index,
                 value,
+                component: component.clone(),
             };
             let api_version = doc.value["apiVersion"].as_str().unwrap_or("");
             let kind = doc.value["kind"].as_str().unwrap_or("");

@@ -1,5 +1,6 @@
-//! Every listed file parses strictly into its typed object, and the namespaces enforce the
-//! restricted Pod Security Standard.
+//! Every listed file parses strictly into its typed object, the base holds only built-in kinds
+//! (the ServiceMonitor is a component), and the namespaces enforce the restricted Pod Security
+//! Standard.
 
 use super::*;
 
@@ -42,6 +43,42 @@ fn every_file_is_listed_and_every_object_parses_strictly() {
     }
 }
 
+/// `kubectl apply -k deploy/` must work on a cluster without the Prometheus Operator: nothing
+/// in the base needs a CRD; the ServiceMonitor is the `servicemonitor` component alone.
+#[test]
+fn the_base_needs_no_crd_and_the_service_monitor_is_a_component() {
+    let m = load();
+    let builtin = [
+        "v1",
+        "apps/v1",
+        "rbac.authorization.k8s.io/v1",
+        "networking.k8s.io/v1",
+    ];
+    let mut in_component = BTreeMap::<String, Vec<String>>::new();
+    for doc in &m.docs {
+        let api_version = doc.value["apiVersion"].as_str().unwrap_or("");
+        let kind = doc.value["kind"].as_str().unwrap_or("");
+        match &doc.component {
+            None => assert!(
+                builtin.contains(&api_version),
+                "{}: the base must apply without CRDs, but has {api_version} {kind}",
+                doc.loc()
+            ),
+            Some(c) => in_component
+                .entry(c.clone())
+                .or_default()
+                .push(format!("{api_version} {kind}")),
+        }
+    }
+    assert_eq!(
+        in_component,
+        BTreeMap::from([(
+            "servicemonitor".to_string(),
+            vec!["monitoring.coreos.com/v1 ServiceMonitor".to_string()]
+        )])
+    );
+}
+
 #[test]
 fn the_strict_parse_rejects_unknown_fields_and_wrong_types() {
     let parse = |v: Value| {
@@ -49,6 +86,7 @@ fn the_strict_parse_rejects_unknown_fields_and_wrong_types() {
             file: "inline.yaml".into(),
             index: 0,
             value: v,
+            component: None,
         };
         let mut problems = Vec::new();
         let ok = typed::<Deployment>(&doc, &mut problems).is_some();
