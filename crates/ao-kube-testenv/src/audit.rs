@@ -1,0 +1,158 @@
+//! Reads kube-apiserver's audit log, the ground truth of who asked the API server what: tests
+//! use it to prove identities (RBAC), refusals (Pod Security) and to count requests (benches).
+
+use std::io::BufRead;
+
+use serde::Deserialize;
+
+use crate::TestEnv;
+
+/// One audit event at stage `ResponseComplete` (one per finished request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub verb: String,
+    /// The authenticated user name, e.g. `admin`, `ao-kube-node`,
+    /// `system:serviceaccount:<ns>:<name>`.
+    pub user: String,
+    /// The HTTP status of the response.
+    pub code: u16,
+    pub namespace: Option<String>,
+    pub resource: Option<String>,
+    pub subresource: Option<String>,
+    pub name: Option<String>,
+    pub uri: String,
+    pub stage: String,
+    pub user_agent: Option<String>,
+    /// When the API server received the request (RFC 3339, microseconds).
+    pub time: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEvent {
+    stage: String,
+    verb: String,
+    #[serde(default, rename = "requestURI")]
+    request_uri: String,
+    user: RawUser,
+    #[serde(default)]
+    user_agent: Option<String>,
+    #[serde(default)]
+    object_ref: Option<RawObjectRef>,
+    #[serde(default)]
+    response_status: Option<RawStatus>,
+    #[serde(default)]
+    request_received_timestamp: String,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    #[serde(default)]
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct RawObjectRef {
+    namespace: Option<String>,
+    resource: Option<String>,
+    subresource: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawStatus {
+    #[serde(default)]
+    code: u16,
+}
+
+/// Parses the complete lines of an audit log (a line still being written is left out).
+pub(crate) fn parse(text: &[u8]) -> Result<Vec<AuditEvent>, String> {
+    let complete = match text.iter().rposition(|b| *b == b'\n') {
+        Some(end) => &text[..=end],
+        None => return Ok(Vec::new()),
+    };
+    let mut events = Vec::new();
+    for (i, line) in complete.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let raw: RawEvent =
+            serde_json::from_str(&line).map_err(|e| format!("line {}: {e}: {line}", i + 1))?;
+        if raw.stage != "ResponseComplete" {
+            continue;
+        }
+        let obj = raw.object_ref;
+        events.push(AuditEvent {
+            verb: raw.verb,
+            user: raw.user.username,
+            code: raw.response_status.map_or(0, |s| s.code),
+            namespace: obj.as_ref().and_then(|o| o.namespace.clone()),
+            resource: obj.as_ref().and_then(|o| o.resource.clone()),
+            subresource: obj.as_ref().and_then(|o| o.subresource.clone()),
+            name: obj.as_ref().and_then(|o| o.name.clone()),
+            uri: raw.request_uri,
+            stage: raw.stage,
+            user_agent: raw.user_agent,
+            time: raw.request_received_timestamp,
+        });
+    }
+    Ok(events)
+}
+
+impl TestEnv {
+    /// Every `ResponseComplete` event of the audit log so far (the log is written before the
+    /// response is sent: `--audit-log-mode=blocking`). Panics when the log can't be read.
+    pub fn audit(&self) -> Vec<AuditEvent> {
+        let text = std::fs::read(&self.audit_log).unwrap_or_else(|e| {
+            panic!(
+                "ao-kube-testenv: cannot read the audit log {}: {e}",
+                self.audit_log.display()
+            )
+        });
+        parse(&text).unwrap_or_else(|e| {
+            panic!(
+                "ao-kube-testenv: the audit log {} does not parse: {e}",
+                self.audit_log.display()
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_response_complete_events_and_leaves_out_a_partial_last_line() {
+        let log = concat!(
+            r#"{"stage":"ResponseStarted","verb":"watch","requestURI":"/api/v1/pods?watch=1","user":{"username":"admin"}}"#,
+            "\n",
+            r#"{"stage":"ResponseComplete","verb":"list","requestURI":"/api/v1/namespaces/a/pods","user":{"username":"system:serviceaccount:a:b"},"userAgent":"ua","objectRef":{"resource":"pods","namespace":"a","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":403},"requestReceivedTimestamp":"2026-12-03T10:00:00.000001Z"}"#,
+            "\n",
+            r#"{"stage":"ResponseComplete","verb":"get""#
+        );
+        let events = parse(log.as_bytes()).unwrap();
+        assert_eq!(
+            events,
+            vec![AuditEvent {
+                verb: "list".into(),
+                user: "system:serviceaccount:a:b".into(),
+                code: 403,
+                namespace: Some("a".into()),
+                resource: Some("pods".into()),
+                subresource: None,
+                name: None,
+                uri: "/api/v1/namespaces/a/pods".into(),
+                stage: "ResponseComplete".into(),
+                user_agent: Some("ua".into()),
+                time: "2026-12-03T10:00:00.000001Z".into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_complete_line_is_an_error() {
+        assert!(parse(b"not json\n").unwrap_err().contains("line 1"));
+    }
+}
