@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::support::cluster::{Cluster, Setup};
 use crate::support::orchestrator::{Opts, Orchestrator, status_reason};
 use crate::support::pods::{kubectl_logs, phase, wait_pod};
-use crate::support::{Remote, script_image, shared_dir, worker_image};
+use crate::support::{Remote, script_image, worker_image};
 
 /// Seconds the agent task may take (Claude Code's start-up in a pod included).
 const RUN_SECS: u64 = 180;
@@ -46,7 +46,7 @@ async fn the_real_worker_runs_claude_in_a_pod_and_opens_a_pull_request() {
         .when_exhausted(Reply::error(500, "kube e2e script exhausted"));
     let anthropic = FakeAnthropic::start(script).await;
     let github = FakeGitHub::start(github_token.clone()).await;
-    let remote = Remote::create(&shared_dir("remote"));
+    let remote = Remote::serve();
     let (image, image_dir) = worker_image().clone();
     let cluster = Cluster::new(Setup {
         prefix: "kp-agent",
@@ -104,13 +104,13 @@ async fn the_real_worker_runs_claude_in_a_pod_and_opens_a_pull_request() {
     assert_eq!(pulls.len(), 1, "{pulls:?}");
     assert_eq!((pulls[0].head.as_str(), pulls[0].base.as_str()), (branch.as_str(), "main"));
     assert_eq!(
-        remote.read_file(&branch, "hello.txt").as_deref(),
+        remote.repo.read_file(&branch, "hello.txt").as_deref(),
         Some("hello from a pod\n")
     );
     let r = &t["result"];
     assert_eq!(r["outcome"], "pr_opened", "{r}");
     assert_eq!(r["pr_url"].as_str(), Some(pulls[0].html_url.as_str()), "{r}");
-    assert_eq!(r["commit_sha"].as_str(), remote.rev(&branch).as_deref(), "{r}");
+    assert_eq!(r["commit_sha"].as_str(), remote.repo.rev(&branch).as_deref(), "{r}");
     assert_eq!(r["summary"], "Created hello.txt.", "{r}");
     // Claude Code in the pod talked to the fake with the key from the worker Secret.
     let agent = anthropic.agent_requests();
@@ -124,20 +124,26 @@ async fn the_real_worker_runs_claude_in_a_pod_and_opens_a_pull_request() {
     }
 
     // `kubectl logs` (through the API server and the node's log endpoint) shows the worker's
-    // JSON lines: its events, each a JSON object with a type.
+    // JSON lines: its events (`{"event", "seq", "task_id"}`) and its JSON log lines.
     let kubectl = kubectl_logs(&cluster.ns, &pod);
-    let json_lines: Vec<Value> = kubectl
+    let lines: Vec<Value> = kubectl
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.is_object())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    let event_types: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["task_id"] == id.as_str())
+        .filter_map(|v| v["event"]["type"].as_str())
+        .collect();
+    for ty in ["worker", "system", "assistant", "result"] {
+        assert!(event_types.contains(&ty), "no {ty} event in kubectl logs:\n{kubectl}");
+    }
     assert!(
-        json_lines.iter().any(|v| v["type"] == "result")
-            && json_lines.iter().any(|v| v["type"] == "assistant"),
-        "kubectl logs shows no worker event lines:\n{kubectl}"
+        lines.iter().any(|v| v["message"] == "worker finished"),
+        "no worker log line in kubectl logs:\n{kubectl}"
     );
-    // The orchestrator stored the same output.
-    assert!(logs.contains("\"type\":\"result\""), "{logs}");
+    // The orchestrator stored the same lines.
+    assert_eq!(logs.lines().count(), kubectl.lines().count(), "{logs}");
 
     // No secret value reached what the orchestrator shows, or the pod's log.
     for (name, value) in [("ANTHROPIC_API_KEY", &anthropic_key), ("GITHUB_TOKEN", &github_token)] {
@@ -202,7 +208,7 @@ async fn the_original_e2e_submits_on_api_tasks_and_its_pod_succeeds() {
             "{labels:?}"
         );
     }
-    assert_eq!(phase(done.as_ref()), Some("Succeeded"), "{:#?}", done.map(|p| p.status));
+    assert_eq!(phase(done.as_ref()), Some("Succeeded"), "{:#?}", done.as_ref().map(|p| &p.status));
     let t = orch.wait_terminal(&id, 60).await;
     assert_eq!(status_reason(&t), ("succeeded", "completed"), "{t:#}");
     assert_eq!(t["pod_name"], pod_name.as_str(), "{t:#}");

@@ -3,12 +3,14 @@
 //! two worker images, folders worker pods can reach, and a git remote they can push to.
 //!
 //! Worker pods run as uid 10001 in a private mount namespace whose `/tmp`, `/workspace` and
-//! `/home/agent` are fresh emptyDirs, so what they must reach lives in world-readable folders
-//! next to the env's images (never under `/tmp` or `/root`).
+//! `/home/agent` are fresh emptyDirs and whose root filesystem is read-only: what they read
+//! lives in world-readable folders next to the env's images (never under `/tmp` or `/root`),
+//! what they write goes over loopback (the git daemon, the fakes, the callback).
 
 #![allow(dead_code)]
 
 pub mod cluster;
+mod node;
 pub mod orchestrator;
 pub mod pods;
 
@@ -19,9 +21,6 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ao_kube_testenv::env;
-
-/// The uid (and gid) worker pods run as (`--k8s-run-as-user`'s default).
-pub const WORKER_UID: u32 = 10001;
 
 /// The real worker image: `agent-orchestrator` (run as `agent-orchestrator worker`) and the
 /// pinned Claude Code CLI as `claude` on its PATH. Built once per test process.
@@ -52,14 +51,14 @@ fn claude_bin() -> PathBuf {
 /// What the script worker does, chosen per task through its env (`KP_MODE`):
 /// - `exit` (default): print two lines, exit `$KP_EXIT`;
 /// - `hold`: print, then wait until the file `$KP_RELEASE` exists (forever when unset),
-///   touching `$KP_MARK` and exiting 143 on SIGTERM;
+///   saying so and exiting 143 on SIGTERM;
 /// - `alloc`: hold ~512 MiB (a line with no end kept by `tail`) until killed.
 const SCRIPT_WORKER: &str = r#"#!/bin/sh
 PATH="$PATH:/usr/local/bin:/usr/bin:/bin"
 echo "script worker $AO_TASK_ID starts"
 case "${KP_MODE:-exit}" in
   hold)
-    trap 'echo "script worker got SIGTERM"; [ -n "$KP_MARK" ] && touch "$KP_MARK"; exit 143' TERM
+    trap 'echo "script worker got SIGTERM"; exit 143' TERM
     echo "holding"
     while [ ! -e "${KP_RELEASE:-/nonexistent/kp-release}" ]; do sleep 0.2; done ;;
   alloc)
@@ -84,8 +83,8 @@ pub fn script_image() -> &'static (String, PathBuf) {
     })
 }
 
-/// A fresh folder every worker pod may read and write (mode 0777), not under `/tmp`: in the
-/// env's folder, next to its images.
+/// A fresh folder every worker pod may read (its root filesystem is read-only), not under
+/// `/tmp`: in the env's folder, next to its images.
 pub fn shared_dir(prefix: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     // The env's folder holds the images, so pods can reach it.
@@ -99,81 +98,66 @@ pub fn shared_dir(prefix: &str) -> PathBuf {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let dir = base.join(format!("{prefix}-{}-{n}-{nanos:x}", std::process::id()));
     std::fs::create_dir(&dir).expect("scratch dir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
 }
 
-/// A bare git repository with one commit on `main`, owned by the worker's uid so that the
-/// pod's git (which refuses repositories of other owners) can clone and push.
+/// A bare repository (`ao_testkit::git::BareRepo`) served read-write by `git daemon` on
+/// loopback: the pod's root filesystem is read-only (`readOnlyRootFilesystem`), so, as in
+/// production, it reaches its remote over the network, never through a host path.
 pub struct Remote {
-    pub path: PathBuf,
+    pub repo: ao_testkit::git::BareRepo,
+    daemon: std::process::Child,
+    port: u16,
 }
 
 impl Remote {
-    pub fn create(dir: &Path) -> Remote {
-        let path = dir.join("remote.git");
-        let seed = dir.join("seed");
-        let (p, sd) = (path.to_str().expect("utf-8"), seed.to_str().expect("utf-8"));
-        git(dir, &["init", "-q", "--bare", "--initial-branch=main", p]);
-        git(dir, &["init", "-q", "--initial-branch=main", sd]);
-        std::fs::write(seed.join("README.md"), "# test repository\n").expect("README");
-        git(&seed, &["add", "-A"]);
-        git(&seed, &["commit", "-q", "-m", "initial commit"]);
-        git(&seed, &["push", "-q", p, "main"]);
-        let out = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{WORKER_UID}:{WORKER_UID}"))
-            .arg(&path)
+    pub fn serve() -> Remote {
+        let repo = ao_testkit::git::BareRepo::create();
+        let base = repo.path().parent().expect("the repo's folder").to_owned();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        // git-daemon itself (not `git daemon`, whose child would outlive a kill).
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
             .output()
-            .expect("run chown");
-        assert!(out.status.success(), "chown: {out:?}");
-        Remote { path }
+            .expect("git --exec-path");
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_owned();
+        let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--enable=receive-pack"])
+            .args(["--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &base)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start git-daemon");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "git daemon never listened on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Remote { repo, daemon, port }
     }
 
     pub fn url(&self) -> String {
-        self.path.to_string_lossy().into_owned()
-    }
-
-    /// `git <args>` in the bare repository (owned by the worker's uid: trusted explicitly).
-    fn read(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("git")
-            .args(["-c", "safe.directory=*", "--git-dir"])
-            .arg(&self.path)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("run git");
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
-    }
-
-    pub fn branches(&self) -> Vec<String> {
-        self.read(&["for-each-ref", "--format=%(refname:short)", "refs/heads"])
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    pub fn read_file(&self, branch: &str, file: &str) -> Option<String> {
-        self.read(&["show", &format!("refs/heads/{branch}:{file}")])
-    }
-
-    pub fn rev(&self, branch: &str) -> Option<String> {
-        self.read(&["rev-parse", "--verify", "--quiet", &format!("refs/heads/{branch}")])
+        format!("git://127.0.0.1:{}/remote.git", self.port)
     }
 }
 
-/// `git <args>` in `cwd`, isolated from the machine's configuration.
-fn git(cwd: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(cwd)
-        .args(args)
-        .envs(ao_testkit::git::isolated_git_env(cwd))
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {out:?}");
+impl Drop for Remote {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
 }
 
 /// Knobs of [`script_world`].
