@@ -111,7 +111,9 @@ pub(crate) async fn follow_with(
     };
     loop {
         if retry.exhausted() {
-            return Err(KubeError::LogStream("the worker log was given up on".into()));
+            return Err(KubeError::LogStream(
+                "the worker log was given up on".into(),
+            ));
         }
         let lp = LogParams {
             follow: true,

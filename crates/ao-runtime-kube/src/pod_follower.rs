@@ -96,16 +96,10 @@ async fn follow(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen
         if let Some(pod) = seen.pod.as_deref() {
             let restart_due = follower_ended.is_none_or(|(t, _)| t.elapsed() >= FOLLOW_RESTART);
             let state = classify(pod);
-            if container_started(pod) && follower.is_none() && !seen.deleted && !retry.exhausted()
-            {
+            if container_started(pod) && follower.is_none() && !seen.deleted && !retry.exhausted() {
                 if restart_due && state == PodState::Running {
                     debug!(task_id = %task_id, "following the worker log");
-                    follower = Some(spawn_follow(
-                        &inner,
-                        task_id,
-                        output.clone(),
-                        retry.clone(),
-                    ));
+                    follower = Some(spawn_follow(&inner, task_id, output.clone(), retry.clone()));
                 } else if let Some((t, _)) = follower_ended.filter(|_| state == PodState::Running) {
                     wake = Some(t + FOLLOW_RESTART);
                 }

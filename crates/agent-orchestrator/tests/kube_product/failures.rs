@@ -38,7 +38,11 @@ async fn cancel_deletes_the_pod_gracefully_and_the_task_is_cancelled() {
     let (code, v) = orch.cancel(&id).await;
     assert_eq!(code, 202, "{v}");
     let t = orch.wait_terminal(&id, 60).await;
-    assert_eq!(status_reason(&t), ("cancelled", "cancelled_by_user"), "{t:#}");
+    assert_eq!(
+        status_reason(&t),
+        ("cancelled", "cancelled_by_user"),
+        "{t:#}"
+    );
     wait_pod(&pods, &pod, 60, "deleted", |p| p.is_none()).await;
 
     // Deleted with the grace period; the worker got SIGTERM (its trap ran: 143, not 137) and
@@ -49,7 +53,10 @@ async fn cancel_deletes_the_pod_gracefully_and_the_task_is_cancelled() {
         .flatten()
         .filter_map(|p| p.metadata.deletion_grace_period_seconds)
         .collect();
-    assert!(graces.contains(&GRACE), "deletion grace periods seen: {graces:?}");
+    assert!(
+        graces.contains(&GRACE),
+        "deletion grace periods seen: {graces:?}"
+    );
     assert_eq!(t["exit_code"], 143, "{t:#}");
     let logs = orch.logs(&id).await;
     assert!(logs.contains("script worker got SIGTERM"), "{logs}");
@@ -73,7 +80,11 @@ async fn the_deadline_ends_the_task_as_timed_out() {
         .and_then(|s| s.active_deadline_seconds);
     assert_eq!(deadline, Some(3), "the pod carries the task's deadline");
     let t = orch.wait_terminal(&id, 90).await;
-    assert_eq!(status_reason(&t), ("timed_out", "deadline_exceeded"), "{t:#}");
+    assert_eq!(
+        status_reason(&t),
+        ("timed_out", "deadline_exceeded"),
+        "{t:#}"
+    );
     // Whoever came first (the node's activeDeadlineSeconds or the scheduler's own deadline),
     // the pod does not run on.
     let end = wait_pod(&pods, &pod, 60, "ended", |p| {
@@ -100,12 +111,22 @@ async fn a_worker_over_its_memory_limit_is_oom_killed() {
     let t = orch.wait_terminal(&id, 90).await;
     assert_eq!(status_reason(&t), ("failed", "oom_killed"), "{t:#}");
     assert_eq!(t["exit_code"], 137, "{t:#}");
-    let pod = wait_pod(&cluster.pods(), &format!("claude-worker-{id}"), 30, "kept", |p| {
-        p.is_some()
-    })
+    let pod = wait_pod(
+        &cluster.pods(),
+        &format!("claude-worker-{id}"),
+        30,
+        "kept",
+        |p| p.is_some(),
+    )
     .await;
-    let terminated = pod
-        .and_then(|p| p.status?.container_statuses?.first()?.state.clone()?.terminated);
+    let terminated = pod.and_then(|p| {
+        p.status?
+            .container_statuses?
+            .first()?
+            .state
+            .clone()?
+            .terminated
+    });
     assert_eq!(
         terminated.and_then(|t| t.reason).as_deref(),
         Some("OOMKilled"),
@@ -129,9 +150,13 @@ async fn an_image_the_node_cannot_pull_fails_the_task_and_leaves_no_pod() {
         message.contains("ErrImagePull") || message.contains("ImagePullBackOff"),
         "the message says why: {message:?}"
     );
-    wait_pod(&cluster.pods(), &format!("claude-worker-{id}"), 60, "deleted", |p| {
-        p.is_none()
-    })
+    wait_pod(
+        &cluster.pods(),
+        &format!("claude-worker-{id}"),
+        60,
+        "deleted",
+        |p| p.is_none(),
+    )
     .await;
     drop(orch);
     cluster.shutdown().await;
@@ -145,15 +170,23 @@ async fn a_missing_worker_secret_fails_the_task_as_worker_config_error() {
     let (cluster, orch) = script_world(w).await;
     let id = orch.submit(json!({"prompt": "needs its secret"})).await;
     let t = orch.wait_terminal(&id, 90).await;
-    assert_eq!(status_reason(&t), ("failed", "worker_config_error"), "{t:#}");
+    assert_eq!(
+        status_reason(&t),
+        ("failed", "worker_config_error"),
+        "{t:#}"
+    );
     let message = t["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("CreateContainerConfigError") && message.contains("claude-worker-secrets"),
         "the message names the Secret: {message:?}"
     );
-    wait_pod(&cluster.pods(), &format!("claude-worker-{id}"), 60, "deleted", |p| {
-        p.is_none()
-    })
+    wait_pod(
+        &cluster.pods(),
+        &format!("claude-worker-{id}"),
+        60,
+        "deleted",
+        |p| p.is_none(),
+    )
     .await;
     drop(orch);
     cluster.shutdown().await;
@@ -174,11 +207,19 @@ async fn a_pod_deleted_by_someone_else_fails_the_task_as_worker_lost() {
     let t = orch.wait_terminal(&id, 90).await;
     assert_eq!(status_reason(&t), ("failed", "worker_lost"), "{t:#}");
     let message = t["message"].as_str().unwrap_or_default();
-    assert!(message.contains("deleted"), "the message says why: {message:?}");
+    assert!(
+        message.contains("deleted"),
+        "the message says why: {message:?}"
+    );
     // The orchestrator never deleted (nor re-created) it.
     let deleted = cluster.orchestrator_requests("delete", "pods", None, Some(&pod));
     assert!(deleted.iter().all(|e| e.code == 404), "{deleted:?}");
-    assert_eq!(cluster.orchestrator_requests("create", "pods", None, None).len(), 1);
+    assert_eq!(
+        cluster
+            .orchestrator_requests("create", "pods", None, None)
+            .len(),
+        1
+    );
     drop(orch);
     cluster.shutdown().await;
 }

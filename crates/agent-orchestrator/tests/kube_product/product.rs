@@ -102,25 +102,48 @@ async fn the_real_worker_runs_claude_in_a_pod_and_opens_a_pull_request() {
     let branch = format!("agent/{id}");
     let pulls = github.pulls();
     assert_eq!(pulls.len(), 1, "{pulls:?}");
-    assert_eq!((pulls[0].head.as_str(), pulls[0].base.as_str()), (branch.as_str(), "main"));
+    assert_eq!(
+        (pulls[0].head.as_str(), pulls[0].base.as_str()),
+        (branch.as_str(), "main")
+    );
     assert_eq!(
         remote.repo.read_file(&branch, "hello.txt").as_deref(),
         Some("hello from a pod\n")
     );
     let r = &t["result"];
     assert_eq!(r["outcome"], "pr_opened", "{r}");
-    assert_eq!(r["pr_url"].as_str(), Some(pulls[0].html_url.as_str()), "{r}");
-    assert_eq!(r["commit_sha"].as_str(), remote.repo.rev(&branch).as_deref(), "{r}");
+    assert_eq!(
+        r["pr_url"].as_str(),
+        Some(pulls[0].html_url.as_str()),
+        "{r}"
+    );
+    assert_eq!(
+        r["commit_sha"].as_str(),
+        remote.repo.rev(&branch).as_deref(),
+        "{r}"
+    );
     assert_eq!(r["summary"], "Created hello.txt.", "{r}");
     // Claude Code in the pod talked to the fake with the key from the worker Secret.
     let agent = anthropic.agent_requests();
     assert_eq!(agent.len(), 2, "two agent turns");
-    assert!(agent.iter().all(|r| r.header("x-api-key") == Some(anthropic_key.as_str())));
+    assert!(
+        agent
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(anthropic_key.as_str()))
+    );
 
     // The events came back through the callback (the orchestrator stored them).
     let events = orch.events(&id).await;
-    for e in ["event: system", "event: assistant", "event: result", "event: worker"] {
-        assert!(events.contains(e), "no {e:?} in the stored events:\n{events}");
+    for e in [
+        "event: system",
+        "event: assistant",
+        "event: result",
+        "event: worker",
+    ] {
+        assert!(
+            events.contains(e),
+            "no {e:?} in the stored events:\n{events}"
+        );
     }
 
     // `kubectl logs` (through the API server and the node's log endpoint) shows the worker's
@@ -136,7 +159,10 @@ async fn the_real_worker_runs_claude_in_a_pod_and_opens_a_pull_request() {
         .filter_map(|v| v["event"]["type"].as_str())
         .collect();
     for ty in ["worker", "system", "assistant", "result"] {
-        assert!(event_types.contains(&ty), "no {ty} event in kubectl logs:\n{kubectl}");
+        assert!(
+            event_types.contains(&ty),
+            "no {ty} event in kubectl logs:\n{kubectl}"
+        );
     }
     assert!(
         lines.iter().any(|v| v["message"] == "worker finished"),
@@ -146,7 +172,10 @@ async fn the_real_worker_runs_claude_in_a_pod_and_opens_a_pull_request() {
     assert_eq!(logs.lines().count(), kubectl.lines().count(), "{logs}");
 
     // No secret value reached what the orchestrator shows, or the pod's log.
-    for (name, value) in [("ANTHROPIC_API_KEY", &anthropic_key), ("GITHUB_TOKEN", &github_token)] {
+    for (name, value) in [
+        ("ANTHROPIC_API_KEY", &anthropic_key),
+        ("GITHUB_TOKEN", &github_token),
+    ] {
         for (what, text) in [
             ("the task", t.to_string()),
             ("the events", events.clone()),
@@ -183,7 +212,9 @@ async fn the_original_e2e_submits_on_api_tasks_and_its_pod_succeeds() {
             env: vec![],
         },
     );
-    let (code, body) = orch.post("/api/tasks", Some(json!({"task": "Say hello"}))).await;
+    let (code, body) = orch
+        .post("/api/tasks", Some(json!({"task": "Say hello"})))
+        .await;
     assert_eq!(code, 202, "{body}");
     assert_eq!(body["status"], "accepted", "{body}");
     let id = body["id"].as_str().expect("id").to_owned();
@@ -201,14 +232,25 @@ async fn the_original_e2e_submits_on_api_tasks_and_its_pod_succeeds() {
             .as_ref()
             .and_then(|p| p.metadata.labels.clone())
             .unwrap_or_default();
-        assert_eq!(labels.get("app").map(String::as_str), Some("claude-worker"), "{labels:?}");
         assert_eq!(
-            labels.get("app.kubernetes.io/managed-by").map(String::as_str),
+            labels.get("app").map(String::as_str),
+            Some("claude-worker"),
+            "{labels:?}"
+        );
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
             Some("agent-orchestrator"),
             "{labels:?}"
         );
     }
-    assert_eq!(phase(done.as_ref()), Some("Succeeded"), "{:#?}", done.as_ref().map(|p| &p.status));
+    assert_eq!(
+        phase(done.as_ref()),
+        Some("Succeeded"),
+        "{:#?}",
+        done.as_ref().map(|p| &p.status)
+    );
     let t = orch.wait_terminal(&id, 60).await;
     assert_eq!(status_reason(&t), ("succeeded", "completed"), "{t:#}");
     assert_eq!(t["pod_name"], pod_name.as_str(), "{t:#}");

@@ -49,7 +49,10 @@ async fn an_unreachable_log_stream_is_retried_with_a_bounded_backoff() {
         .iter()
         .map(|e| e.time.parse().expect("an RFC 3339 audit time"))
         .collect();
-    let gaps: Vec<i64> = times.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
+    let gaps: Vec<i64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds())
+        .collect();
     assert!(
         gaps.windows(2).all(|g| g[1] > g[0]) && gaps[0] >= 400 && gaps.last() > Some(&6_000),
         "pauses between pods/log requests (ms): {gaps:?}"
@@ -91,7 +94,10 @@ async fn a_restarted_orchestrator_adopts_its_running_pod_without_a_duplicate() {
 
     // kill -9 while the pod runs; the pod runs on.
     orch.kill();
-    let running = pods.get(&pod).await.expect("the pod outlives the orchestrator");
+    let running = pods
+        .get(&pod)
+        .await
+        .expect("the pod outlives the orchestrator");
     assert_eq!(phase(Some(&running)), Some("Running"));
     orch.restart();
     let t = orch.task(&id).await;
@@ -99,7 +105,10 @@ async fn a_restarted_orchestrator_adopts_its_running_pod_without_a_duplicate() {
     std::fs::write(&release, "").expect("release the worker");
     let t = orch.wait_terminal(&id, 90).await;
     assert_eq!(status_reason(&t), ("succeeded", "completed"), "{t:#}");
-    wait_pod(&pods, &pod, 30, "Succeeded", |p| phase(p) == Some("Succeeded")).await;
+    wait_pod(&pods, &pod, 30, "Succeeded", |p| {
+        phase(p) == Some("Succeeded")
+    })
+    .await;
 
     // One pod was ever created for the task, and its log was stored once, across the restart.
     let creates = cluster.orchestrator_requests("create", "pods", None, None);

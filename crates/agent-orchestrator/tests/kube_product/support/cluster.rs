@@ -87,11 +87,7 @@ impl Cluster {
             .tempdir()
             .expect("tempdir");
         let kubeconfig = env
-            .token_kubeconfig(
-                &control_ns,
-                ORCHESTRATOR_SA,
-                &dir.path().join("kubeconfig"),
-            )
+            .token_kubeconfig(&control_ns, ORCHESTRATOR_SA, &dir.path().join("kubeconfig"))
             .await;
         let node = super::node::start_node(
             env,

@@ -40,10 +40,12 @@ pub fn worker_image() -> &'static (String, PathBuf) {
 
 /// The pinned Claude Code CLI from `AO_CLAUDE_BIN`, resolved (the env copies the file).
 fn claude_bin() -> PathBuf {
-    let bin = std::env::var_os("AO_CLAUDE_BIN").filter(|v| !v.is_empty()).expect(
-        "AO_CLAUDE_BIN is not set: the product path runs the pinned Claude Code CLI in a pod \
+    let bin = std::env::var_os("AO_CLAUDE_BIN")
+        .filter(|v| !v.is_empty())
+        .expect(
+            "AO_CLAUDE_BIN is not set: the product path runs the pinned Claude Code CLI in a pod \
          (scripts/install-claude.sh, then AO_CLAUDE_BIN=<path to claude>)",
-    );
+        );
     std::fs::canonicalize(&bin)
         .unwrap_or_else(|e| panic!("AO_CLAUDE_BIN={}: {e}", Path::new(&bin).display()))
 }
@@ -185,14 +187,9 @@ pub async fn script_world(w: ScriptWorld<'_>) -> (cluster::Cluster, orchestrator
         serve_logs: w.serve_logs,
     })
     .await;
-    let mut args: Vec<String> = [
-        "--require-result",
-        "false",
-        "--k8s-pod-ttl-seconds",
-        "600",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args: Vec<String> = ["--require-result", "false", "--k8s-pod-ttl-seconds", "600"]
+        .map(String::from)
+        .to_vec();
     args.extend(w.args.iter().map(|a| a.to_string()));
     let orch = orchestrator::Orchestrator::start(
         &cluster,

@@ -178,7 +178,10 @@ impl Orchestrator {
             .unwrap_or_else(|e| panic!("POST {path}: {e}"));
         let code = r.status().as_u16();
         let text = r.text().await.unwrap_or_default();
-        (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get_text(&self, path: &str) -> (u16, String) {
