@@ -3,6 +3,7 @@
 //! cannot yet (`ErrImagePull`, `CreateContainerConfigError`, ...); [`supervise`] waits for a
 //! started process while sampling its memory and carrying out kill requests.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,6 +51,20 @@ pub(crate) async fn prepare(
         .map(|s| s.containers.as_slice())
         .unwrap_or_default();
     let creating = || CState::waiting("ContainerCreating", "");
+    if pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()))
+    {
+        let unsupported = "initContainers are not supported by ao-kube-node";
+        return Err(vec![
+            CState::waiting(
+                "CreateContainerConfigError",
+                unsupported
+            );
+            containers.len()
+        ]);
+    }
     let all = |s: CState| vec![s; containers.len()];
     // The kubelet pulls the image first, then builds the container's config.
     let mut images = Vec::new();
@@ -156,10 +171,12 @@ fn spec(
     }
     full.retain(|(k, _)| !env.iter().any(|(n, _)| n == k));
     full.extend(env);
-    let argv = c
-        .command
+    let command = match c.command.as_deref() {
+        Some(cmd) if !cmd.is_empty() => cmd.to_vec(),
+        _ => entrypoint(image),
+    };
+    let argv = command
         .iter()
-        .flatten()
         .chain(c.args.iter().flatten())
         .map(|a| envs::expand(a, &full))
         .collect();
@@ -168,12 +185,57 @@ fn spec(
         .clone()
         .filter(|d| !d.is_empty())
         .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    // An image under a mount path (an emptyDir at /tmp, the image in /tmp/...) stays visible.
+    let keep_visible = mounts
+        .iter()
+        .any(|m| image.starts_with(&m.target))
+        .then(|| image.to_path_buf());
     Spec {
         argv,
         env: full,
         cwd,
         identity,
         mounts,
+        keep_visible,
+    }
+}
+
+/// An image's ENTRYPOINT, for containers without `command`: `<dir>/entrypoint`, one argument
+/// per line (none: the container fails to start, "no command specified").
+fn entrypoint(image: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(image.join("entrypoint")).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The processes seen in a container so far: signals reach them even when they left its
+/// process group (a tool that daemonises), as a container runtime's cgroup would.
+#[derive(Default)]
+struct Seen(HashSet<memory::Proc>);
+
+impl Seen {
+    fn signal(&self, pgid: i32, signal: Signal) {
+        process::signal_group(pgid, signal);
+        for p in self.0.iter().filter(|p| memory::alive(**p)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), signal);
+        }
+    }
+
+    /// Samples the container's processes; returns their resident memory.
+    async fn sample(&mut self, pgid: i32) -> u64 {
+        let mut seen = std::mem::take(&mut self.0);
+        let (seen, rss) = tokio::task::spawn_blocking(move || {
+            let snap = memory::snapshot(pgid);
+            seen.retain(|p| memory::alive(*p));
+            seen.extend(snap.procs);
+            (seen, snap.rss)
+        })
+        .await
+        .unwrap_or_default();
+        self.0 = seen;
+        rss
     }
 }
 
@@ -186,34 +248,35 @@ pub(crate) async fn supervise(
     let mut oom = false;
     let mut hard_kill_at: Option<tokio::time::Instant> = None;
     let mut sample = tokio::time::interval(memory::SAMPLE_EVERY);
+    let mut seen = Seen::default();
     let pgid = run.pgid;
     let status = loop {
         tokio::select! {
             status = run.child.wait() => break status,
-            _ = sample.tick(), if limit.is_some() => {
-                let rss = tokio::task::spawn_blocking(move || memory::group_rss(pgid)).await.unwrap_or(0);
+            _ = sample.tick() => {
+                let rss = seen.sample(pgid).await;
                 if limit.is_some_and(|l| rss > l) {
                     tracing::info!(rss, limit, "memory over the limit: killing the container");
                     oom = true;
-                    process::signal_group(pgid, Signal::SIGKILL);
+                    seen.signal(pgid, Signal::SIGKILL);
                 }
             }
             Ok(()) = kill.changed() => match *kill.borrow_and_update() {
                 Some(Kill::Term(grace)) => {
-                    process::signal_group(pgid, Signal::SIGTERM);
+                    seen.signal(pgid, Signal::SIGTERM);
                     hard_kill_at.get_or_insert(tokio::time::Instant::now() + grace);
                 }
-                Some(Kill::Now) => process::signal_group(pgid, Signal::SIGKILL),
+                Some(Kill::Now) => seen.signal(pgid, Signal::SIGKILL),
                 None => {}
             },
             () = sleep_until(hard_kill_at), if hard_kill_at.is_some() => {
-                process::signal_group(pgid, Signal::SIGKILL);
+                seen.signal(pgid, Signal::SIGKILL);
                 hard_kill_at = None;
             }
         }
     };
-    // The container is its process group: what the main process left behind goes with it.
-    process::signal_group(pgid, Signal::SIGKILL);
+    // What the main process left behind goes with it, as with a container's cgroup.
+    seen.signal(pgid, Signal::SIGKILL);
     for pump in run.pumps {
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     }
@@ -248,6 +311,18 @@ pub(crate) fn memory_limit(c: &Container) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_without_command_runs_the_images_entrypoint() {
+        let img = tempfile::tempdir().unwrap();
+        std::fs::write(img.path().join("entrypoint"), "worker\n--json\n").unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "args": ["run"]}]}}))
+        .unwrap();
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let s = spec(&pod, c, img.path(), vec![], Default::default(), vec![]);
+        assert_eq!(s.argv, ["worker", "--json", "run"]);
+    }
 
     #[test]
     fn image_pull_failure_then_back_off() {

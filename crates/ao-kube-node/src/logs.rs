@@ -16,6 +16,8 @@ use tokio::sync::{Mutex, watch};
 #[derive(Default)]
 pub(crate) struct Registry {
     files: parking_lot::Mutex<HashMap<(String, String, String), Arc<LogFile>>>,
+    /// Why a container that has no log yet is waiting (its waiting reason).
+    waiting: parking_lot::Mutex<HashMap<(String, String, String), String>>,
 }
 
 /// One container's log file and a signal that moves on each write (closed when it exits).
@@ -38,9 +40,35 @@ impl Registry {
             .cloned()
     }
 
+    /// Records a container's waiting reason, for a log request that comes too early.
+    pub(crate) fn set_waiting(&self, ns: &str, pod: &str, container: &str, reason: &str) {
+        self.waiting
+            .lock()
+            .insert((ns.into(), pod.into(), container.into()), reason.into());
+    }
+
+    /// The kubelet's answer to a log request for a container that has not started.
+    pub(crate) fn not_started(&self, ns: &str, pod: &str, container: &str) -> String {
+        let key = (ns.to_owned(), pod.to_owned(), container.to_owned());
+        let reason = self
+            .waiting
+            .lock()
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| "ContainerCreating".into());
+        let why = match reason.as_str() {
+            "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image",
+            other => other,
+        };
+        format!("container \"{container}\" in pod \"{pod}\" is waiting to start: {why}")
+    }
+
     /// Forgets a pod's logs when it is deleted (a new pod of the same name starts afresh).
     pub(crate) fn remove_pod(&self, ns: &str, pod: &str) {
         self.files
+            .lock()
+            .retain(|(n, p, _), _| !(n == ns && p == pod));
+        self.waiting
             .lock()
             .retain(|(n, p, _), _| !(n == ns && p == pod));
     }
@@ -100,6 +128,28 @@ pub(crate) async fn pump(from: impl AsyncRead + Unpin, stream: &'static str, to:
             }
         }
     }
+}
+
+/// The kubelet's `FallbackToLogsOnError` message: the last 80 lines of the log, at most the
+/// last 2048 bytes of them.
+pub(crate) async fn tail_message(path: &std::path::Path) -> String {
+    const LINES: usize = 80;
+    const BYTES: usize = 2048;
+    let Ok(raw) = tokio::fs::read(path).await else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&raw);
+    let records: Vec<Record<'_>> = text.lines().filter_map(Record::parse).collect();
+    let mut out = Vec::new();
+    for r in &records[records.len().saturating_sub(LINES)..] {
+        r.write(&mut out, false);
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let mut cut = out.len().saturating_sub(BYTES);
+    while !out.is_char_boundary(cut) {
+        cut += 1;
+    }
+    out[cut..].to_owned()
 }
 
 /// What a log request asks for.

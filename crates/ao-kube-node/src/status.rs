@@ -73,6 +73,8 @@ impl CState {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ContainerView {
     pub name: String,
+    /// `terminated.message` (the log's tail for `FallbackToLogsOnError`).
+    pub termination_message: Option<String>,
     pub image: String,
     pub state: CState,
 }
@@ -147,6 +149,9 @@ fn container_status(uid: &str, c: &ContainerView) -> Value {
         "restartCount": 0,
         "state": c.state.to_json(),
     });
+    if let (Some(m), CState::Terminated { .. }) = (&c.termination_message, &c.state) {
+        s["state"]["terminated"]["message"] = json!(m);
+    }
     if !matches!(c.state, CState::Waiting { .. }) {
         s["containerID"] = json!(format!("ao-kube-node://{uid}/{}", c.name));
     }
@@ -222,6 +227,7 @@ mod tests {
     fn view(name: &str, state: CState) -> ContainerView {
         ContainerView {
             name: name.into(),
+            termination_message: None,
             image: "img".into(),
             state,
         }

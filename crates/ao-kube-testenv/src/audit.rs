@@ -1,7 +1,7 @@
 //! Reads kube-apiserver's audit log, the ground truth of who asked the API server what: tests
 //! use it to prove identities (RBAC), refusals (Pod Security) and to count requests (benches).
 
-use std::io::BufRead;
+use std::io::{BufRead, Read, Seek};
 
 use serde::Deserialize;
 
@@ -101,10 +101,47 @@ pub(crate) fn parse(text: &[u8]) -> Result<Vec<AuditEvent>, String> {
 }
 
 impl TestEnv {
-    /// Every `ResponseComplete` event of the audit log so far (the log is written before the
-    /// response is sent: `--audit-log-mode=blocking`). Panics when the log can't be read.
+    /// Every `ResponseComplete` event of the audit log so far. A request's event is written
+    /// before its response ends (`--audit-log-mode=blocking`), so a test may look for the
+    /// requests it has made. Panics when the log can't be read. The log holds every test's
+    /// requests (hundreds of MB after a scale test): prefer a window, [`TestEnv::audit_since`]
+    /// a mark taken with [`TestEnv::audit_offset`] when the test begins.
     pub fn audit(&self) -> Vec<AuditEvent> {
-        let text = std::fs::read(&self.audit_log).unwrap_or_else(|e| {
+        self.audit_since(0)
+    }
+
+    /// The audit log's length now: a mark for [`TestEnv::audit_since`].
+    pub fn audit_offset(&self) -> u64 {
+        std::fs::metadata(&self.audit_log)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "ao-kube-testenv: cannot stat the audit log {}: {e}",
+                    self.audit_log.display()
+                )
+            })
+            .len()
+    }
+
+    /// The `ResponseComplete` events written after `offset` (from [`TestEnv::audit_offset`]):
+    /// the requests of one window, without reading the whole log.
+    pub fn audit_since(&self, offset: u64) -> Vec<AuditEvent> {
+        // From the byte before `offset`, then past the first newline: a mark that is not at a
+        // line's start (it always is, from audit_offset) cannot yield half an event.
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut file = std::fs::File::open(&self.audit_log)?;
+            file.seek(std::io::SeekFrom::Start(offset.saturating_sub(1)))?;
+            let mut text = Vec::new();
+            file.read_to_end(&mut text)?;
+            if offset > 0 {
+                let first_line = text
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(text.len(), |i| i + 1);
+                text.drain(..first_line);
+            }
+            Ok(text)
+        };
+        let text = read().unwrap_or_else(|e| {
             panic!(
                 "ao-kube-testenv: cannot read the audit log {}: {e}",
                 self.audit_log.display()
@@ -112,7 +149,7 @@ impl TestEnv {
         });
         parse(&text).unwrap_or_else(|e| {
             panic!(
-                "ao-kube-testenv: the audit log {} does not parse: {e}",
+                "ao-kube-testenv: the audit log {} does not parse after byte {offset}: {e}",
                 self.audit_log.display()
             )
         })
@@ -149,6 +186,37 @@ mod tests {
                 time: "2026-12-03T10:00:00.000001Z".into(),
             }]
         );
+    }
+
+    #[test]
+    fn audit_since_reads_from_a_mark_and_never_half_an_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |verb: &str| {
+            format!(r#"{{"stage":"ResponseComplete","verb":"{verb}","user":{{"username":"u"}}}}"#)
+                + "\n"
+        };
+        let (first, second) = (line("get"), line("list"));
+        let log = dir.path().join("audit.log");
+        std::fs::write(&log, format!("{first}{second}")).unwrap();
+        let env = TestEnv {
+            dir: dir.path().into(),
+            server: String::new(),
+            admin_kubeconfig: dir.path().join("k"),
+            audit_log: log,
+            etcd: String::new(),
+            pki: dir.path().into(),
+        };
+        let verbs = |offset: u64| -> Vec<String> {
+            env.audit_since(offset)
+                .into_iter()
+                .map(|e| e.verb)
+                .collect()
+        };
+        assert_eq!(verbs(0), ["get", "list"]);
+        assert_eq!(env.audit().len(), 2);
+        assert_eq!(verbs(first.len() as u64), ["list"]);
+        assert_eq!(verbs(first.len() as u64 + 3), Vec::<String>::new());
+        assert_eq!(verbs(env.audit_offset()), Vec::<String>::new());
     }
 
     #[test]

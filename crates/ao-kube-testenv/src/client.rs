@@ -46,7 +46,7 @@ pub async fn client_from(kubeconfig: &Path) -> Client {
 }
 
 /// `<prefix>-<6 random lowercase letters or digits>`.
-fn random_name(prefix: &str) -> String {
+pub(crate) fn random_name(prefix: &str) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let suffix: String = (0..6)
@@ -64,6 +64,13 @@ impl TestEnv {
     /// A client from any kubeconfig (for example one of [`TestEnv::token_kubeconfig`]).
     pub async fn client(&self, kubeconfig: &Path) -> Client {
         client_from(kubeconfig).await
+    }
+
+    /// `kubectl --kubeconfig <kubeconfig>` (kubectl from PATH), for tests of what a user runs.
+    pub fn kubectl(&self, kubeconfig: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(kubeconfig);
+        cmd
     }
 
     /// A new namespace `<prefix>-<random6>` labelled
@@ -103,20 +110,25 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("ao-kube-testenv: creating namespace {name} failed: {e}"));
+        // Polled, not watched: on a busy API server a watch can end in 410 Gone.
         let sas = Api::<ServiceAccount>::namespaced(client, &name);
-        let has_sa =
-            kube::runtime::wait::await_condition(sas, "default", |sa: Option<&ServiceAccount>| {
-                sa.is_some()
-            });
-        match tokio::time::timeout(SERVICE_ACCOUNT_TIMEOUT, has_sa).await {
-            Ok(Ok(_)) => name,
-            Ok(Err(e)) => panic!("ao-kube-testenv: watching ServiceAccounts of {name} failed: {e}"),
-            Err(_) => panic!(
+        let deadline = tokio::time::Instant::now() + SERVICE_ACCOUNT_TIMEOUT;
+        loop {
+            match sas.get_opt("default").await {
+                Ok(Some(_)) => return name,
+                Ok(None) => {}
+                Err(e) => {
+                    panic!("ao-kube-testenv: reading ServiceAccount {name}/default failed: {e}")
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
                 "ao-kube-testenv: namespace {name} has no `default` ServiceAccount after {:?}: \
                  is kube-controller-manager running? (see {}/kube-controller-manager.log)",
                 SERVICE_ACCOUNT_TIMEOUT,
                 self.dir.display()
-            ),
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

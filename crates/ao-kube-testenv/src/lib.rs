@@ -12,12 +12,15 @@ mod apiserver;
 mod audit;
 mod client;
 mod image;
+mod node;
 mod start;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 pub use audit::AuditEvent;
+pub use client::client_from;
+pub use node::{Mode, NodeHandle, NodeOptions};
 
 /// A running test environment. Every path is absolute.
 #[derive(Debug, Clone)]

@@ -39,6 +39,7 @@ async fn a_fresh_service_account_is_refused_by_rbac_and_audited_under_its_own_na
     assert_eq!(mode, 0o600, "the token kubeconfig must be private");
 
     let probe = env.client(&kubeconfig).await;
+    let mark = env.audit_offset();
     let err = Api::<Pod>::namespaced(probe, &ns)
         .list(&ListParams::default())
         .await
@@ -64,11 +65,28 @@ async fn a_fresh_service_account_is_refused_by_rbac_and_audited_under_its_own_na
         && e.verb == "list"
         && e.namespace.as_deref() == Some(ns.as_str())
         && e.code == 200));
+
+    // The window after the mark has the refused list, and not the ServiceAccount's creation.
+    let window = env.audit_since(mark);
+    assert!(
+        window.contains(refused),
+        "audit_since misses the refused list"
+    );
+    assert!(
+        !window
+            .iter()
+            .any(|e| e.resource.as_deref() == Some("serviceaccounts")
+                && e.verb == "create"
+                && e.namespace.as_deref() == Some(ns.as_str())),
+        "audit_since returned events from before the mark"
+    );
+    assert!(window.len() < events.len());
 }
 
 #[tokio::test]
 async fn an_unhardened_pod_is_refused_by_pod_security_restricted() {
     let env = env();
+    let start = env.audit_offset();
     let ns = env.namespace("pss").await;
     let pods = Api::<Pod>::namespaced(env.admin().await, &ns);
     // A pod without any securityContext (as the original service's pods are). (A privileged
@@ -118,7 +136,7 @@ async fn an_unhardened_pod_is_refused_by_pod_security_restricted() {
         .await
         .unwrap();
 
-    let events = env.audit();
+    let events = env.audit_since(start);
     let refused = events
         .iter()
         .find(|e| {
@@ -135,7 +153,8 @@ async fn an_unhardened_pod_is_refused_by_pod_security_restricted() {
         && e.code == 201));
 }
 
-/// `env()` works from a plain (non-async) test too, and hands out a world-readable image.
+/// `env()` works from a plain (non-async) test too; kubectl reaches it as admin; images are
+/// world-readable.
 #[test]
 fn env_attaches_from_a_sync_test_and_lays_out_world_readable_images() {
     let env = env();
@@ -158,6 +177,19 @@ fn env_attaches_from_a_sync_test_and_lays_out_world_readable_images() {
             env.pki.display()
         );
     }
+    let whoami = env
+        .kubectl(&env.admin_kubeconfig)
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .output()
+        .expect("kubectl must be on PATH");
+    assert!(whoami.status.success(), "{whoami:?}");
+    assert_eq!(String::from_utf8_lossy(&whoami.stdout), "admin");
+
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     let src = dir.join("hello");

@@ -32,11 +32,19 @@ async fn shell_command_succeeds_with_its_exit_code_and_pods_log_returns_its_outp
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_command_fails_with_its_exit_code() {
     let s = Setup::new("node-fail").await;
-    s.create(pod("bad", "echo about to fail; exit 7")).await;
+    let mut spec = pod("bad", "echo about to fail; exit 7");
+    spec["spec"]["containers"][0]["terminationMessagePolicy"] =
+        serde_json::json!("FallbackToLogsOnError");
+    s.create(spec).await;
     let p = s.wait("bad", 60, "terminal", terminal()).await;
     assert_eq!(phase(&p), "Failed");
     let t = state(&p).terminated.expect("terminated state");
     assert_eq!((t.exit_code, t.reason.as_deref()), (7, Some("Error")));
+    assert_eq!(
+        t.message.as_deref(),
+        Some("about to fail\n"),
+        "FallbackToLogsOnError: the log's tail"
+    );
     s.shutdown().await;
 }
 
@@ -120,6 +128,27 @@ async fn node_binds_and_writes_status_through_subresources_as_ao_kube_node() {
             .iter()
             .all(|e| matches!(e.verb.as_str(), "get" | "list" | "watch")),
         "{others:#?}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_not_found_is_a_start_error_with_its_cause() {
+    let s = Setup::new("node-noexec").await;
+    let mut p = pod("noexec", "");
+    p["spec"]["containers"][0]["command"] = serde_json::json!(["no-such-command-anywhere"]);
+    s.create(p).await;
+    let done = s.wait("noexec", 60, "terminal", terminal()).await;
+    assert_eq!(phase(&done), "Failed");
+    let t = state(&done).terminated.unwrap();
+    assert_eq!(
+        (t.exit_code, t.reason.as_deref()),
+        (128, Some("StartError"))
+    );
+    let message = t.message.unwrap_or_default();
+    assert!(
+        message.contains("no-such-command-anywhere") && message.contains("No such file"),
+        "{message}"
     );
     s.shutdown().await;
 }
