@@ -10,8 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ao_kube_node::NodeHandle;
-use ao_kube_testenv::env;
+use ao_kube_testenv::{NodeHandle, NodeOptions, env};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -89,14 +88,14 @@ impl Cluster {
         let kubeconfig = env
             .token_kubeconfig(&control_ns, ORCHESTRATOR_SA, &dir.path().join("kubeconfig"))
             .await;
-        let node = super::node::start_node(
-            env,
-            &ns,
-            setup.images,
-            setup.serve_logs,
-            dir.path().join("node"),
-        )
-        .await;
+        let node = env
+            .start_node(NodeOptions {
+                namespaces: vec![ns.clone()],
+                images: setup.images,
+                serve_logs: setup.serve_logs,
+                ..NodeOptions::default()
+            })
+            .await;
         Cluster {
             ns,
             control_ns,

@@ -10,7 +10,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
-mod node;
 pub mod orchestrator;
 pub mod pods;
 
