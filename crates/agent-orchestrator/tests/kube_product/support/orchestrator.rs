@@ -167,6 +167,26 @@ impl Orchestrator {
         log[log.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Wait until the orchestrator printed a JSON log line with this `message` and `task_id`;
+    /// panics after `secs`.
+    pub async fn wait_log_line(&self, task_id: &str, message: &str, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let found = || {
+            self.log.lock().expect("log lock").iter().any(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
+                v["message"] == message && v["task_id"] == task_id
+            })
+        };
+        while !found() {
+            assert!(
+                Instant::now() < deadline,
+                "the orchestrator never logged {message:?} for task {task_id} within {secs} s:\n{}",
+                self.log_tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut rb = self.http.post(format!("{}{path}", self.base));
         if let Some(b) = body {
