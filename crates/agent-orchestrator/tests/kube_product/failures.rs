@@ -1,5 +1,6 @@
 //! The ways a worker pod ends other than by itself, on the real API server (proof 7): a
-//! cancel (graceful deletion), the task's deadline (`activeDeadlineSeconds`), the memory
+//! cancel (graceful deletion), the task's deadline (the scheduler's, and the pod's own
+//! `activeDeadlineSeconds`), the memory
 //! limit (OOMKilled), an image the node cannot pull, a missing worker Secret
 //! (`CreateContainerConfigError`) and a pod deleted by someone else. The outcomes are those
 //! `ao-runtime-kube`'s `podstate` and `pod_follower` define (and `tests/e2e/failures.rs`
@@ -96,6 +97,38 @@ async fn the_deadline_ends_the_task_as_timed_out() {
         .and_then(|p| p.status.as_ref()?.reason.clone())
         .unwrap_or_else(|| "the orchestrator's delete".into());
     eprintln!("deadline test: the pod was ended by {by}");
+    drop(orch);
+    cluster.shutdown().await;
+}
+
+/// The pod's own `activeDeadlineSeconds`, enforced by the node while no orchestrator runs
+/// (killed as soon as the pod runs, so the scheduler's deadline cannot come first): the
+/// restarted orchestrator finds the pod `Failed`/`DeadlineExceeded` and times the task out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_own_active_deadline_ends_the_task_as_timed_out() {
+    let (cluster, mut orch) = script_world(world("kp-poddeadline")).await;
+    let id = orch
+        .submit(json!({"prompt": "hold", "timeout_seconds": 3, "env": {"KP_MODE": "hold"}}))
+        .await;
+    let pod = format!("claude-worker-{id}");
+    let pods = cluster.pods();
+    wait_pod(&pods, &pod, 60, "Running", |p| phase(p) == Some("Running")).await;
+    orch.kill();
+    let failed = wait_pod(&pods, &pod, 60, "DeadlineExceeded", |p| {
+        p.and_then(|p| p.status.as_ref()?.reason.as_deref()) == Some("DeadlineExceeded")
+    })
+    .await;
+    assert_eq!(phase(failed.as_ref()), Some("Failed"));
+    orch.restart();
+    let t = orch.wait_terminal(&id, 60).await;
+    assert_eq!(
+        status_reason(&t),
+        ("timed_out", "deadline_exceeded"),
+        "{t:#}"
+    );
+    // The node ended it: the orchestrator never stopped (deleted) the pod.
+    let deletes = cluster.orchestrator_requests("delete", "pods", None, Some(&pod));
+    assert!(deletes.is_empty(), "{deletes:#?}");
     drop(orch);
     cluster.shutdown().await;
 }
