@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use ao_kube_testenv::{NodeHandle, NodeOptions, env};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Api;
 use kube::api::PostParams;
@@ -143,10 +143,17 @@ impl Cluster {
             .collect()
     }
 
-    /// Stop the node (its processes go with it).
+    /// Stop the node (its processes go with it) and delete the test's namespaces (the
+    /// namespace controller removes what is left in them).
     pub async fn shutdown(mut self) {
         if let Some(node) = self.node.take() {
             node.shutdown().await;
+        }
+        let namespaces: Api<Namespace> = Api::all(self.admin.clone());
+        for ns in [&self.ns, &self.control_ns] {
+            if let Err(e) = namespaces.delete(ns, &Default::default()).await {
+                eprintln!("deleting namespace {ns}: {e}");
+            }
         }
     }
 }
