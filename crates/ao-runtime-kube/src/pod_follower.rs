@@ -2,7 +2,9 @@
 //! following the log once the container runs, fails pods stuck pulling their image,
 //! unschedulable, or whose container configuration cannot be built (a missing Secret) for
 //! too long, and sends exactly one terminal event — after the log is
-//! drained into the store — then stops following the task.
+//! drained into the store — then stops following the task. A log follower that ended while
+//! the pod runs is restarted, within the pod's one log retry budget ([`crate::logs`]), so an
+//! unreachable log endpoint never turns into a request loop.
 //!
 //! (Not called a supervisor: `agent-orchestrator supervise` is the local runtime's process
 //! supervisor, and `serve`'s `wait_for_tasks` watches the long-lived tasks.)
@@ -23,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::KubeConfig;
 use crate::error::{KubeError, is_not_found};
+use crate::logs::LogRetry;
 use crate::pod::pod_name;
 use crate::podstate::{PodState, Stuck, classify, container_started, deleting};
 use crate::runtime::Inner;
@@ -63,6 +66,7 @@ fn spawn_follow(
     inner: &Arc<Inner>,
     task_id: TaskId,
     output: WorkerOutput,
+    retry: Arc<LogRetry>,
 ) -> JoinHandle<Result<(), KubeError>> {
     let inner = inner.clone();
     let cancel = inner.cancel.clone();
@@ -70,7 +74,7 @@ fn spawn_follow(
         let name = pod_name(task_id);
         tokio::select! {
             _ = cancel.cancelled() => Ok(()),
-            r = crate::logs::follow(&inner, task_id, &name, &output) => r,
+            r = crate::logs::follow_with(&inner, task_id, &name, &output, &retry) => r,
         }
     })
 }
@@ -79,6 +83,8 @@ async fn follow(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen
     let cfg = &inner.cfg;
     // Every follower of this pod feeds the same output, which reports the end last.
     let output = crate::logs::open(&inner, task_id);
+    // One retry budget for the pod's log, across every follower of it.
+    let retry = Arc::new(LogRetry::new());
     let mut follower: Option<JoinHandle<Result<(), KubeError>>> = None;
     // When the last follower ended, and whether it reached the end of the log cleanly.
     let mut follower_ended: Option<(Instant, bool)> = None;
@@ -90,10 +96,10 @@ async fn follow(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen
         if let Some(pod) = seen.pod.as_deref() {
             let restart_due = follower_ended.is_none_or(|(t, _)| t.elapsed() >= FOLLOW_RESTART);
             let state = classify(pod);
-            if container_started(pod) && follower.is_none() && !seen.deleted {
+            if container_started(pod) && follower.is_none() && !seen.deleted && !retry.exhausted() {
                 if restart_due && state == PodState::Running {
                     debug!(task_id = %task_id, "following the worker log");
-                    follower = Some(spawn_follow(&inner, task_id, output.clone()));
+                    follower = Some(spawn_follow(&inner, task_id, output.clone(), retry.clone()));
                 } else if let Some((t, _)) = follower_ended.filter(|_| state == PodState::Running) {
                     wake = Some(t + FOLLOW_RESTART);
                 }
@@ -163,6 +169,7 @@ async fn follow(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen
         follower,
         follower_ended,
         outcome,
+        retry,
     };
     finish(&inner, task_id, &rx, ended, output).await;
 }
@@ -172,6 +179,8 @@ struct Ended {
     follower: Option<JoinHandle<Result<(), KubeError>>>,
     follower_ended: Option<(Instant, bool)>,
     outcome: Outcome,
+    /// The pod's log retry budget (the last drain spends from it too).
+    retry: Arc<LogRetry>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,6 +252,7 @@ async fn finish(
         follower,
         follower_ended,
         outcome,
+        retry,
     } = ended;
     let seen = rx.borrow().clone();
     let drain = inner.cfg.log_drain_timeout;
@@ -254,9 +264,9 @@ async fn finish(
     } else {
         let started = seen.pod.as_deref().is_some_and(container_started);
         let drained = follower_ended.is_some_and(|(t, clean)| clean && t.elapsed() < LATE_FINISH);
-        if started && !drained && !seen.deleted {
+        if started && !drained && !seen.deleted && !retry.exhausted() {
             let name = pod_name(task_id);
-            let drained = crate::logs::follow(inner, task_id, &name, &output);
+            let drained = crate::logs::follow_with(inner, task_id, &name, &output, &retry);
             match tokio::time::timeout(drain, drained).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
