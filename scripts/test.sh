@@ -3,6 +3,9 @@
 # fresh Debian machine (as root) it installs what the tests need, then runs every suite:
 #   - the Rust workspace (unit, API, lifecycle, crash, Kubernetes-simulator and
 #     Claude Code end-to-end tests; the latter use the real, pinned Claude Code CLI),
+#     including the tests on a real Kubernetes API server: this script builds the pinned
+#     etcd, kube-apiserver and kube-controller-manager (scripts/kube-testenv.sh build; needs
+#     Go), the tests start the environment on demand, and it is stopped when the run ends,
 #   - the ops suites (bats for scripts/, kustomize render for deploy/, Pulumi mocks for iac/).
 # A missing tool is installed or fails the run loudly; nothing is skipped.
 set -euo pipefail
@@ -26,6 +29,27 @@ log "installing the pinned Claude Code CLI"
 AO_CLAUDE_BIN="$(bash scripts/install-claude.sh | tail -n 1)"
 export AO_CLAUDE_BIN
 "$AO_CLAUDE_BIN" --version >&2
+
+# The real Kubernetes test environment (README "Test on a real API server"). Go is needed to
+# build it; the Go toolchain's usual place is tried when `go` is not on PATH.
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH="/usr/local/go/bin:$PATH"
+fi
+command -v go >/dev/null 2>&1 || {
+    echo "test: go is not installed: the Kubernetes test environment is built from source with Go >= 1.26 (https://go.dev/dl/)" >&2
+    exit 1
+}
+log "building the Kubernetes test environment (scripts/kube-testenv.sh build; $(go version))"
+build_start=$SECONDS
+bash scripts/kube-testenv.sh build
+log "Kubernetes test environment built in $((SECONDS - build_start)) s"
+# Tests start the environment on demand; it is stopped when this run ends, pass or fail,
+# unless it was already running before (a developer's environment is left as it was).
+if bash scripts/kube-testenv.sh status; then
+    log "reusing the running Kubernetes test environment (left running afterwards)"
+else
+    trap 'log "stopping the Kubernetes test environment"; bash scripts/kube-testenv.sh stop || true' EXIT
+fi
 
 log "cargo test (workspace)"
 cargo test --workspace --locked

@@ -56,17 +56,23 @@ pub(crate) async fn run(shared: Arc<Shared>, ns: String) {
     inflight.abort_all();
 }
 
+/// Binds one pod, retrying a failed request a few times (a conflict or a gone pod is final).
 async fn bind(pods: &Api<Pod>, pod: &str, node: &str) {
-    let result: Result<Value, _> = pods
-        .create_subresource("binding", pod, &PostParams::default(), &binding(pod, node))
-        .await;
-    match result {
-        Ok(_) => tracing::debug!(pod, node, "bound"),
-        // Already bound (by us, through an earlier event) or deleted meanwhile.
-        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
-            tracing::debug!(pod, node, code = e.code, "not bound")
+    for attempt in 0..5u32 {
+        let result: Result<Value, _> = pods
+            .create_subresource("binding", pod, &PostParams::default(), &binding(pod, node))
+            .await;
+        match result {
+            Ok(_) => return tracing::debug!(pod, node, "bound"),
+            // Already bound (by us, through an earlier event) or deleted meanwhile.
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+                return tracing::debug!(pod, node, code = e.code, "not bound");
+            }
+            Err(error) => {
+                tracing::warn!(pod, node, attempt, error = %error, "binding the pod");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
         }
-        Err(error) => tracing::warn!(pod, node, error = %error, "binding the pod"),
     }
 }
 

@@ -50,6 +50,20 @@ pub(crate) async fn prepare(
         .map(|s| s.containers.as_slice())
         .unwrap_or_default();
     let creating = || CState::waiting("ContainerCreating", "");
+    if pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()))
+    {
+        let unsupported = "initContainers are not supported by ao-kube-node";
+        return Err(vec![
+            CState::waiting(
+                "CreateContainerConfigError",
+                unsupported
+            );
+            containers.len()
+        ]);
+    }
     let all = |s: CState| vec![s; containers.len()];
     // The kubelet pulls the image first, then builds the container's config.
     let mut images = Vec::new();
@@ -156,10 +170,12 @@ fn spec(
     }
     full.retain(|(k, _)| !env.iter().any(|(n, _)| n == k));
     full.extend(env);
-    let argv = c
-        .command
+    let command = match c.command.as_deref() {
+        Some(cmd) if !cmd.is_empty() => cmd.to_vec(),
+        _ => entrypoint(image),
+    };
+    let argv = command
         .iter()
-        .flatten()
         .chain(c.args.iter().flatten())
         .map(|a| envs::expand(a, &full))
         .collect();
@@ -175,6 +191,16 @@ fn spec(
         identity,
         mounts,
     }
+}
+
+/// An image's ENTRYPOINT, for containers without `command`: `<dir>/entrypoint`, one argument
+/// per line (none: the container fails to start, "no command specified").
+fn entrypoint(image: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(image.join("entrypoint")).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Waits for the process, killing it over `limit` bytes or when asked.
@@ -248,6 +274,18 @@ pub(crate) fn memory_limit(c: &Container) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_without_command_runs_the_images_entrypoint() {
+        let img = tempfile::tempdir().unwrap();
+        std::fs::write(img.path().join("entrypoint"), "worker\n--json\n").unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "args": ["run"]}]}}))
+        .unwrap();
+        let c = &pod.spec.as_ref().unwrap().containers[0];
+        let s = spec(&pod, c, img.path(), vec![], Default::default(), vec![]);
+        assert_eq!(s.argv, ["worker", "--json", "run"]);
+    }
 
     #[test]
     fn image_pull_failure_then_back_off() {

@@ -102,6 +102,9 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle, NodeError> {
         drop(listener);
     }
     let node = register::register(&client, &name, log_port).await?;
+    register::renew_lease(&client, &node)
+        .await
+        .map_err(NodeError::api(format!("creating the Lease of Node {name}")))?;
     tasks.spawn(register::keep_lease(shared.clone(), node));
     for ns in namespaces {
         tasks.spawn(bind::run(shared.clone(), ns.clone()));

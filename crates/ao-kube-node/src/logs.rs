@@ -102,6 +102,28 @@ pub(crate) async fn pump(from: impl AsyncRead + Unpin, stream: &'static str, to:
     }
 }
 
+/// The kubelet's `FallbackToLogsOnError` message: the last 80 lines of the log, at most the
+/// last 2048 bytes of them.
+pub(crate) async fn tail_message(path: &std::path::Path) -> String {
+    const LINES: usize = 80;
+    const BYTES: usize = 2048;
+    let Ok(raw) = tokio::fs::read(path).await else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&raw);
+    let records: Vec<Record<'_>> = text.lines().filter_map(Record::parse).collect();
+    let mut out = Vec::new();
+    for r in &records[records.len().saturating_sub(LINES)..] {
+        r.write(&mut out, false);
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let mut cut = out.len().saturating_sub(BYTES);
+    while !out.is_char_boundary(cut) {
+        cut += 1;
+    }
+    out[cut..].to_owned()
+}
+
 /// What a log request asks for.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Query {

@@ -6,16 +6,20 @@
 //! This is the crate's only `unsafe`: `pre_exec`, because std's `CommandExt::uid/gid` switch
 //! user *before* pre_exec closures run, and the mounts must be made as root first.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::stat::Mode as FileMode;
 use nix::unistd::{Gid, Pid, Uid, chdir, setgid, setgroups, setuid};
 use tokio::task::JoinHandle;
 
@@ -44,7 +48,9 @@ pub(crate) struct Running {
 
 /// Everything the forked child needs, made before the fork so the child never allocates.
 struct Prepared {
-    mounts: Vec<(CString, CString, bool)>,
+    mounts: Vec<Bind>,
+    /// Room for the mount sources' descriptors (reserved: pushing in the child never allocates).
+    fds: Vec<OwnedFd>,
     cwd: CString,
     root: CString,
     groups: Vec<Gid>,
@@ -54,9 +60,41 @@ struct Prepared {
     read_only_root: bool,
 }
 
+/// One bind mount. Its source is opened (`O_PATH`) before any mount is made and mounted as
+/// `/proc/self/fd/N`, so a mount over a parent of a later source (an emptyDir at `/tmp`, with
+/// the node's work dir under /tmp) cannot hide it.
+struct Bind {
+    source: CString,
+    target: CString,
+    read_only: bool,
+    /// `/proc/self/fd/N` with its NUL, written in the child.
+    fd_path: [u8; 40],
+}
+
 fn cstring(p: &Path) -> std::io::Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// Writes `/proc/self/fd/<fd>` and a NUL into `buf` without allocating.
+fn fd_path(buf: &mut [u8; 40], fd: i32) -> &CStr {
+    const PREFIX: &[u8] = b"/proc/self/fd/";
+    buf[..PREFIX.len()].copy_from_slice(PREFIX);
+    let mut digits = [0u8; 12];
+    let (mut n, mut len) = (fd.unsigned_abs(), 0);
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[PREFIX.len() + i] = digits[len - 1 - i];
+    }
+    buf[PREFIX.len() + len] = 0;
+    CStr::from_bytes_until_nul(&buf[..]).unwrap_or(c"/nonexistent")
 }
 
 impl Prepared {
@@ -64,10 +102,18 @@ impl Prepared {
         let mounts = spec
             .mounts
             .iter()
-            .map(|m| Ok((cstring(&m.source)?, cstring(&m.target)?, m.read_only)))
-            .collect::<std::io::Result<_>>()?;
+            .map(|m| {
+                Ok(Bind {
+                    source: cstring(&m.source)?,
+                    target: cstring(&m.target)?,
+                    read_only: m.read_only,
+                    fd_path: [0; 40],
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
         let id = &spec.identity;
         Ok(Prepared {
+            fds: Vec::with_capacity(mounts.len()),
             mounts,
             cwd: cstring(&spec.cwd)?,
             root: cstring(Path::new("/"))?,
@@ -80,27 +126,30 @@ impl Prepared {
     }
 
     /// Runs in the forked child: only system calls on data prepared above.
-    fn enter(&self) -> nix::Result<()> {
-        let none: Option<&std::ffi::CStr> = None;
+    fn enter(&mut self) -> nix::Result<()> {
+        let none: Option<&CStr> = None;
         unshare(CloneFlags::CLONE_NEWNS)?;
-        mount(
-            none,
-            self.root.as_c_str(),
-            none,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            none,
-        )?;
-        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
-        for (source, target, read_only) in &self.mounts {
-            mount(
-                Some(source.as_c_str()),
-                target.as_c_str(),
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
+        let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+        mount(none, self.root.as_c_str(), none, private, none)?;
+        // Open every source in this namespace before the first mount can hide one.
+        for b in &self.mounts {
+            let fd = open(
+                b.source.as_c_str(),
+                OFlag::O_PATH | OFlag::O_CLOEXEC,
+                FileMode::empty(),
             )?;
-            if *read_only {
-                mount(none, target.as_c_str(), none, ro, none)?;
+            self.fds.push(fd);
+        }
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+        for (b, fd) in self.mounts.iter_mut().zip(&self.fds) {
+            // A mount point inside an earlier mount (an emptyDir at /tmp, then /tmp/x) does
+            // not exist there yet: make it, as runc does (it exists already otherwise).
+            let _ = nix::unistd::mkdir(b.target.as_c_str(), FileMode::from_bits_truncate(0o755));
+            let source = fd_path(&mut b.fd_path, fd.as_raw_fd());
+            let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+            mount(Some(source), b.target.as_c_str(), none, bind, none)?;
+            if b.read_only {
+                mount(none, b.target.as_c_str(), none, ro, none)?;
             }
         }
         if self.read_only_root {
@@ -122,7 +171,7 @@ pub(crate) fn spawn(spec: &Spec, log: Arc<LogWriter>) -> std::io::Result<Running
     let (program, args) = spec.argv.split_first().ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command specified")
     })?;
-    let prepared = Prepared::new(spec)?;
+    let mut prepared = Prepared::new(spec)?;
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
@@ -134,8 +183,10 @@ pub(crate) fn spawn(spec: &Spec, log: Arc<LogWriter>) -> std::io::Result<Running
         .process_group(0)
         .kill_on_drop(true);
     // SAFETY: the closure runs in the child between fork and exec. It only makes system calls
-    // (unshare, mount, setgroups, setgid, setuid, prctl, chdir) on `prepared`, which was built
-    // before the fork, and turns their errno into `io::Error` without allocating.
+    // (unshare, open, mkdir, mount, setgroups, setgid, setuid, prctl, chdir) on `prepared`,
+    // which was built before the fork; it pushes descriptors into a Vec whose capacity was
+    // reserved, formats paths into fixed buffers, and turns errno into `io::Error` (no
+    // allocation anywhere).
     unsafe {
         cmd.pre_exec(move || prepared.enter().map_err(std::io::Error::from));
     }
@@ -169,4 +220,17 @@ pub(crate) fn exit_code(status: ExitStatus) -> i32 {
 /// PATH for an image directory, as the task brief fixes it.
 pub(crate) fn image_path(dir: &Path) -> String {
     format!("{}/bin:/usr/local/bin:/usr/bin:/bin", dir.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_paths_are_written_without_allocating() {
+        let mut buf = [0u8; 40];
+        assert_eq!(fd_path(&mut buf, 7), c"/proc/self/fd/7");
+        assert_eq!(fd_path(&mut buf, 1234567), c"/proc/self/fd/1234567");
+        assert_eq!(fd_path(&mut buf, 0), c"/proc/self/fd/0");
+    }
 }

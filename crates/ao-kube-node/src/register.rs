@@ -53,19 +53,31 @@ pub(crate) async fn unregister(client: &kube::Client, name: &str) {
     }
 }
 
+/// Creates or renews the node's Lease (owned by its Node, so it goes with it).
+pub(crate) async fn renew_lease(client: &kube::Client, node: &Node) -> Result<(), kube::Error> {
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    let uid = node.metadata.uid.as_deref().unwrap_or_default();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    leases
+        .patch(
+            name,
+            &pp,
+            &Patch::Apply(lease_object(name, uid, Timestamp::now())),
+        )
+        .await
+        .map(drop)
+}
+
 /// Renews the Lease every [`LEASE_RENEW`] until the node is cancelled.
 pub(crate) async fn keep_lease(shared: Arc<Shared>, node: Node) {
-    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let uid = node.metadata.uid.unwrap_or_default();
     loop {
-        let lease = lease_object(&shared.name, &uid, Timestamp::now());
-        if let Err(error) = leases.patch(&shared.name, &pp, &Patch::Apply(lease)).await {
-            tracing::warn!(node = %shared.name, error = %error, "renewing the node Lease");
-        }
         tokio::select! {
             () = shared.cancel.cancelled() => return,
             () = tokio::time::sleep(LEASE_RENEW) => {}
+        }
+        if let Err(error) = renew_lease(&shared.client, &node).await {
+            tracing::warn!(node = %shared.name, error = %error, "renewing the node Lease");
         }
     }
 }

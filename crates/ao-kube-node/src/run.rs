@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::container::{self, Exit, Kill};
-use crate::logs::LogWriter;
+use crate::logs::{self, LogWriter};
 use crate::status::{self, CState, ContainerView, PodView};
 use crate::{Mode, Shared, process};
 
@@ -77,6 +77,7 @@ impl PodTask {
             .flat_map(|s| &s.containers)
             .map(|c| ContainerView {
                 name: c.name.clone(),
+                termination_message: None,
                 image: c.image.clone().unwrap_or_default(),
                 state: CState::waiting("ContainerCreating", ""),
             })
@@ -208,6 +209,9 @@ impl PodTask {
                         started: None,
                         finished: Timestamp::now(),
                     };
+                    let argv0 = spec.argv.first().map_or("", String::as_str);
+                    self.containers[i].termination_message =
+                        Some(format!("failed to start {argv0:?}: {error}"));
                 }
             }
         }
@@ -218,7 +222,7 @@ impl PodTask {
             tokio::select! {
                 Some(done) = running.join_next() => {
                     if let Ok((i, exit)) = done {
-                        self.exited(i, exit);
+                        self.exited(i, exit).await;
                         self.write().await;
                     }
                 }
@@ -255,8 +259,9 @@ impl PodTask {
         process::spawn(spec, writer)
     }
 
-    fn exited(&mut self, i: usize, exit: Exit) {
-        let started = match self.containers[i].state {
+    async fn exited(&mut self, i: usize, exit: Exit) {
+        let c = &mut self.containers[i];
+        let started = match c.state {
             CState::Running { started } => Some(started),
             _ => None,
         };
@@ -266,8 +271,19 @@ impl PodTask {
         {
             *reason = "OOMKilled".into();
         }
-        tracing::info!(container = %self.containers[i].name, exit_code = exit.code, oom = exit.oom, "container exited");
-        self.containers[i].state = state;
+        tracing::info!(container = %c.name, exit_code = exit.code, oom = exit.oom, "container exited");
+        let spec = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .find(|s| s.name == c.name);
+        let policy = spec.and_then(|s| s.termination_message_policy.as_deref());
+        if exit.code != 0 && policy == Some("FallbackToLogsOnError") {
+            let log = self.dir.join("logs").join(format!("{}.log", c.name));
+            c.termination_message = Some(logs::tail_message(&log).await).filter(|m| !m.is_empty());
+        }
+        c.state = state;
     }
 
     /// When the pod's `activeDeadlineSeconds` (counted from its start time) runs out.
@@ -335,8 +351,13 @@ impl PodTask {
                     self.written = Some(now);
                     return;
                 }
-                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 422 => {
-                    tracing::debug!(code = e.code, "pod gone or replaced: status not written");
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    tracing::debug!("pod gone: status not written");
+                    return;
+                }
+                // Invalid: the name belongs to a new pod (uid differs), or a status we got wrong.
+                Err(kube::Error::Api(e)) if e.code == 422 => {
+                    tracing::warn!(message = %e.message, "pod status refused");
                     return;
                 }
                 Err(error) => {

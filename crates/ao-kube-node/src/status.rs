@@ -73,6 +73,8 @@ impl CState {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ContainerView {
     pub name: String,
+    /// `terminated.message` (the log's tail for `FallbackToLogsOnError`).
+    pub termination_message: Option<String>,
     pub image: String,
     pub state: CState,
 }
@@ -126,7 +128,6 @@ pub(crate) fn patch(view: &PodView<'_>) -> Value {
         "startTime": view.start_time.to_string(),
         "hostIP": POD_IP, "hostIPs": [{"ip": POD_IP}],
         "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
-        "qosClass": "BestEffort",
         "containerStatuses": statuses,
         "conditions": conditions(view, phase),
     });
@@ -148,6 +149,9 @@ fn container_status(uid: &str, c: &ContainerView) -> Value {
         "restartCount": 0,
         "state": c.state.to_json(),
     });
+    if let (Some(m), CState::Terminated { .. }) = (&c.termination_message, &c.state) {
+        s["state"]["terminated"]["message"] = json!(m);
+    }
     if !matches!(c.state, CState::Waiting { .. }) {
         s["containerID"] = json!(format!("ao-kube-node://{uid}/{}", c.name));
     }
@@ -223,6 +227,7 @@ mod tests {
     fn view(name: &str, state: CState) -> ContainerView {
         ContainerView {
             name: name.into(),
+            termination_message: None,
             image: "img".into(),
             state,
         }

@@ -106,3 +106,25 @@ async fn follow_streams_until_the_writer_is_dropped() {
     later.await.unwrap();
     assert_eq!(rest, b"late\n");
 }
+
+#[tokio::test]
+async fn tail_message_keeps_the_last_80_lines_and_2048_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input: &'static [u8] = Box::leak(
+        (0..100)
+            .map(|i| format!("l{i}\n"))
+            .collect::<String>()
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let f = written(dir.path(), input).await;
+    let m = tail_message(&f.path).await;
+    assert!(m.starts_with("l20\n") && m.ends_with("l99\n"), "{m}");
+    let long: &'static [u8] = Box::leak(
+        format!("{}\n", "x".repeat(5000))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let g = written(dir.path(), long).await;
+    assert_eq!(tail_message(&g.path).await.len(), 2048);
+}
