@@ -138,19 +138,25 @@ fn check_lifecycle(l: &Lifecycle, what: &str) {
 async fn report_launches(n: usize) {
     println!("\n== 2. Launches per second, burst of {n} (pod creates in the audit log) ==");
     let image = launch::noop_image();
-    let before_ceiling = launch::bare(n, &image, "first").await;
-    let one = launch::orchestrator(n, &image, 1).await;
-    let windowed =
-        launch::orchestrator(n, &image, ao_core::scheduler::DEFAULT_LAUNCH_CONCURRENCY).await;
-    let after_ceiling = launch::bare(n, &image, "last").await;
-    let ceiling = (before_ceiling.per_sec + after_ceiling.per_sec) / 2.0;
-    for b in [&before_ceiling, &one, &windowed, &after_ceiling] {
+    let window = ao_core::scheduler::DEFAULT_LAUNCH_CONCURRENCY;
+    let mut runs = vec![launch::bare(n, &image, "first").await];
+    for w in [1, window] {
+        runs.push(launch::orchestrator(n, &image, w).await);
+        runs.push(launch::backlog(n, &image, w).await);
+    }
+    runs.push(launch::bare(n, &image, "last").await);
+    let ceiling = (runs[0].per_sec + runs[runs.len() - 1].per_sec) / 2.0;
+    for b in &runs {
         let wall = b
             .wall
             .map(|w| format!(", all running after {:.2} s", w.as_secs_f64()))
             .unwrap_or_default();
+        let submit = b
+            .submit
+            .map(|s| format!(" (submitting took {:.2} s)", s.as_secs_f64()))
+            .unwrap_or_default();
         println!(
-            "  {:<52} {:>4} creates {:>8.1}/s  ratio {:.2}{wall}",
+            "  {:<52} {:>5} creates {:>8.1}/s  ratio {:.2}{wall}{submit}",
             b.what,
             b.creates,
             b.per_sec,

@@ -4,9 +4,13 @@
 //!   its own slice, so API Priority and Fairness treats it like the orchestrator) creates `n`
 //!   restricted pods, 32 in flight. Measured before and after the orchestrator's bursts, so a
 //!   drift of the shared API server shows.
-//! - The orchestrator: a burst of `n` tasks submitted at once (32 HTTP requests in flight,
-//!   `--max-concurrency n`), with `--launch-concurrency 1` (one launch at a time, the
-//!   scheduler's behaviour before launches were windowed) and with the default.
+//! - The orchestrator, with `--launch-concurrency 1` (one launch at a time, the scheduler's
+//!   behaviour before launches were windowed) and with the default, two ways:
+//!   - burst: `n` tasks submitted at once (32 HTTP requests in flight, `--max-concurrency n`)
+//!     to an idle orchestrator, as the issue measured: submission and launch together;
+//!   - backlog: `n` tasks already queued behind `--max-concurrency 1` (one running task
+//!     holds the only slot), then the orchestrator is restarted with `--max-concurrency n+1`
+//!     (a configuration change): the scheduler's launch path alone drains the queue.
 //!
 //! The rate is (creates − 1) / (last − first) over the `create pods` events'
 //! `requestReceivedTimestamp`. Every slice has a no-op node, so pods are bound and go Running
@@ -31,8 +35,10 @@ pub struct Burst {
     pub what: String,
     pub creates: usize,
     pub per_sec: f64,
-    /// For the orchestrator: first submission to the last task running.
+    /// For the orchestrator: first submission (or the restart) to the last task running.
     pub wall: Option<Duration>,
+    /// For a burst: how long submitting the `n` tasks took (202s received).
+    pub submit: Option<Duration>,
 }
 
 pub async fn bare(n: usize, image: &str, label: &str) -> Burst {
@@ -62,6 +68,7 @@ pub async fn bare(n: usize, image: &str, label: &str) -> Burst {
         creates,
         per_sec,
         wall: None,
+        submit: None,
     }
 }
 
@@ -80,6 +87,7 @@ pub async fn orchestrator(n: usize, image: &str, launch_concurrency: usize) -> B
     let from = audit::mark();
     let t0 = Instant::now();
     orch.submit_many(n, 32).await;
+    let submit = t0.elapsed();
     orch.wait_count("running", n as u64, Duration::from_secs(600))
         .await;
     let wall = t0.elapsed();
@@ -89,10 +97,51 @@ pub async fn orchestrator(n: usize, image: &str, launch_concurrency: usize) -> B
     drop(orch);
     cluster.teardown().await;
     Burst {
-        what: format!("orchestrator, --launch-concurrency {launch_concurrency}"),
+        what: format!("orchestrator burst, --launch-concurrency {launch_concurrency}"),
         creates,
         per_sec,
         wall: Some(wall),
+        submit: Some(submit),
+    }
+}
+
+pub async fn backlog(n: usize, image: &str, launch_concurrency: usize) -> Burst {
+    let cluster = Cluster::new("bench-backlog", Mode::Noop, images(image)).await;
+    let args: Vec<String> = [
+        "--max-concurrency".to_owned(),
+        "1".to_owned(),
+        "--max-queued".to_owned(),
+        (n + 10).to_string(),
+        "--launch-concurrency".to_owned(),
+        launch_concurrency.to_string(),
+    ]
+    .to_vec();
+    let mut orch = Orchestrator::start(&cluster, image, &args);
+    orch.submit_many(1, 1).await;
+    orch.wait_count("running", 1, Duration::from_secs(120))
+        .await;
+    orch.submit_many(n, 32).await;
+    assert_eq!(orch.count("running").await, 1, "the one slot is held");
+    orch.set_arg("--max-concurrency", &(n + 1).to_string());
+    let from = audit::mark();
+    let (t0, _) = orch.crash_and_restart();
+    orch.wait_count("running", n as u64 + 1, Duration::from_secs(600))
+        .await;
+    let wall = t0.elapsed();
+    let (creates, per_sec) =
+        audit::pod_create_rate(&cluster.ns, &cluster.orchestrator_user(), from);
+    assert_eq!(
+        creates, n,
+        "one pod create per queued task, none for the adopted one"
+    );
+    drop(orch);
+    cluster.teardown().await;
+    Burst {
+        what: format!("orchestrator backlog, --launch-concurrency {launch_concurrency}"),
+        creates,
+        per_sec,
+        wall: Some(wall),
+        submit: None,
     }
 }
 

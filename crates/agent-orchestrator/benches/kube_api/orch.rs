@@ -92,6 +92,7 @@ impl Orchestrator {
     }
 
     fn spawn(&mut self) {
+        let from = self.log.lock().expect("log lock").len();
         let mut child = Command::new(BIN)
             .args(&self.argv)
             .env_clear()
@@ -110,7 +111,7 @@ impl Orchestrator {
             }
         });
         self.child = Some(child);
-        self.wait_logged("listening", Duration::from_secs(120));
+        self.wait_logged_from(from, "listening", Duration::from_secs(120));
     }
 
     pub fn pid(&self) -> u32 {
@@ -135,6 +136,16 @@ impl Orchestrator {
         (at, from)
     }
 
+    /// Change the value of `serve` flag `flag` for the next start (after a restart).
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        let i = self
+            .argv
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("{flag} is not among the serve arguments"));
+        self.argv[i + 1] = value.into();
+    }
+
     /// The first log line from index `from` on whose `message` is `msg`, waited for.
     pub fn wait_logged_from(&self, from: usize, msg: &str, limit: Duration) -> Line {
         let deadline = Instant::now() + limit;
@@ -155,10 +166,6 @@ impl Orchestrator {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn wait_logged(&self, msg: &str, limit: Duration) -> Line {
-        self.wait_logged_from(0, msg, limit)
     }
 
     pub fn log_tail(&self, n: usize) -> String {
