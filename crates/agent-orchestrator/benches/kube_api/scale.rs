@@ -2,8 +2,8 @@
 //! them after a `kill -9`.
 //!
 //! `n` tasks are submitted to one orchestrator (`--max-concurrency n`) whose pods a no-op node
-//! takes to Running and keeps there. Once `/metrics` says all `n` run, the orchestrator's RSS
-//! is read from `/proc/<pid>/status`. Then it is killed with SIGKILL and started again on the
+//! takes to Running and keeps there. Once `/metrics` says all `n` run and the API server shows
+//! `n` pods in phase Running, the orchestrator's RSS is read from `/proc/<pid>/status`. Then it is killed with SIGKILL and started again on the
 //! same data dir; re-adoption is over when it logs `scheduler recovered state from the store`
 //! (recovery has asked the runtime about every active task; `looked_at` and `set_aside` are
 //! its fields), which must say `n` looked at and none set aside. The audit log then must show
@@ -51,6 +51,7 @@ pub async fn run(n: usize, image: &str) -> Scale {
     let limit = Duration::from_secs(60 + n as u64 / 4);
     orch.wait_count("running", n as u64, limit).await;
     let launch_all = t0.elapsed();
+    pods_running(&cluster, n, limit).await;
     let rss_running_kib = orch.rss_kib();
 
     let (at, from_line) = orch.crash_and_restart();
@@ -85,6 +86,28 @@ pub async fn run(n: usize, image: &str) -> Scale {
         launch_all,
         to_listening,
         to_adopted,
+    }
+}
+
+/// Wait (bounded) until the API server shows `n` pods in phase Running.
+async fn pods_running(cluster: &Cluster, n: usize, limit: Duration) {
+    let api: Api<Pod> = Api::namespaced(cluster.admin.clone(), &cluster.ns);
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = api.list(&ListParams::default()).await.expect("list pods");
+        let running = list
+            .items
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .count();
+        if running >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {running} of {n} pods Running after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
