@@ -33,6 +33,9 @@ PKI="$RUN/pki"
 READY_TIMEOUT="${AO_TESTENV_READY_TIMEOUT:-120}"
 
 log() { printf 'kube-testenv: %s\n' "$*" >&2; }
+# make_pki and kubeconfig: the CA, certificates and kubeconfigs of an environment.
+# shellcheck source=scripts/kube-testenv-pki.sh
+source "$ROOT/scripts/kube-testenv-pki.sh"
 die() { log "error: $*"; exit 1; }
 
 # The staging modules k8s.io/kubernetes replaces with ./staging/src/...: each is published
@@ -105,82 +108,6 @@ free_port() {
   die "no free loopback port found"
 }
 
-# openssl certificate signed by the CA: sign NAME SUBJECT [SAN] [EKU]
-sign() {
-  local name="$1" subj="$2" san="${3:-}" eku="${4:-clientAuth}"
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/$name.key" 2>/dev/null
-  openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-  {
-    echo "basicConstraints=critical,CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    echo "extendedKeyUsage=$eku"
-    [[ -z "$san" ]] || echo "subjectAltName=$san"
-  } >"$PKI/$name.ext"
-  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-    -days 30 -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
-  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
-}
-
-make_pki() {
-  (umask 077 && mkdir -p "$PKI")
-  chmod 0700 "$PKI"
-  local old_umask
-  old_umask="$(umask)"
-  umask 077
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/ca.key" 2>/dev/null
-  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=ao-kube-testenv-ca" -days 30 -sha256 \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-    -out "$PKI/ca.crt" 2>/dev/null
-  sign apiserver "/CN=kube-apiserver" \
-    "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:10.0.0.1" \
-    serverAuth
-  sign admin "/O=system:masters/CN=admin"
-  # The process node's client identity: "ao-kube-node" in the audit log.
-  sign node-client "/O=system:masters/CN=ao-kube-node"
-  sign kube-controller-manager "/CN=system:kube-controller-manager"
-  # kube-apiserver -> kubelet (the process node's log endpoint).
-  sign kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
-  # The process node's serving certificate (its log endpoint on 127.0.0.1).
-  sign node "/CN=ao-kube-node" "IP:127.0.0.1,DNS:localhost" serverAuth
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$PKI/sa.key" 2>/dev/null
-  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-  rm -f "$PKI/ca.srl"
-  umask "$old_umask"
-  chmod 0600 "$PKI"/*.key
-  # Certificates are public; the keys stay 0600 in a 0700 folder.
-  chmod 0644 "$PKI"/*.crt "$PKI/sa.pub"
-}
-
-b64() { base64 -w0 <"$1"; }
-
-# kubeconfig FILE SERVER CERT_NAME: a kubeconfig authenticating with pki/CERT_NAME.crt.
-kubeconfig() {
-  local file="$1" server="$2" cert="$3"
-  (
-    umask 077
-    cat >"$file" <<KUBECONFIG
-apiVersion: v1
-kind: Config
-clusters:
-- name: ao-kube-testenv
-  cluster:
-    server: $server
-    certificate-authority-data: $(b64 "$PKI/ca.crt")
-users:
-- name: $cert
-  user:
-    client-certificate-data: $(b64 "$PKI/$cert.crt")
-    client-key-data: $(b64 "$PKI/$cert.key")
-contexts:
-- name: ao-kube-testenv
-  context:
-    cluster: ao-kube-testenv
-    user: $cert
-current-context: ao-kube-testenv
-KUBECONFIG
-  )
-}
-
 # Runs a component detached from the caller: own session, stdin from /dev/null, output to
 # its log, and the start lock (fd 9) closed, so neither a caller's pipe nor the lock is held.
 launch() {
@@ -239,14 +166,36 @@ apiserver_flags() {
     --service-cluster-ip-range=10.0.0.0/24
 }
 
+# kube-controller-manager with every default controller, each as its own ServiceAccount;
+# ready when the `default` namespace has its `default` ServiceAccount.
+start_controller_manager() {
+  local server="$1"
+  log "kube-controller-manager $KUBERNETES_VERSION"
+  launch kube-controller-manager "$BIN/kube-controller-manager" \
+    --kubeconfig="$RUN/kube-controller-manager.kubeconfig" \
+    --use-service-account-credentials \
+    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
+    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
+    --leader-elect=false --secure-port=0
+  wait_for "kube-controller-manager (the default ServiceAccount)" "$RUN/kube-controller-manager.pid" \
+    curl_admin --fail "$server/api/v1/namespaces/default/serviceaccounts/default"
+}
+
 start_fresh() {
   local t0=$SECONDS
   for b in etcd kube-apiserver kube-controller-manager; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing: run scripts/kube-testenv.sh build (needs Go), or point AO_TESTENV_DIR at a folder whose bin/ has the binaries"
   done
-  rm -rf "$RUN"
+  if [[ -d "$RUN" ]]; then
+    # The last environment's logs stay in run.prev (its data, images and nodes do not).
+    rm -rf "$RUN.prev"
+    mv "$RUN" "$RUN.prev"
+    rm -rf "$RUN.prev/etcd" "$RUN.prev/images" "$RUN.prev/nodes"
+  fi
   mkdir -p "$RUN"
   chmod 0755 "$RUN"
+  # A start that fails stops what it has started (the logs stay).
+  trap 'stop_all; log "start failed: stopped what it had started (logs in $RUN)"' EXIT
   make_pki
   local etcd_port etcd_peer api_port
   etcd_port="$(free_port)"
@@ -277,15 +226,7 @@ POLICY
   kubeconfig "$RUN/admin.kubeconfig" "$server" admin
   kubeconfig "$RUN/node.kubeconfig" "$server" node-client
   kubeconfig "$RUN/kube-controller-manager.kubeconfig" "$server" kube-controller-manager
-  log "kube-controller-manager $KUBERNETES_VERSION"
-  launch kube-controller-manager "$BIN/kube-controller-manager" \
-    --kubeconfig="$RUN/kube-controller-manager.kubeconfig" \
-    --use-service-account-credentials \
-    --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
-    --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --leader-elect=false --secure-port=0
-  wait_for "kube-controller-manager (the default ServiceAccount)" "$RUN/kube-controller-manager.pid" \
-    curl_admin --fail "$server/api/v1/namespaces/default/serviceaccounts/default"
+  start_controller_manager "$server"
 
   cat >"$RUN/env" <<ENV
 AO_TESTENV_DIR=$TESTENV
@@ -296,11 +237,12 @@ AO_KUBE_ETCD=$ETCD_URL
 AO_KUBE_PKI=$PKI
 KUBECONFIG=$RUN/admin.kubeconfig
 ENV
+  trap - EXIT
   log "started in $((SECONDS - t0)) s (kubectl: export KUBECONFIG=$RUN/admin.kubeconfig)"
 }
 
 # The environment's server URL, from run/env.
-server_url() { sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env" 2>/dev/null; }
+server_url() { [[ ! -f "$RUN/env" ]] || sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env"; }
 
 status() {
   local server
@@ -324,6 +266,11 @@ processes_alive() {
 start() {
   if status; then
     log "reusing the running environment at $(server_url)"
+  elif [[ -n "$(server_url)" ]] && alive "$RUN/etcd.pid" && alive "$RUN/kube-apiserver.pid" \
+    && ! alive "$RUN/kube-controller-manager.pid" && readyz "$(server_url)"; then
+    # Only the controller manager is gone: start it again, keeping the cluster's state.
+    log "kube-controller-manager is not running (log: $RUN/kube-controller-manager.log): starting it again"
+    start_controller_manager "$(server_url)"
   elif [[ -n "$(server_url)" ]] && processes_alive; then
     # Running but not answering (a loaded API server, e.g. under a scale test that another
     # test binary runs): wait for it rather than restart it under the other tests' feet.
@@ -332,7 +279,19 @@ start() {
     log "reusing the running environment at $(server_url)"
   else
     [[ ! -d "$RUN" ]] || { log "the environment in $RUN is not healthy: restarting it"; stop_all; }
-    start_fresh
+    # A free port can be taken between choosing it and binding it: then once more. (A
+    # subshell, so that a failed start's EXIT trap runs; errexit stays on inside it.)
+    local rc
+    set +e
+    (set -e; start_fresh)
+    rc=$?
+    if ((rc != 0)) && grep -qs "address already in use" "$RUN"/*.log; then
+      log "a port was taken meanwhile: starting once more"
+      (set -e; start_fresh)
+      rc=$?
+    fi
+    set -e
+    ((rc == 0)) || exit "$rc"
   fi
   echo "$RUN/admin.kubeconfig"
 }
@@ -397,8 +356,18 @@ extra_apiserver() {
   port="$(free_port)"
   server="https://127.0.0.1:$port"
   log "kube-apiserver '$name' on $server with: $*"
+  # kube-apiserver's identity (its Lease in kube-system) is a hash of the host name, so two
+  # on one host would fight over one Lease: this one gets a host name of its own (a UTS
+  # namespace; root only, as in CI).
+  local uts=()
+  if unshare --uts true 2>/dev/null; then
+    # shellcheck disable=SC2016 # expanded by that sh
+    uts=(unshare --uts sh -c 'echo "$0" >/proc/sys/kernel/hostname && exec "$@"' "testenv-$name")
+  else
+    log "warning: not root, so apiserver '$name' shares the main API server's identity Lease"
+  fi
   # shellcheck disable=SC2046 # the flags are words without spaces
-  setsid "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
+  setsid "${uts[@]}" "$BIN/kube-apiserver" $(apiserver_flags "$port" "$dir/audit.log") "$@" \
     </dev/null >>"$dir/apiserver.log" 2>&1 9>&- &
   echo $! >"$dir/apiserver.pid"
   wait_for "kube-apiserver '$name'" "$dir/apiserver.pid" readyz "$server"

@@ -71,6 +71,17 @@ teardown_file() {
     # It sees what the main API server wrote.
     kubectl --kubeconfig "$RUN/admin.kubeconfig" create namespace via-main
     kubectl --kubeconfig "$kubeconfig" get namespace via-main
+    # Each has an identity Lease of its own (they would otherwise share one per host); the
+    # new one's is written shortly after it is ready.
+    local hosts="" i
+    for ((i = 0; i < 100; i++)); do
+        hosts="$(kubectl --kubeconfig "$kubeconfig" -n kube-system get lease -l apiserver.kubernetes.io/identity \
+            -o jsonpath='{range .items[*]}{.metadata.labels.kubernetes\.io/hostname}{"\n"}{end}')"
+        [[ "$hosts" == *testenv-nocache* ]] && break
+        sleep 0.1
+    done
+    [[ "$hosts" == *testenv-nocache* ]]
+    [ "$(sort -u <<<"$hosts" | wc -l)" -eq 2 ]
     run --separate-stderr bash "$SCRIPT" apiserver nocache --watch-cache=false
     [ "$output" = "$url $kubeconfig" ]
     run --separate-stderr bash "$SCRIPT" apiserver nocache
@@ -94,6 +105,24 @@ teardown_file() {
     wait %1
     grep -q "reusing the running environment at $server" "$BATS_TEST_TMPDIR/start"
     [ "$(cat "$RUN/kube-apiserver.pid")" = "$pid" ]
+}
+
+@test "start restarts a dead kube-controller-manager and keeps the cluster" {
+    local server pid
+    server="$(sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env")"
+    pid="$(cat "$RUN/kube-controller-manager.pid")"
+    kubectl --kubeconfig "$RUN/admin.kubeconfig" create namespace survives
+    kill -KILL "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    run bash "$SCRIPT" status
+    [ "$status" -ne 0 ]
+    run --separate-stderr bash "$SCRIPT" start
+    [ "$status" -eq 0 ]
+    [[ "$stderr" == *"kube-controller-manager is not running"* ]]
+    [ "$(sed -n 's/^AO_KUBE_SERVER=//p' "$RUN/env")" = "$server" ]
+    [ "$(cat "$RUN/kube-controller-manager.pid")" != "$pid" ]
+    bash "$SCRIPT" status
+    kubectl --kubeconfig "$RUN/admin.kubeconfig" get namespace survives
 }
 
 @test "stop ends every process it started and keeps the logs" {
@@ -131,4 +160,28 @@ teardown_file() {
     run --separate-stderr env AO_TESTENV_DIR="$empty" bash "$SCRIPT" start
     [ "$status" -ne 0 ]
     [[ "$stderr" == *"bin/etcd is missing: run scripts/kube-testenv.sh build"* ]]
+}
+
+@test "a failed start stops what it started, keeps the logs, and retries once when a port was taken" {
+    local fake="$BATS_TEST_TMPDIR/fake"
+    mkdir -p "$fake/bin"
+    ln -s "$BUILT/etcd" "$fake/bin/etcd"
+    ln -s "$BUILT/kube-controller-manager" "$fake/bin/kube-controller-manager"
+    printf '#!/bin/sh\necho "listen tcp 127.0.0.1:1: bind: address already in use" >&2\nexit 1\n' >"$fake/bin/kube-apiserver"
+    chmod +x "$fake/bin/kube-apiserver"
+    run --separate-stderr env AO_TESTENV_DIR="$fake" bash "$SCRIPT" start
+    [ "$status" -ne 0 ]
+    [[ "$stderr" == *"a port was taken meanwhile: starting once more"* ]]
+    [[ "$stderr" == *"kube-apiserver: the process exited"* ]]
+    [[ "$stderr" == *"start failed: stopped what it had started"* ]]
+    [ "$(grep -c "address already in use" "$fake/run/kube-apiserver.log")" -eq 1 ]
+    [ -s "$fake/run.prev/kube-apiserver.log" ]
+    run pgrep -f -- "--data-dir=$fake/run/etcd"
+    [ "$status" -ne 0 ]
+    [ ! -f "$fake/run/etcd.pid" ]
+}
+
+@test "the environment's scripts pass shellcheck" {
+    cd "$(dirname "$SCRIPT")/.."
+    shellcheck -x scripts/kube-testenv.sh scripts/kube-testenv-pki.sh scripts/test.sh
 }

@@ -3,6 +3,7 @@
 //! cannot yet (`ErrImagePull`, `CreateContainerConfigError`, ...); [`supervise`] waits for a
 //! started process while sampling its memory and carrying out kill requests.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -184,12 +185,18 @@ fn spec(
         .clone()
         .filter(|d| !d.is_empty())
         .map_or_else(|| PathBuf::from("/"), PathBuf::from);
+    // An image under a mount path (an emptyDir at /tmp, the image in /tmp/...) stays visible.
+    let keep_visible = mounts
+        .iter()
+        .any(|m| image.starts_with(&m.target))
+        .then(|| image.to_path_buf());
     Spec {
         argv,
         env: full,
         cwd,
         identity,
         mounts,
+        keep_visible,
     }
 }
 
@@ -203,6 +210,35 @@ fn entrypoint(image: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The processes seen in a container so far: signals reach them even when they left its
+/// process group (a tool that daemonises), as a container runtime's cgroup would.
+#[derive(Default)]
+struct Seen(HashSet<memory::Proc>);
+
+impl Seen {
+    fn signal(&self, pgid: i32, signal: Signal) {
+        process::signal_group(pgid, signal);
+        for p in self.0.iter().filter(|p| memory::alive(**p)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), signal);
+        }
+    }
+
+    /// Samples the container's processes; returns their resident memory.
+    async fn sample(&mut self, pgid: i32) -> u64 {
+        let mut seen = std::mem::take(&mut self.0);
+        let (seen, rss) = tokio::task::spawn_blocking(move || {
+            let snap = memory::snapshot(pgid);
+            seen.retain(|p| memory::alive(*p));
+            seen.extend(snap.procs);
+            (seen, snap.rss)
+        })
+        .await
+        .unwrap_or_default();
+        self.0 = seen;
+        rss
+    }
+}
+
 /// Waits for the process, killing it over `limit` bytes or when asked.
 pub(crate) async fn supervise(
     mut run: Running,
@@ -212,34 +248,35 @@ pub(crate) async fn supervise(
     let mut oom = false;
     let mut hard_kill_at: Option<tokio::time::Instant> = None;
     let mut sample = tokio::time::interval(memory::SAMPLE_EVERY);
+    let mut seen = Seen::default();
     let pgid = run.pgid;
     let status = loop {
         tokio::select! {
             status = run.child.wait() => break status,
-            _ = sample.tick(), if limit.is_some() => {
-                let rss = tokio::task::spawn_blocking(move || memory::group_rss(pgid)).await.unwrap_or(0);
+            _ = sample.tick() => {
+                let rss = seen.sample(pgid).await;
                 if limit.is_some_and(|l| rss > l) {
                     tracing::info!(rss, limit, "memory over the limit: killing the container");
                     oom = true;
-                    process::signal_group(pgid, Signal::SIGKILL);
+                    seen.signal(pgid, Signal::SIGKILL);
                 }
             }
             Ok(()) = kill.changed() => match *kill.borrow_and_update() {
                 Some(Kill::Term(grace)) => {
-                    process::signal_group(pgid, Signal::SIGTERM);
+                    seen.signal(pgid, Signal::SIGTERM);
                     hard_kill_at.get_or_insert(tokio::time::Instant::now() + grace);
                 }
-                Some(Kill::Now) => process::signal_group(pgid, Signal::SIGKILL),
+                Some(Kill::Now) => seen.signal(pgid, Signal::SIGKILL),
                 None => {}
             },
             () = sleep_until(hard_kill_at), if hard_kill_at.is_some() => {
-                process::signal_group(pgid, Signal::SIGKILL);
+                seen.signal(pgid, Signal::SIGKILL);
                 hard_kill_at = None;
             }
         }
     };
-    // The container is its process group: what the main process left behind goes with it.
-    process::signal_group(pgid, Signal::SIGKILL);
+    // What the main process left behind goes with it, as with a container's cgroup.
+    seen.signal(pgid, Signal::SIGKILL);
     for pump in run.pumps {
         let _ = tokio::time::timeout(Duration::from_secs(2), pump).await;
     }

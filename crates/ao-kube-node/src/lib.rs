@@ -3,16 +3,28 @@
 //! kubelet would (status, deadlines, graceful deletion, memory limits, the log endpoint).
 //! Test infrastructure only; see the crate description.
 //!
-//! Layout: [`register`] keeps the Node and its Lease, [`bind`] is the scheduler, [`pods`]
-//! watches the pods bound here and gives each one a task ([`run`]), which prepares images,
-//! env ([`envs`]) and volumes ([`volumes`]), starts processes ([`process`]), watches their
-//! memory ([`memory`]) and writes status ([`status`]). Container output goes to files
-//! ([`logs`]) served over HTTPS by [`logs_server`].
+//! Layout: `register` keeps the Node and its Lease, `bind` is the scheduler, `pods`
+//! watches the pods bound here and gives each one a task (`run`), which prepares images,
+//! env (`envs`) and volumes (`volumes`), starts processes (`process`), watches their
+//! memory (`memory`) and writes status (`status`). Container output goes to files
+//! (`logs`) served over HTTPS by `logs_server`.
 //!
-//! Restart policies: containers are never restarted; `Always` and `OnFailure` are treated
-//! as `Never` (a terminated container ends the pod as Succeeded or Failed).
+//! What it does not do, on purpose (it is a test node, not a kubelet):
+//! - Restart policies: containers are never restarted; `Always` and `OnFailure` are treated
+//!   as `Never` (a terminated container ends the pod as Succeeded or Failed), so `previous`
+//!   logs never exist (400).
+//! - Images are directories (see [`NodeConfig::images`]); an image's ENTRYPOINT, for a
+//!   container without `command`, is the file `<dir>/entrypoint`, one argument per line.
+//! - Isolation is a private mount namespace, a user and `no_new_privs`: no PID or network
+//!   namespace, no cgroups (memory is sampled from `/proc`, see `memory`), no seccomp or
+//!   capability changes. An image directory under a volume's mount path is bound again at
+//!   its own path (its parent directories then appear inside that volume).
+//! - `initContainers` and `resourceFieldRef` are not supported: such a pod is refused loudly
+//!   (`CreateContainerConfigError`). Probes are ignored (a running container is ready).
+//!   No termination message file is mounted; `FallbackToLogsOnError` (the log's tail) works.
+//! - Projected service-account tokens are requested once, never refreshed.
 //!
-//! `unsafe` appears once, in [`process`], for `pre_exec`; the rest of the crate is safe code.
+//! `unsafe` appears once, in `process`, for `pre_exec`; the rest of the crate is safe code.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod bind;
@@ -50,7 +62,13 @@ pub(crate) struct Shared {
     pub logs: logs::Registry,
     /// Cancelled by [`NodeHandle::shutdown`] (or drop): every task stops, processes are killed.
     pub cancel: CancellationToken,
+    /// Bounds the node's concurrent status writes, so a burst of thousands of pods (no-op
+    /// mode) does not open thousands of connections to the API server at once.
+    pub writes: tokio::sync::Semaphore,
 }
+
+/// Status writes in flight at once, node-wide.
+const CONCURRENT_WRITES: usize = 64;
 
 /// A running node. Dropping it without [`NodeHandle::shutdown`] stops its tasks too (their
 /// processes are killed), but leaves the Node object behind.
@@ -93,6 +111,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle, NodeError> {
         work_dir,
         logs: logs::Registry::default(),
         cancel: cancel.clone(),
+        writes: tokio::sync::Semaphore::new(CONCURRENT_WRITES),
     });
     if serve_logs {
         let server = logs_server::LogServer::new(listener, &tls_cert, &tls_key, shared.clone())?;

@@ -16,6 +16,8 @@ use tokio::sync::{Mutex, watch};
 #[derive(Default)]
 pub(crate) struct Registry {
     files: parking_lot::Mutex<HashMap<(String, String, String), Arc<LogFile>>>,
+    /// Why a container that has no log yet is waiting (its waiting reason).
+    waiting: parking_lot::Mutex<HashMap<(String, String, String), String>>,
 }
 
 /// One container's log file and a signal that moves on each write (closed when it exits).
@@ -38,9 +40,35 @@ impl Registry {
             .cloned()
     }
 
+    /// Records a container's waiting reason, for a log request that comes too early.
+    pub(crate) fn set_waiting(&self, ns: &str, pod: &str, container: &str, reason: &str) {
+        self.waiting
+            .lock()
+            .insert((ns.into(), pod.into(), container.into()), reason.into());
+    }
+
+    /// The kubelet's answer to a log request for a container that has not started.
+    pub(crate) fn not_started(&self, ns: &str, pod: &str, container: &str) -> String {
+        let key = (ns.to_owned(), pod.to_owned(), container.to_owned());
+        let reason = self
+            .waiting
+            .lock()
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| "ContainerCreating".into());
+        let why = match reason.as_str() {
+            "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image",
+            other => other,
+        };
+        format!("container \"{container}\" in pod \"{pod}\" is waiting to start: {why}")
+    }
+
     /// Forgets a pod's logs when it is deleted (a new pod of the same name starts afresh).
     pub(crate) fn remove_pod(&self, ns: &str, pod: &str) {
         self.files
+            .lock()
+            .retain(|(n, p, _), _| !(n == ns && p == pod));
+        self.waiting
             .lock()
             .retain(|(n, p, _), _| !(n == ns && p == pod));
     }

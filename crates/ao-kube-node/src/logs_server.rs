@@ -131,9 +131,7 @@ async fn container_logs(
         return (StatusCode::BAD_REQUEST, message).into_response();
     }
     let Some(file) = shared.logs.get(&ns, &pod, &container) else {
-        let message = format!(
-            "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
-        );
+        let message = shared.logs.not_started(&ns, &pod, &container);
         return (StatusCode::BAD_REQUEST, message).into_response();
     };
     let (tx, rx) = tokio::sync::mpsc::channel(16);

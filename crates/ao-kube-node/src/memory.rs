@@ -1,12 +1,13 @@
-//! Memory limits: the byte value of a `resources.limits.memory` quantity, and the resident
-//! memory of a container's process group read from `/proc`. The pod task samples it every
+//! Memory limits and a container's processes: the byte value of a `resources.limits.memory`
+//! quantity, and the processes of a container (its process group and their descendants) with
+//! their resident memory, read from `/proc`. The pod task samples it every
 //! [`SAMPLE_EVERY`] and kills the group over the limit (reported as `OOMKilled`), which is
 //! what the kernel's cgroup OOM killer does for a real kubelet.
 
 use std::time::Duration;
 
-/// How often a limited container's memory is sampled.
-pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How often a container's processes (and their memory) are sampled.
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 /// Bytes of a Kubernetes quantity (`128Mi`, `1G`, `1.5Gi`, `129e6`, `500m`), rounded up.
 pub(crate) fn parse_quantity(q: &str) -> Option<u64> {
@@ -38,31 +39,93 @@ pub(crate) fn parse_quantity(q: &str) -> Option<u64> {
     (bytes >= 0.0).then_some(bytes as u64)
 }
 
-/// Total resident memory (bytes) of the processes in process group `pgid`.
-pub(crate) fn group_rss(pgid: i32) -> u64 {
+/// One process, with its start time (clock ticks after boot), so that a reused pid is never
+/// taken for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Proc {
+    pub pid: i32,
+    pub start: u64,
+}
+
+/// The fields of `/proc/<pid>/stat` the node needs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Stat {
+    ppid: i32,
+    pgrp: i32,
+    start: u64,
+}
+
+/// A container's processes now and their resident memory.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub procs: Vec<Proc>,
+    pub rss: u64,
+}
+
+/// The processes of a container: its process group and every descendant of a member (so a
+/// child that made its own group or session, as a daemonising tool does, still counts).
+pub(crate) fn snapshot(pgid: i32) -> Snapshot {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Snapshot::default();
     };
-    entries
+    let all: Vec<(i32, Stat)> = entries
         .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-        .filter(|pid| process_group(*pid) == Some(pgid))
-        .filter_map(rss)
-        .sum()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect();
+    let members = members(&all, pgid);
+    let rss = members.iter().filter_map(|p| rss(p.pid)).sum();
+    Snapshot {
+        procs: members,
+        rss,
+    }
 }
 
-/// The process group of `pid` (field 5 of `/proc/<pid>/stat`, after the `(comm)`).
-fn process_group(pid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_pgrp(&stat)
+fn members(all: &[(i32, Stat)], pgid: i32) -> Vec<Proc> {
+    let mut ids: std::collections::HashSet<i32> = all
+        .iter()
+        .filter(|(_, s)| s.pgrp == pgid)
+        .map(|(pid, _)| *pid)
+        .collect();
+    loop {
+        let before = ids.len();
+        for (pid, s) in all {
+            if ids.contains(&s.ppid) {
+                ids.insert(*pid);
+            }
+        }
+        if ids.len() == before {
+            break;
+        }
+    }
+    all.iter()
+        .filter(|(pid, _)| ids.contains(pid))
+        .map(|(pid, s)| Proc {
+            pid: *pid,
+            start: s.start,
+        })
+        .collect()
 }
 
-fn parse_pgrp(stat: &str) -> Option<i32> {
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_whitespace().nth(2)?.parse().ok()
+/// Whether `p` still runs (the same process, not a reused pid).
+pub(crate) fn alive(p: Proc) -> bool {
+    stat(p.pid).is_some_and(|s| s.start == p.start)
 }
 
-fn rss(pid: u32) -> Option<u64> {
+fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Fields after `(comm)`: state ppid pgrp session tty tpgid flags ... starttime (the 20th).
+fn parse_stat(stat: &str) -> Option<Stat> {
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let ppid = f.nth(1)?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let start = f.nth(16)?.parse().ok()?;
+    Some(Stat { ppid, pgrp, start })
+}
+
+fn rss(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_vm_rss(&status)
 }
@@ -93,13 +156,54 @@ mod tests {
 
     #[test]
     fn proc_fields() {
-        assert_eq!(parse_pgrp("42 (a b) c) S 1 77 77 0"), Some(77));
+        let stat = "42 (a b) c) S 1 77 77 0 -1 4194304 1 0 0 0 0 0 0 0 20 0 1 0 98765 0 0";
+        assert_eq!(
+            parse_stat(stat),
+            Some(Stat {
+                ppid: 1,
+                pgrp: 77,
+                start: 98765
+            })
+        );
         assert_eq!(parse_vm_rss("Name:\tx\nVmRSS:\t  2048 kB\n"), Some(2 << 20));
+    }
+
+    #[test]
+    fn members_are_the_group_and_its_descendants() {
+        let s = |ppid, pgrp| Stat {
+            ppid,
+            pgrp,
+            start: 1,
+        };
+        // 10 leads group 10; 11 is in it; 12 (a child of 11) made its own session; 13 is a
+        // child of 12; 20 is unrelated.
+        let all = [
+            (13, s(12, 12)),
+            (10, s(1, 10)),
+            (11, s(10, 10)),
+            (12, s(11, 12)),
+            (20, s(1, 20)),
+        ];
+        let mut pids: Vec<i32> = members(&all, 10).iter().map(|p| p.pid).collect();
+        pids.sort();
+        assert_eq!(pids, [10, 11, 12, 13]);
     }
 
     #[test]
     fn own_group_has_resident_memory() {
         let pgid = nix::unistd::getpgrp().as_raw();
-        assert!(group_rss(pgid) > 0);
+        let snap = snapshot(pgid);
+        assert!(snap.rss > 0);
+        let me = snap
+            .procs
+            .iter()
+            .find(|p| p.pid == std::process::id() as i32)
+            .copied()
+            .expect("this process");
+        assert!(alive(me));
+        assert!(!alive(Proc {
+            pid: me.pid,
+            start: me.start + 1
+        }));
     }
 }

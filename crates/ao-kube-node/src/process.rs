@@ -35,6 +35,9 @@ pub(crate) struct Spec {
     pub cwd: PathBuf,
     pub identity: Identity,
     pub mounts: Vec<Mount>,
+    /// A host directory (the image's) that a mount covers: bound again, read-only, at its own
+    /// path after the volumes, so the container still finds its programs there.
+    pub keep_visible: Option<PathBuf>,
 }
 
 /// A started container process.
@@ -44,6 +47,17 @@ pub(crate) struct Running {
     pub pgid: i32,
     /// The copies of stdout and stderr into the log; they end when the group's pipes close.
     pub pumps: Vec<JoinHandle<()>>,
+    /// Kills the group if the supervisor is dropped early (a test's runtime shutting down).
+    pub _guard: GroupGuard,
+}
+
+/// SIGKILLs a process group when dropped.
+pub(crate) struct GroupGuard(pub i32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::SIGKILL);
+    }
 }
 
 /// Everything the forked child needs, made before the fork so the child never allocates.
@@ -69,6 +83,27 @@ struct Bind {
     read_only: bool,
     /// `/proc/self/fd/N` with its NUL, written in the child.
     fd_path: [u8; 40],
+    /// The target's bytes with a NUL, when its parents are to be made first (`mkdir -p`).
+    parents: Option<Vec<u8>>,
+}
+
+/// `mkdir -p` of `path` (NUL-terminated) in place, without allocating: each `/` is turned
+/// into a NUL for one `mkdir`, then back.
+fn mkdir_parents(path: &mut [u8]) {
+    let mode = FileMode::from_bits_truncate(0o755);
+    for i in 1..path.len() {
+        if path[i] == b'/' || path[i] == 0 {
+            let was = path[i];
+            path[i] = 0;
+            if let Ok(dir) = CStr::from_bytes_until_nul(&path[..]) {
+                let _ = nix::unistd::mkdir(dir, mode);
+            }
+            path[i] = was;
+            if was == 0 {
+                break;
+            }
+        }
+    }
 }
 
 fn cstring(p: &Path) -> std::io::Result<CString> {
@@ -99,18 +134,24 @@ fn fd_path(buf: &mut [u8; 40], fd: i32) -> &CStr {
 
 impl Prepared {
     fn new(spec: &Spec) -> std::io::Result<Self> {
-        let mounts = spec
+        let bind = |source: &Path, target: &Path, read_only: bool, parents: bool| {
+            let target = cstring(target)?;
+            Ok(Bind {
+                source: cstring(source)?,
+                parents: parents.then(|| target.as_bytes_with_nul().to_vec()),
+                target,
+                read_only,
+                fd_path: [0; 40],
+            })
+        };
+        let mut mounts = spec
             .mounts
             .iter()
-            .map(|m| {
-                Ok(Bind {
-                    source: cstring(&m.source)?,
-                    target: cstring(&m.target)?,
-                    read_only: m.read_only,
-                    fd_path: [0; 40],
-                })
-            })
+            .map(|m| bind(&m.source, &m.target, m.read_only, false))
             .collect::<std::io::Result<Vec<_>>>()?;
+        if let Some(dir) = &spec.keep_visible {
+            mounts.push(bind(dir, dir, true, true)?);
+        }
         let id = &spec.identity;
         Ok(Prepared {
             fds: Vec::with_capacity(mounts.len()),
@@ -144,7 +185,15 @@ impl Prepared {
         for (b, fd) in self.mounts.iter_mut().zip(&self.fds) {
             // A mount point inside an earlier mount (an emptyDir at /tmp, then /tmp/x) does
             // not exist there yet: make it, as runc does (it exists already otherwise).
-            let _ = nix::unistd::mkdir(b.target.as_c_str(), FileMode::from_bits_truncate(0o755));
+            match b.parents.as_mut() {
+                Some(path) => mkdir_parents(path),
+                None => {
+                    let _ = nix::unistd::mkdir(
+                        b.target.as_c_str(),
+                        FileMode::from_bits_truncate(0o755),
+                    );
+                }
+            }
             let source = fd_path(&mut b.fd_path, fd.as_raw_fd());
             let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
             mount(Some(source), b.target.as_c_str(), none, bind, none)?;
@@ -185,7 +234,7 @@ pub(crate) fn spawn(spec: &Spec, log: Arc<LogWriter>) -> std::io::Result<Running
     // SAFETY: the closure runs in the child between fork and exec. It only makes system calls
     // (unshare, open, mkdir, mount, setgroups, setgid, setuid, prctl, chdir) on `prepared`,
     // which was built before the fork; it pushes descriptors into a Vec whose capacity was
-    // reserved, formats paths into fixed buffers, and turns errno into `io::Error` (no
+    // reserved, formats paths into fixed buffers (or in place, for `mkdir -p`), and turns errno into `io::Error` (no
     // allocation anywhere).
     unsafe {
         cmd.pre_exec(move || prepared.enter().map_err(std::io::Error::from));
@@ -199,7 +248,12 @@ pub(crate) fn spawn(spec: &Spec, log: Arc<LogWriter>) -> std::io::Result<Running
     if let Some(err) = child.stderr.take() {
         pumps.push(tokio::spawn(logs::pump(err, "stderr", log)));
     }
-    Ok(Running { child, pgid, pumps })
+    Ok(Running {
+        child,
+        pgid,
+        pumps,
+        _guard: GroupGuard(pgid),
+    })
 }
 
 /// Sends `signal` to the process group (gone already is fine).
@@ -225,6 +279,23 @@ pub(crate) fn image_path(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mkdir_parents_makes_every_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a/b/c");
+        let mut buf = CString::new(target.as_os_str().as_bytes())
+            .unwrap()
+            .into_bytes_with_nul();
+        mkdir_parents(&mut buf);
+        assert!(target.is_dir());
+        assert_eq!(
+            buf,
+            CString::new(target.as_os_str().as_bytes())
+                .unwrap()
+                .into_bytes_with_nul()
+        );
+    }
 
     #[test]
     fn fd_paths_are_written_without_allocating() {

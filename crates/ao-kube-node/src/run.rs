@@ -10,14 +10,15 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+mod api;
+
 use crate::container::{self, Exit, Kill};
 use crate::logs::{self, LogWriter};
-use crate::status::{self, CState, ContainerView, PodView};
+use crate::status::{self, CState, ContainerView};
 use crate::{Mode, Shared, process};
 
 /// How long the node waits before trying a pod's missing image, Secret or volume again.
@@ -126,18 +127,31 @@ impl PodTask {
         self.cleanup();
     }
 
-    /// Running without a process until deleted. Returns true when deleted (to finish it).
+    /// Running without a process until deleted (or its deadline). Returns true when the pod
+    /// should now wait for (or finish) its deletion.
     async fn run_noop(&mut self) -> bool {
         let now = Timestamp::now();
         for c in &mut self.containers {
             c.state = CState::Running { started: now };
         }
         self.write().await;
+        let deadline = self.deadline();
         loop {
-            match self.next_change().await {
-                Change::Updated => continue,
-                Change::Deleting(_) => return true,
-                Change::Gone | Change::Cancelled => return false,
+            tokio::select! {
+                change = self.next_change() => match change {
+                    Change::Updated => continue,
+                    Change::Deleting(_) => return true,
+                    Change::Gone | Change::Cancelled => return false,
+                },
+                () = container::sleep_until(deadline) => {
+                    // As if its (absent) processes were killed: exit 137, pod Failed.
+                    for c in &mut self.containers {
+                        c.state = CState::exited(137, Some(now), Timestamp::now());
+                    }
+                    self.failure = Some("DeadlineExceeded");
+                    self.write().await;
+                    return true;
+                }
             }
         }
     }
@@ -226,8 +240,11 @@ impl PodTask {
                         self.write().await;
                     }
                 }
-                change = self.next_change(), if !deleting => match change {
+                // Still listening while the grace period runs: a force delete or the node's
+                // shutdown cuts it short.
+                change = self.next_change() => match change {
                     Change::Updated => {}
+                    Change::Deleting(_) if deleting => {}
                     Change::Deleting(grace) => {
                         deleting = true;
                         kill_tx.send_replace(Some(Kill::Term(grace)));
@@ -297,91 +314,6 @@ impl PodTask {
         let left =
             Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO);
         Some(tokio::time::Instant::now() + left)
-    }
-
-    async fn next_change(&mut self) -> Change {
-        tokio::select! {
-            () = self.shared.cancel.cancelled() => Change::Cancelled,
-            changed = self.rx.changed() => {
-                let pod = match changed { Ok(()) => self.rx.borrow_and_update().clone(), Err(_) => None };
-                let Some(pod) = pod else { return Change::Gone };
-                self.pod = pod;
-                if self.pod.metadata.deletion_timestamp.is_some() {
-                    let grace = self.pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0);
-                    Change::Deleting(Duration::from_secs(grace as u64))
-                } else {
-                    Change::Updated
-                }
-            }
-        }
-    }
-
-    /// Writes the status if it changed since the last write (retrying a failed write a few times).
-    async fn write(&mut self) {
-        let now = (self.containers.clone(), self.failure);
-        if self.written.as_ref() == Some(&now) {
-            return;
-        }
-        let prev = self
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        let patch = status::patch(&PodView {
-            uid: &self.uid,
-            start_time: self.start_time,
-            containers: &self.containers,
-            failure: self.failure.map(|r| (r, DEADLINE_MESSAGE)),
-            prev_conditions: &prev,
-            now: Timestamp::now(),
-        });
-        for attempt in 0..5u32 {
-            match self
-                .api
-                .patch_status(
-                    &self.name,
-                    &PatchParams::default(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-            {
-                Ok(pod) => {
-                    self.pod.status = pod.status;
-                    self.written = Some(now);
-                    return;
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {
-                    tracing::debug!("pod gone: status not written");
-                    return;
-                }
-                // Invalid: the name belongs to a new pod (uid differs), or a status we got wrong.
-                Err(kube::Error::Api(e)) if e.code == 422 => {
-                    tracing::warn!(message = %e.message, "pod status refused");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(error = %error, attempt, "writing the pod status");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-            }
-        }
-    }
-
-    async fn finish_deletion(&self) {
-        let dp = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match self.api.delete(&self.name, &dp).await {
-            Ok(_) => tracing::debug!("pod deleted"),
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(error) => tracing::warn!(error = %error, "finishing the pod's deletion"),
-        }
     }
 
     fn cleanup(&self) {

@@ -103,7 +103,9 @@ pub(crate) fn parse(text: &[u8]) -> Result<Vec<AuditEvent>, String> {
 impl TestEnv {
     /// Every `ResponseComplete` event of the audit log so far. A request's event is written
     /// before its response ends (`--audit-log-mode=blocking`), so a test may look for the
-    /// requests it has made. Panics when the log can't be read.
+    /// requests it has made. Panics when the log can't be read. The log holds every test's
+    /// requests (hundreds of MB after a scale test): prefer a window, [`TestEnv::audit_since`]
+    /// a mark taken with [`TestEnv::audit_offset`] when the test begins.
     pub fn audit(&self) -> Vec<AuditEvent> {
         self.audit_since(0)
     }

@@ -110,20 +110,25 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("ao-kube-testenv: creating namespace {name} failed: {e}"));
+        // Polled, not watched: on a busy API server a watch can end in 410 Gone.
         let sas = Api::<ServiceAccount>::namespaced(client, &name);
-        let has_sa =
-            kube::runtime::wait::await_condition(sas, "default", |sa: Option<&ServiceAccount>| {
-                sa.is_some()
-            });
-        match tokio::time::timeout(SERVICE_ACCOUNT_TIMEOUT, has_sa).await {
-            Ok(Ok(_)) => name,
-            Ok(Err(e)) => panic!("ao-kube-testenv: watching ServiceAccounts of {name} failed: {e}"),
-            Err(_) => panic!(
+        let deadline = tokio::time::Instant::now() + SERVICE_ACCOUNT_TIMEOUT;
+        loop {
+            match sas.get_opt("default").await {
+                Ok(Some(_)) => return name,
+                Ok(None) => {}
+                Err(e) => {
+                    panic!("ao-kube-testenv: reading ServiceAccount {name}/default failed: {e}")
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
                 "ao-kube-testenv: namespace {name} has no `default` ServiceAccount after {:?}: \
                  is kube-controller-manager running? (see {}/kube-controller-manager.log)",
                 SERVICE_ACCOUNT_TIMEOUT,
                 self.dir.display()
-            ),
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -9,11 +9,11 @@ use ao_kube_testenv::{NodeOptions, env};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{LogParams, PostParams};
-use kube::runtime::wait::await_condition;
 
 #[tokio::test]
 async fn a_pod_runs_on_a_process_node_and_its_log_is_read_through_the_api_server() {
     let env = env();
+    let start = env.audit_offset();
     let ns = env.namespace("node").await;
     let scratch = tempfile::tempdir().unwrap();
     let script = scratch.path().join("hello");
@@ -49,18 +49,22 @@ async fn a_pod_runs_on_a_process_node_and_its_log_is_read_through_the_api_server
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let done = await_condition(pods.clone(), "hello", |p: Option<&Pod>| {
-        matches!(
-            p.and_then(|p| p.status.as_ref())
-                .and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        )
-    });
-    let pod = tokio::time::timeout(Duration::from_secs(60), done)
-        .await
-        .expect("the pod did not finish within 60 s")
-        .unwrap()
-        .unwrap();
+    // Polled (a watch may get 410 Gone on a busy, compacted etcd), with a bound.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let pod = loop {
+        let pod = pods.get("hello").await.unwrap();
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        if matches!(phase, Some("Succeeded" | "Failed")) {
+            break pod;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pod did not finish within 60 s: {:?} on node {:?}",
+            pod.status,
+            pod.spec.as_ref().and_then(|s| s.node_name.as_deref())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let status = pod.status.unwrap();
     assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{status:?}");
     assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some(node.name()));
@@ -68,7 +72,7 @@ async fn a_pod_runs_on_a_process_node_and_its_log_is_read_through_the_api_server
     let log = pods.logs("hello", &LogParams::default()).await.unwrap();
     assert_eq!(log, "hello from 1000\n");
 
-    let events = env.audit();
+    let events = env.audit_since(start);
     let by_node = |sub: &str| {
         events.iter().any(|e| {
             e.user == "ao-kube-node"

@@ -86,6 +86,7 @@ async fn a_fresh_service_account_is_refused_by_rbac_and_audited_under_its_own_na
 #[tokio::test]
 async fn an_unhardened_pod_is_refused_by_pod_security_restricted() {
     let env = env();
+    let start = env.audit_offset();
     let ns = env.namespace("pss").await;
     let pods = Api::<Pod>::namespaced(env.admin().await, &ns);
     // A pod without any securityContext (as the original service's pods are). (A privileged
@@ -135,7 +136,7 @@ async fn an_unhardened_pod_is_refused_by_pod_security_restricted() {
         .await
         .unwrap();
 
-    let events = env.audit();
+    let events = env.audit_since(start);
     let refused = events
         .iter()
         .find(|e| {

@@ -67,6 +67,16 @@ async fn unknown_image_is_err_image_pull_then_back_off_and_never_starts() {
         .await;
     assert_eq!(phase(&b), "Pending");
     assert!(state(&b).running.is_none() && state(&b).terminated.is_none());
+    // pods/log answers as the kubelet does for a container that never started.
+    let logs = s.pods.logs("img", &LogParams::default()).await;
+    let Err(kube::Error::Api(e)) = logs else {
+        panic!("pods/log of a never-started container: {logs:?}")
+    };
+    assert!(
+        e.message
+            .contains("is waiting to start: trying and failing to pull image"),
+        "{e:?}"
+    );
     s.shutdown().await;
 }
 
@@ -104,5 +114,27 @@ async fn memory_limit_kills_the_container_as_oom_killed() {
     assert_eq!(phase(&done), "Failed");
     let t = state(&done).terminated.unwrap();
     assert_eq!((t.exit_code, t.reason.as_deref()), (137, Some("OOMKilled")));
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_waiting_on_its_secret_is_deleted_without_waiting_for_it() {
+    let s = Setup::new("node-secdel").await;
+    let mut p = pod("never", "echo never");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(300);
+    p["spec"]["containers"][0]["env"] =
+        json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k"}}}]);
+    let uid = s.create(p).await.metadata.uid.unwrap();
+    s.wait(
+        "never",
+        60,
+        "waiting on its Secret",
+        waiting("CreateContainerConfigError"),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    s.pods.delete("never", &Default::default()).await.unwrap();
+    s.wait_gone("never", &uid, 30).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
     s.shutdown().await;
 }

@@ -23,7 +23,8 @@ pub struct Setup {
     pub admin: kube::Client,
     pub node: Option<NodeHandle>,
     _work: tempfile::TempDir,
-    _image: tempfile::TempDir,
+    /// The directory of [`IMAGE`] (its `bin/` is empty unless a test puts a program there).
+    pub image: tempfile::TempDir,
 }
 
 impl Setup {
@@ -57,7 +58,7 @@ impl Setup {
             admin,
             node: Some(node),
             _work: work,
-            _image: image,
+            image,
         }
     }
 

@@ -98,3 +98,61 @@ async fn an_empty_dir_over_tmp_hides_neither_later_volumes_nor_nested_mount_poin
     );
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_that_left_the_process_group_ends_with_the_container() {
+    let s = Setup::new("node-escape").await;
+    // `setsid` puts the sleep in its own session and group; a cgroup would still hold it.
+    s.create(pod(
+        "escape",
+        "setsid sleep 300 & echo child=$!; sleep 2; exit 0",
+    ))
+    .await;
+    let done = s.wait("escape", 60, "terminal", terminal()).await;
+    assert_eq!(phase(&done), "Succeeded");
+    let logs = s.pods.logs("escape", &LogParams::default()).await.unwrap();
+    let pid: i32 = logs
+        .trim()
+        .strip_prefix("child=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{logs:?}"));
+    let proc_path = format!("/proc/{pid}");
+    let gone = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while std::path::Path::new(&proc_path).exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        gone.await.is_ok(),
+        "the escaped child {pid} outlived its container"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_under_a_mount_path_stays_visible() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new("node-imgtmp").await;
+    // The image directory is under /tmp, and the pod mounts an emptyDir at /tmp.
+    let dir = s.image.path();
+    assert!(
+        dir.starts_with("/tmp"),
+        "this test needs the image under /tmp: {}",
+        dir.display()
+    );
+    let prog = dir.join("bin/ao-hello");
+    std::fs::write(&prog, "#!/bin/sh\necho hello-from-image\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut p = pod("imgtmp", "");
+    p["spec"]["containers"][0]["command"] =
+        json!(["sh", "-c", "ao-hello && touch /tmp/writable && echo tmp-ok"]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "tmp", "mountPath": "/tmp"}]);
+    p["spec"]["volumes"] = json!([{"name": "tmp", "emptyDir": {}}]);
+    s.create(p).await;
+    let done = s.wait("imgtmp", 60, "terminal", terminal()).await;
+    let logs = s.pods.logs("imgtmp", &LogParams::default()).await.unwrap();
+    assert_eq!(phase(&done), "Succeeded", "{logs}");
+    assert_eq!(logs, "hello-from-image\ntmp-ok\n");
+    s.shutdown().await;
+}

@@ -196,3 +196,132 @@ async fn shutdown_kills_the_nodes_processes() {
         "process {pid} outlived the node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_force_deleted_by_someone_else_has_its_process_killed() {
+    let s = Setup::new("node-force").await;
+    s.create(pod("victim", "echo pid=$$$$; sleep 300")).await;
+    s.wait("victim", 60, "running", running()).await;
+    let follow = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = s
+        .pods
+        .log_stream("victim", &follow)
+        .await
+        .expect("log stream")
+        .lines();
+    let first = lines.try_next().await.unwrap().unwrap_or_default();
+    let pid: i32 = first
+        .strip_prefix("pid=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pid line: {first:?}"));
+    drop(lines);
+    // Grace period 0: the pod is gone from the API at once; the node only sees it disappear.
+    s.pods
+        .delete(
+            "victim",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let proc_path = format!("/proc/{pid}");
+    let killed = tokio::time::timeout(Duration::from_secs(20), async {
+        while std::path::Path::new(&proc_path).exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        killed.await.is_ok(),
+        "process {pid} still runs 20 s after its pod was force-deleted"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_force_delete_cuts_a_long_grace_period_short() {
+    let s = Setup::new("node-cut").await;
+    s.create(pod(
+        "slowterm",
+        "trap '' TERM; echo pid=$$$$; while true; do sleep 0.1; done",
+    ))
+    .await;
+    s.wait("slowterm", 60, "running", running()).await;
+    let follow = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = s
+        .pods
+        .log_stream("slowterm", &follow)
+        .await
+        .expect("log stream")
+        .lines();
+    let first = lines.try_next().await.unwrap().unwrap_or_default();
+    let pid: i32 = first
+        .strip_prefix("pid=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pid line: {first:?}"));
+    drop(lines);
+    s.pods
+        .delete(
+            "slowterm",
+            &DeleteParams {
+                grace_period_seconds: Some(300),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    s.wait(
+        "slowterm",
+        30,
+        "marked for deletion",
+        |p: Option<&k8s_openapi::api::core::v1::Pod>| {
+            p.is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+        },
+    )
+    .await;
+    s.pods
+        .delete(
+            "slowterm",
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let proc_path = format!("/proc/{pid}");
+    let killed = tokio::time::timeout(Duration::from_secs(20), async {
+        while std::path::Path::new(&proc_path).exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        killed.await.is_ok(),
+        "process {pid} still runs 20 s after the force delete (grace was 300 s)"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn noop_mode_honours_the_active_deadline() {
+    let s = Setup::with("node-noopdl", Mode::Noop, true).await;
+    let mut p = pod("dl", "true");
+    p["spec"]["activeDeadlineSeconds"] = serde_json::json!(1);
+    s.create(p).await;
+    let done = s
+        .wait("dl", 60, "terminal by its deadline", terminal())
+        .await;
+    assert_eq!(phase(&done), "Failed");
+    assert_eq!(
+        done.status.unwrap().reason.as_deref(),
+        Some("DeadlineExceeded")
+    );
+    s.shutdown().await;
+}

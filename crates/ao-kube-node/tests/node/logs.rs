@@ -113,3 +113,25 @@ async fn closed_log_endpoint_makes_pods_log_fail() {
     );
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_logs_reads_the_container_output() {
+    let s = Setup::new("node-kubectl").await;
+    s.create(pod("k", "echo from-the-pod; echo second")).await;
+    s.wait("k", 60, "terminal", terminal()).await;
+    let env = ao_kube_testenv::env();
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&env.admin_kubeconfig)
+        .args(["logs", "-n", &s.ns, "k", "--tail=1"])
+        .output()
+        .await
+        .expect("kubectl is needed (/usr/bin/kubectl)");
+    assert!(
+        out.status.success(),
+        "kubectl logs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "second\n");
+    s.shutdown().await;
+}
