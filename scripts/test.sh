@@ -49,6 +49,9 @@ if bash scripts/kube-testenv.sh status; then
     log "reusing the running Kubernetes test environment (left running afterwards)"
 else
     trap 'log "stopping the Kubernetes test environment"; bash scripts/kube-testenv.sh stop || true' EXIT
+    # Interrupted or terminated: exit, so that the EXIT trap runs.
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 fi
 
 log "cargo test (workspace)"

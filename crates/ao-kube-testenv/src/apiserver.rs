@@ -19,8 +19,9 @@ impl TestEnv {
     /// A second kube-apiserver named `name` on this environment's etcd, with the usual flags
     /// followed by `flags` (which win). Started once per name (later calls, and other
     /// processes, get the running one); returns `(server url, admin kubeconfig path)`.
-    /// Blocking. Panics when it does not start, or when this process asks for one name with
-    /// different flags.
+    /// Its log and audit log are `<dir>/apiservers/<name>/apiserver.log` and `audit.log` (not
+    /// in [`TestEnv::audit`]). Blocking. Panics when it does not start, or when this process
+    /// asks for one name with different flags (the script refuses that across processes).
     pub fn extra_apiserver(&self, name: &str, flags: &[&str]) -> (String, PathBuf) {
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         let mut started = STARTED.lock().unwrap_or_else(|p| p.into_inner());
