@@ -112,8 +112,11 @@ impl Cluster {
         kube::Client::try_from(cfg).expect("client")
     }
 
-    /// Stop the node and delete both namespaces (not waited for).
+    /// Remove the pods at once (grace 0: a no-op node never ends them, and a node that is
+    /// gone never confirms a graceful delete, which would leave them Terminating on the shared
+    /// API server), stop the node and delete both namespaces (not waited for).
     pub async fn teardown(mut self) {
+        self.force_delete_pods().await;
         if let Some(node) = self.node.take() {
             node.shutdown().await;
         }
@@ -121,6 +124,38 @@ impl Cluster {
         for ns in [&self.ns, &self.control_ns] {
             let _ = nss.delete(ns, &Default::default()).await;
         }
+    }
+}
+
+impl Cluster {
+    async fn force_delete_pods(&self) {
+        use futures::StreamExt;
+        let api: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.admin.clone(), &self.ns);
+        let names: Vec<String> = match api.list_metadata(&Default::default()).await {
+            Ok(l) => l
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .collect(),
+            Err(e) => return eprintln!("kube_api bench: listing the pods of {}: {e}", self.ns),
+        };
+        let dp = kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        futures::stream::iter(names)
+            .for_each_concurrent(32, |name| {
+                let (api, dp) = (api.clone(), dp.clone());
+                async move {
+                    match api.delete(&name, &dp).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => eprintln!("kube_api bench: deleting pod {name}: {e}"),
+                    }
+                }
+            })
+            .await;
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ao_kube_node::Mode;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 
 use super::audit;
 use super::cluster::Cluster;
@@ -76,7 +76,6 @@ pub async fn run(n: usize, image: &str) -> Scale {
     let (creates, _) = audit::pod_create_rate(&cluster.ns, &cluster.orchestrator_user(), from);
     assert_eq!(creates, n, "no pod was created twice across the restart");
     drop(orch);
-    force_delete_pods(&cluster).await;
     cluster.teardown().await;
     Scale {
         pods: n,
@@ -108,18 +107,5 @@ async fn pods_running(cluster: &Cluster, n: usize, limit: Duration) {
             "only {running} of {n} pods Running after {limit:?}"
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// Remove the pods at once (grace 0), so the shared API server does not keep thousands of
-/// pods once the node is gone.
-pub async fn force_delete_pods(cluster: &Cluster) {
-    let api: Api<Pod> = Api::namespaced(cluster.admin.clone(), &cluster.ns);
-    let dp = DeleteParams {
-        grace_period_seconds: Some(0),
-        ..Default::default()
-    };
-    if let Err(e) = api.delete_collection(&dp, &ListParams::default()).await {
-        eprintln!("kube_api bench: deleting the pods of {}: {e}", cluster.ns);
     }
 }
