@@ -98,6 +98,7 @@ pub async fn start(
         .with_context(|| format!("starting the {} runtime", runtime.name()))?;
     let sched_cfg = SchedulerConfig {
         max_concurrency: args.max_concurrency as usize,
+        launch_concurrency: args.launch_concurrency as usize,
         stop_grace: Duration::from_secs(args.stop_grace),
         worker_retention,
         require_result: args.require_result(),

@@ -62,6 +62,11 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_MAX_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_concurrency: u32,
 
+    /// Worker launches one scheduler step keeps in flight at once, so a slow or throttled
+    /// launch (a Kubernetes API round trip) holds one slot while the others go on.
+    #[arg(long, env = "AO_LAUNCH_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub launch_concurrency: u32,
+
     /// Queued tasks beyond which submissions are refused with 429.
     #[arg(long, env = "AO_MAX_QUEUED", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued: u32,

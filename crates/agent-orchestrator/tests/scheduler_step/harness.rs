@@ -29,6 +29,10 @@ pub struct Fake {
     /// `launch` records the launch, wakes `launch_entered`, then never returns.
     pub hang_in_launch: Mutex<bool>,
     pub launch_entered: Notify,
+    /// `launch` of these tasks records the launch, then waits for `release.notify_waiters()`
+    /// (a slow launch, such as one throttled by the API server).
+    pub hold_launch_of: Mutex<Vec<TaskId>>,
+    pub release: Notify,
     /// How `adopt` answers after a restart; tasks not listed are `NotFound`.
     pub after_restart: Mutex<BTreeMap<TaskId, AfterRestart>>,
 }
@@ -73,6 +77,15 @@ impl Runtime for FakeRuntime {
         if *self.0.hang_in_launch.lock().unwrap() {
             self.0.launch_entered.notify_one();
             std::future::pending::<()>().await;
+        }
+        let hold = self
+            .0
+            .hold_launch_of
+            .lock()
+            .unwrap()
+            .contains(&spec.task.id);
+        if hold {
+            self.0.release.notified().await;
         }
         Ok(worker(spec.task.id))
     }
@@ -127,10 +140,16 @@ impl Harness {
 
     /// A new scheduler over the same store and runtime, as after a restart.
     pub fn scheduler(&mut self, max: usize) -> Scheduler {
+        self.scheduler_with(max, SchedulerConfig::default().launch_concurrency)
+    }
+
+    /// A scheduler that keeps at most `launches` launches in flight at once.
+    pub fn scheduler_with(&mut self, max: usize, launches: usize) -> Scheduler {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.tx = tx;
         let cfg = SchedulerConfig {
             max_concurrency: max,
+            launch_concurrency: launches,
             callback_url: Some("http://cb".into()),
             stop_timeout: Duration::from_millis(200),
             stop_grace: Duration::from_millis(100),

@@ -2,6 +2,7 @@
 //! manual clock (see `harness.rs`).
 
 mod harness;
+mod launch;
 mod recovery;
 
 use std::time::Duration;

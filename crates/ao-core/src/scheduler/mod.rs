@@ -8,6 +8,7 @@
 //! pass deadlines and backoffs by moving the clock, not by sleeping.
 
 mod error;
+mod launch;
 mod recovery;
 mod settle;
 mod step;
@@ -33,11 +34,17 @@ pub use error::SchedulerError;
 pub use recovery::{RECORDED_EXIT_NOTE, SetAside};
 pub use settle::{StopCause, final_status, stopped_result};
 
+/// Launches in flight at once unless configured otherwise.
+pub const DEFAULT_LAUNCH_CONCURRENCY: usize = 16;
+
 /// Scheduler settings.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// Workers that may run at once.
     pub max_concurrency: usize,
+    /// Launches one step keeps in flight at once (a sliding window over the queue), so a
+    /// slow or throttled launch holds one slot while the others go on. 1 launches one by one.
+    pub launch_concurrency: usize,
     /// Time between SIGTERM (or pod deletion) and the forced kill.
     pub stop_grace: Duration,
     /// How long after the forced kill a worker that never reports its exit is declared gone.
@@ -58,6 +65,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             max_concurrency: 4,
+            launch_concurrency: DEFAULT_LAUNCH_CONCURRENCY,
             stop_grace: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(30),
             worker_retention: Duration::from_secs(3600),

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
 use super::{Active, Scheduler, StopCause, TickReport, final_status, stopped_result};
-use crate::lifecycle::{Reason, TaskStatus};
-use crate::runtime::{Callback, ExitInfo, LaunchSpec, RuntimeError, RuntimeEvent};
+use crate::lifecycle::Reason;
+use crate::runtime::{ExitInfo, RuntimeEvent};
 use crate::store::{StoreError, StoreResult};
 use crate::task::{Task, TaskId};
-use crate::token;
 
 impl Scheduler {
     /// One step: apply pending runtime events, stop what must stop, admit queued tasks, and
@@ -157,106 +156,6 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Launch queued tasks while there are free slots, oldest first.
-    async fn admit(&mut self, report: &mut TickReport) -> StoreResult<()> {
-        if self
-            .launch_backoff_until
-            .is_some_and(|t| self.clock.now() < t)
-        {
-            return Ok(());
-        }
-        let free = self.cfg.max_concurrency.saturating_sub(self.active.len());
-        if free == 0 {
-            return Ok(());
-        }
-        for task in self.store.queued(free).await? {
-            let id = task.id;
-            let span = info_span!("launch", task_id = %id);
-            match self.launch(task).instrument(span).await? {
-                Launch::Started => report.launched.push(id),
-                Launch::Requeued => {
-                    report.requeued.push(id);
-                    break;
-                }
-                Launch::Failed => report.finished.push(id),
-                Launch::Skipped => {}
-            }
-        }
-        Ok(())
-    }
-
-    async fn launch(&mut self, task: Task) -> StoreResult<Launch> {
-        let t = self.transition(TaskStatus::Starting, Reason::Scheduled);
-        let task = match self.store.transition(task.id, TaskStatus::Queued, t).await {
-            Ok(t) => t,
-            // Cancelled between the query and now.
-            Err(StoreError::StatusChanged { .. }) => return Ok(Launch::Skipped),
-            Err(e) => return Err(e),
-        };
-        let callback = match &self.cfg.callback_url {
-            Some(url) => {
-                let token = token::generate();
-                self.store
-                    .set_worker_token_hash(task.id, &token::hash(&token))
-                    .await?;
-                Some(Callback {
-                    url: url.clone(),
-                    token,
-                })
-            }
-            None => None,
-        };
-        let spec = LaunchSpec {
-            task: task.clone(),
-            callback,
-        };
-        match self.runtime.launch(spec).await {
-            Ok(worker) => {
-                let t = self
-                    .transition(TaskStatus::Running, Reason::WorkerStarted)
-                    .worker(worker.clone());
-                let running = self
-                    .store
-                    .transition(task.id, TaskStatus::Starting, t)
-                    .await?;
-                info!(task_id = %task.id, worker = %worker.name, runtime = %worker.runtime, "worker started");
-                self.metrics.observe_started(&running);
-                self.track(&running);
-                self.launch_backoff = super::launch_backoff();
-                self.launch_backoff_until = None;
-                Ok(Launch::Started)
-            }
-            Err(e @ RuntimeError::Unavailable(_)) => {
-                let msg = e.detail();
-                let wait = self
-                    .launch_backoff
-                    .next()
-                    .unwrap_or(Duration::from_secs(30));
-                warn!(task_id = %task.id, error = %msg, backoff_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "runtime unavailable; task goes back to the queue");
-                let t = self
-                    .transition(TaskStatus::Queued, Reason::Requeued)
-                    .message(msg);
-                self.store
-                    .transition(task.id, TaskStatus::Starting, t)
-                    .await?;
-                self.launch_backoff_until = Some(self.clock.now() + wait);
-                Ok(Launch::Requeued)
-            }
-            Err(e) => {
-                warn!(task_id = %task.id, error = %e.detail(), "worker launch failed");
-                let t = self
-                    .transition(TaskStatus::Failed, Reason::LaunchFailed)
-                    .message(e.detail());
-                let done = self
-                    .store
-                    .transition(task.id, TaskStatus::Starting, t)
-                    .await?;
-                self.metrics.observe_finished(&done);
-                Ok(Launch::Failed)
-            }
-        }
-    }
-
     /// Remove worker resources of tasks finished longer than the retention ago. Also finds
     /// leftovers from earlier runs of the orchestrator, once per `gc_interval`.
     async fn collect_garbage(&mut self, report: &mut TickReport) {
@@ -307,11 +206,4 @@ impl Scheduler {
             }
         }
     }
-}
-
-enum Launch {
-    Started,
-    Requeued,
-    Failed,
-    Skipped,
 }

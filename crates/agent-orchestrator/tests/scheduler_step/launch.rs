@@ -1,0 +1,113 @@
+//! Launches in flight at once: a slow (throttled) launch holds one slot of the window while
+//! the tasks behind it launch; the window bounds how many launches run; an unavailable
+//! runtime backs admission off once per step, however many launches it refused.
+
+use std::time::Duration;
+
+use ao_core::TaskStatus;
+use ao_core::task::TaskId;
+
+use crate::harness::Harness;
+
+/// Drive `tick` (which must not finish) until `done` holds, or fail after 10 s.
+async fn until<F: Fn() -> bool>(tick: impl std::future::Future, done: F, what: &str) {
+    tokio::pin!(tick);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            _ = &mut tick => panic!("the step returned before {what}"),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+        if done() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+    }
+}
+
+fn entered(h: &Harness) -> Vec<TaskId> {
+    h.fake.launched.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_slow_launch_holds_one_slot_while_the_tasks_behind_it_launch() {
+    let mut h = Harness::new().await;
+    let mut s = h.scheduler_with(4, 4);
+    let ids = [h.submit(60).await, h.submit(60).await, h.submit(60).await];
+    h.fake.hold_launch_of.lock().unwrap().push(ids[0]);
+    {
+        let tick = s.tick();
+        tokio::pin!(tick);
+        until(
+            &mut tick,
+            || entered(&h).len() == 3,
+            "the tasks behind the slow one launched",
+        )
+        .await;
+        // The two behind it are already recorded as running while the first still waits.
+        for id in &ids[1..] {
+            assert_eq!(h.status(*id).await.0, TaskStatus::Running);
+        }
+        assert_eq!(h.status(ids[0]).await.0, TaskStatus::Starting);
+        h.fake.release.notify_waiters();
+        let r = tick.await.unwrap();
+        assert_eq!(r.launched, ids, "reported in queue order");
+    }
+    assert_eq!(h.status(ids[0]).await.0, TaskStatus::Running);
+    assert_eq!(s.active_count(), 3);
+}
+
+#[tokio::test]
+async fn the_window_bounds_the_launches_in_flight() {
+    let mut h = Harness::new().await;
+    let mut s = h.scheduler_with(8, 2);
+    let ids = [
+        h.submit(60).await,
+        h.submit(60).await,
+        h.submit(60).await,
+        h.submit(60).await,
+    ];
+    h.fake.hold_launch_of.lock().unwrap().extend(&ids[..2]);
+    {
+        let tick = s.tick();
+        tokio::pin!(tick);
+        until(&mut tick, || entered(&h).len() == 2, "two launches began").await;
+        // Both slots are held: more time passes and nothing else begins.
+        for _ in 0..20 {
+            tokio::select! {
+                _ = &mut tick => panic!("the step returned while two launches were held"),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        assert_eq!(
+            entered(&h),
+            ids[..2],
+            "only the window's two launches began"
+        );
+        assert_eq!(h.status(ids[2]).await.0, TaskStatus::Queued);
+        h.fake.release.notify_waiters();
+        assert_eq!(tick.await.unwrap().launched, ids);
+    }
+}
+
+#[tokio::test]
+async fn an_unavailable_runtime_backs_admission_off_once_per_step() {
+    let mut h = Harness::new().await;
+    let mut s = h.scheduler_with(8, 4);
+    let ids = [h.submit(60).await, h.submit(60).await, h.submit(60).await];
+    *h.fake.unavailable.lock().unwrap() = true;
+    let r = s.tick().await.unwrap();
+    assert!(!r.requeued.is_empty());
+    for id in ids {
+        assert_eq!(h.status(id).await.0, TaskStatus::Queued, "no task is lost");
+    }
+    // One backoff (500 ms) for the step, not one doubling per refused launch.
+    h.clock.advance(Duration::from_millis(499));
+    assert!(s.tick().await.unwrap().requeued.is_empty(), "backing off");
+    h.clock.advance(Duration::from_millis(1));
+    *h.fake.unavailable.lock().unwrap() = false;
+    assert_eq!(s.tick().await.unwrap().launched, ids);
+}

@@ -1,0 +1,238 @@
+//! Admission: launching the workers of queued tasks, several at once.
+//!
+//! A launch is a round trip to the runtime (for Kubernetes a Secret and a Pod create, each
+//! retried on 429 and 5xx), so launching one task after the other caps the rate at one launch
+//! per round trip, however fast the API server is. The step therefore keeps up to
+//! [`SchedulerConfig::launch_concurrency`](super::SchedulerConfig) launches in flight, in a
+//! sliding window over the queue (oldest first): a slow or throttled launch holds one slot
+//! while the others go on around it.
+//!
+//! What stays as it was one at a time: each task moves `queued → starting` before its launch and
+//! to `running`, back to `queued` or to `failed` after it (those store writes happen inside
+//! the window, so no launch's write waits on a launch that is not being polled), and the
+//! scheduler's own bookkeeping (tracking, metrics, backoff) is done one outcome at a time,
+//! without awaiting, between polls of the window. When the runtime says it is unavailable,
+//! launches not yet begun are not begun (their tasks stay queued, untouched) and admission
+//! backs off once for the step.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::Scheduler;
+use super::TickReport;
+use crate::clock::Clock;
+use crate::lifecycle::{Reason, TaskStatus};
+use crate::runtime::{Callback, LaunchSpec, Runtime, RuntimeError};
+use crate::store::{StoreError, StoreResult, TaskStore, Transition};
+use crate::task::{Task, TaskId, WorkerRef};
+use crate::token;
+
+/// The part of a launch that runs concurrently: it owns clones of what it needs, so the
+/// scheduler stays free to account for finished launches while others are in flight.
+struct Launcher {
+    store: Arc<dyn TaskStore>,
+    runtime: Arc<dyn Runtime>,
+    clock: Arc<dyn Clock>,
+    callback_url: Option<String>,
+    /// Set by the first launch the runtime refuses as unavailable: no new launch begins.
+    halted: AtomicBool,
+}
+
+/// How one launch ended, already recorded in the store.
+enum Launch {
+    /// Not begun (the window halted), or cancelled between the query and the launch.
+    Skipped,
+    /// Running; the task as stored.
+    Started(Task),
+    /// Back in the queue: the runtime was unavailable.
+    Requeued,
+    /// The launch failed for good; the task as stored.
+    Failed(Task),
+}
+
+/// What a settled launch means for the step's report.
+enum Settled {
+    Started,
+    Requeued,
+    Failed,
+}
+
+fn stamp(clock: &dyn Clock, to: TaskStatus, reason: Reason) -> Transition {
+    let mut t = Transition::new(to, reason);
+    t.at = clock.now_utc();
+    t
+}
+
+impl Launcher {
+    async fn attempt(&self, task: Task) -> StoreResult<Launch> {
+        if self.halted.load(Ordering::SeqCst) {
+            return Ok(Launch::Skipped);
+        }
+        let t = stamp(&*self.clock, TaskStatus::Starting, Reason::Scheduled);
+        let task = match self.store.transition(task.id, TaskStatus::Queued, t).await {
+            Ok(t) => t,
+            // Cancelled between the query and now.
+            Err(StoreError::StatusChanged { .. }) => return Ok(Launch::Skipped),
+            Err(e) => return Err(e),
+        };
+        let callback = match &self.callback_url {
+            Some(url) => {
+                let token = token::generate();
+                self.store
+                    .set_worker_token_hash(task.id, &token::hash(&token))
+                    .await?;
+                Some(Callback {
+                    url: url.clone(),
+                    token,
+                })
+            }
+            None => None,
+        };
+        let spec = LaunchSpec {
+            task: task.clone(),
+            callback,
+        };
+        let result = self.runtime.launch(spec).await;
+        if matches!(result, Err(RuntimeError::Unavailable(_))) {
+            self.halted.store(true, Ordering::SeqCst);
+        }
+        self.record(task.id, result).await
+    }
+
+    /// Record what the runtime answered. Done here, inside the window, so the store writes of
+    /// one launch never wait on another launch that is not being polled.
+    async fn record(
+        &self,
+        id: TaskId,
+        result: Result<WorkerRef, RuntimeError>,
+    ) -> StoreResult<Launch> {
+        let clock = &*self.clock;
+        match result {
+            Ok(worker) => {
+                let t =
+                    stamp(clock, TaskStatus::Running, Reason::WorkerStarted).worker(worker.clone());
+                let running = self.store.transition(id, TaskStatus::Starting, t).await?;
+                info!(task_id = %id, worker = %worker.name, runtime = %worker.runtime, "worker started");
+                Ok(Launch::Started(running))
+            }
+            Err(e @ RuntimeError::Unavailable(_)) => {
+                let msg = e.detail();
+                warn!(task_id = %id, error = %msg, "runtime unavailable; task goes back to the queue");
+                let t = stamp(clock, TaskStatus::Queued, Reason::Requeued).message(msg);
+                self.store.transition(id, TaskStatus::Starting, t).await?;
+                Ok(Launch::Requeued)
+            }
+            Err(e) => {
+                warn!(task_id = %id, error = %e.detail(), "worker launch failed");
+                let t = stamp(clock, TaskStatus::Failed, Reason::LaunchFailed).message(e.detail());
+                let done = self.store.transition(id, TaskStatus::Starting, t).await?;
+                Ok(Launch::Failed(done))
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Launch queued tasks while there are free slots, oldest first, up to
+    /// `launch_concurrency` at a time.
+    pub(super) async fn admit(&mut self, report: &mut TickReport) -> StoreResult<()> {
+        if self
+            .launch_backoff_until
+            .is_some_and(|t| self.clock.now() < t)
+        {
+            return Ok(());
+        }
+        let free = self.cfg.max_concurrency.saturating_sub(self.active.len());
+        if free == 0 {
+            return Ok(());
+        }
+        let queued = self.store.queued(free).await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let launcher = Arc::new(Launcher {
+            store: self.store.clone(),
+            runtime: self.runtime.clone(),
+            clock: self.clock.clone(),
+            callback_url: self.cfg.callback_url.clone(),
+            halted: AtomicBool::new(false),
+        });
+        let width = self.cfg.launch_concurrency.max(1);
+        let mut waiting = queued.into_iter().enumerate();
+        let mut in_flight = FuturesUnordered::new();
+        let mut settled: Vec<(usize, TaskId, Settled)> = Vec::new();
+        let mut first_error = None;
+        loop {
+            while in_flight.len() < width
+                && let Some((i, task)) = waiting.next()
+            {
+                let span = info_span!("launch", task_id = %task.id);
+                let l = launcher.clone();
+                let id = task.id;
+                in_flight.push(async move { (i, id, l.attempt(task).await) }.instrument(span));
+            }
+            let Some((i, id, launch)) = in_flight.next().await else {
+                break;
+            };
+            // No await from here to the next `next()`: the launches in flight keep going.
+            match launch {
+                Ok(Launch::Skipped) => {}
+                Ok(Launch::Started(running)) => {
+                    self.metrics.observe_started(&running);
+                    self.track(&running);
+                    settled.push((i, id, Settled::Started));
+                }
+                Ok(Launch::Requeued) => settled.push((i, id, Settled::Requeued)),
+                Ok(Launch::Failed(done)) => {
+                    self.metrics.observe_finished(&done);
+                    settled.push((i, id, Settled::Failed));
+                }
+                Err(e) => {
+                    warn!(task_id = %id, error = %e, "a launch could not be recorded in the store");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.after_launches(settled, report);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Report the launches in queue order, and move the launch backoff as launching them one
+    /// after the other would have: reset by a start, advanced once by an unavailable runtime.
+    fn after_launches(&mut self, mut settled: Vec<(usize, TaskId, Settled)>, r: &mut TickReport) {
+        settled.sort_by_key(|(i, _, _)| *i);
+        let (mut started, mut requeued) = (false, false);
+        for (_, id, l) in settled {
+            match l {
+                Settled::Started => {
+                    started = true;
+                    r.launched.push(id);
+                }
+                Settled::Requeued => {
+                    requeued = true;
+                    r.requeued.push(id);
+                }
+                Settled::Failed => r.finished.push(id),
+            }
+        }
+        if started {
+            self.launch_backoff = super::launch_backoff();
+            self.launch_backoff_until = None;
+        }
+        if requeued {
+            let wait = self
+                .launch_backoff
+                .next()
+                .unwrap_or(Duration::from_secs(30));
+            warn!(
+                backoff_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                "runtime unavailable; admission backs off"
+            );
+            self.launch_backoff_until = Some(self.clock.now() + wait);
+        }
+    }
+}
