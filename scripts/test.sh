@@ -57,5 +57,10 @@ fi
 log "cargo test (workspace)"
 cargo test --workspace --locked
 
+# The real-API-server benchmark in its quick mode (crates/agent-orchestrator/benches/kube_api.rs):
+# a smoke run that checks its correctness asserts; its figures are measured with `cargo bench`.
+log "benchmark smoke run (kube_api --quick)"
+cargo test --locked -p agent-orchestrator --bench kube_api -- --quick
+
 log "ops tests"
 bash scripts/test-ops.sh
