@@ -47,9 +47,25 @@ async fn a_slow_launch_holds_one_slot_while_the_tasks_behind_it_launch() {
             "the tasks behind the slow one launched",
         )
         .await;
-        // The two behind it are already recorded as running while the first still waits.
-        for id in &ids[1..] {
-            assert_eq!(h.status(*id).await.0, TaskStatus::Running);
+        // The two behind it get recorded as running while the first still waits (their
+        // store writes finish while the step goes on, so wait for them, driving the step).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut running = 0;
+            for id in &ids[1..] {
+                running += usize::from(h.status(*id).await.0 == TaskStatus::Running);
+            }
+            if running == 2 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the two tasks behind the slow launch were never recorded as running"
+            );
+            tokio::select! {
+                _ = &mut tick => panic!("the step returned before the slow launch was released"),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
         }
         assert_eq!(h.status(ids[0]).await.0, TaskStatus::Starting);
         h.fake.release.notify_waiters();
