@@ -2,6 +2,7 @@
 //! use it to prove identities (RBAC), refusals (Pod Security) and to count requests (benches).
 
 use std::io::{BufRead, Read, Seek};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -10,6 +11,8 @@ use crate::TestEnv;
 /// One audit event at stage `ResponseComplete` (one per finished request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
+    /// The request's audit ID: the events of one request at several stages share it.
+    pub audit_id: String,
     pub verb: String,
     /// The authenticated user name, e.g. `admin`, `ao-kube-node`,
     /// `system:serviceaccount:<ns>:<name>`.
@@ -30,6 +33,8 @@ pub struct AuditEvent {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawEvent {
+    #[serde(default, rename = "auditID")]
+    audit_id: String,
     stage: String,
     verb: String,
     #[serde(default, rename = "requestURI")]
@@ -65,8 +70,10 @@ struct RawStatus {
     code: u16,
 }
 
-/// Parses the complete lines of an audit log (a line still being written is left out).
-pub(crate) fn parse(text: &[u8]) -> Result<Vec<AuditEvent>, String> {
+/// Parses the complete lines of an audit log (a line still being written is left out): its
+/// `ResponseComplete` events only, or with `all_stages` also `ResponseStarted` (a watch is
+/// logged when it starts) and `Panic` events.
+fn parse_stages(text: &[u8], all_stages: bool) -> Result<Vec<AuditEvent>, String> {
     let complete = match text.iter().rposition(|b| *b == b'\n') {
         Some(end) => &text[..=end],
         None => return Ok(Vec::new()),
@@ -79,11 +86,12 @@ pub(crate) fn parse(text: &[u8]) -> Result<Vec<AuditEvent>, String> {
         }
         let raw: RawEvent =
             serde_json::from_str(&line).map_err(|e| format!("line {}: {e}: {line}", i + 1))?;
-        if raw.stage != "ResponseComplete" {
+        if !all_stages && raw.stage != "ResponseComplete" {
             continue;
         }
         let obj = raw.object_ref;
         events.push(AuditEvent {
+            audit_id: raw.audit_id,
             verb: raw.verb,
             user: raw.user.username,
             code: raw.response_status.map_or(0, |s| s.code),
@@ -125,35 +133,36 @@ impl TestEnv {
     /// The `ResponseComplete` events written after `offset` (from [`TestEnv::audit_offset`]):
     /// the requests of one window, without reading the whole log.
     pub fn audit_since(&self, offset: u64) -> Vec<AuditEvent> {
-        // From the byte before `offset`, then past the first newline: a mark that is not at a
-        // line's start (it always is, from audit_offset) cannot yield half an event.
-        let read = || -> std::io::Result<Vec<u8>> {
-            let mut file = std::fs::File::open(&self.audit_log)?;
-            file.seek(std::io::SeekFrom::Start(offset.saturating_sub(1)))?;
-            let mut text = Vec::new();
-            file.read_to_end(&mut text)?;
-            if offset > 0 {
-                let first_line = text
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(text.len(), |i| i + 1);
-                text.drain(..first_line);
-            }
-            Ok(text)
-        };
-        let text = read().unwrap_or_else(|e| {
-            panic!(
-                "ao-kube-testenv: cannot read the audit log {}: {e}",
-                self.audit_log.display()
-            )
-        });
-        parse(&text).unwrap_or_else(|e| {
-            panic!(
-                "ao-kube-testenv: the audit log {} does not parse after byte {offset}: {e}",
-                self.audit_log.display()
-            )
-        })
+        read_log(&self.audit_log, offset, false).unwrap_or_else(|e| panic!("ao-kube-testenv: {e}"))
     }
+}
+
+/// The events of the audit log at `path` written after byte `offset` (0: all of it); any API
+/// server's log, such as an extra one's (`run/apiservers/<name>/audit.log`). `all_stages` as
+/// in [`parse_stages`]. A mark that is not at a line's start cannot yield half an event.
+pub fn read_log(path: &Path, offset: u64, all_stages: bool) -> Result<Vec<AuditEvent>, String> {
+    // From the byte before `offset`, then past the first newline.
+    let read = || -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(std::io::SeekFrom::Start(offset.saturating_sub(1)))?;
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        if offset > 0 {
+            let first_line = text
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(text.len(), |i| i + 1);
+            text.drain(..first_line);
+        }
+        Ok(text)
+    };
+    let text = read().map_err(|e| format!("cannot read the audit log {}: {e}", path.display()))?;
+    parse_stages(&text, all_stages).map_err(|e| {
+        format!(
+            "the audit log {} does not parse after byte {offset}: {e}",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]
@@ -169,10 +178,11 @@ mod tests {
             "\n",
             r#"{"stage":"ResponseComplete","verb":"get""#
         );
-        let events = parse(log.as_bytes()).unwrap();
+        let events = parse_stages(log.as_bytes(), false).unwrap();
         assert_eq!(
             events,
             vec![AuditEvent {
+                audit_id: String::new(),
                 verb: "list".into(),
                 user: "system:serviceaccount:a:b".into(),
                 code: 403,
@@ -221,6 +231,10 @@ mod tests {
 
     #[test]
     fn a_corrupt_complete_line_is_an_error() {
-        assert!(parse(b"not json\n").unwrap_err().contains("line 1"));
+        assert!(
+            parse_stages(b"not json\n", false)
+                .unwrap_err()
+                .contains("line 1")
+        );
     }
 }

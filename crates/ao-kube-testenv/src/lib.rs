@@ -18,7 +18,7 @@ mod start;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, read_log};
 pub use client::client_from;
 pub use node::{Mode, NodeHandle, NodeOptions};
 

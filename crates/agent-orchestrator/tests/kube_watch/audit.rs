@@ -3,11 +3,8 @@
 //! judge by: the request URI (`resourceVersion=` of a watch), the stage (a watch is logged
 //! when it starts, `ResponseStarted`, and when it ends), the status code and the time.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-use serde::Deserialize;
 
 /// One audit event (any stage but `RequestReceived`, which the policy omits).
 #[derive(Debug, Clone)]
@@ -52,43 +49,6 @@ impl Ev {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Raw {
-    #[serde(rename = "auditID")]
-    audit_id: String,
-    stage: String,
-    verb: String,
-    #[serde(default, rename = "requestURI")]
-    request_uri: String,
-    user: RawUser,
-    #[serde(default)]
-    object_ref: Option<RawRef>,
-    #[serde(default)]
-    response_status: Option<RawStatus>,
-    #[serde(default)]
-    request_received_timestamp: String,
-}
-
-#[derive(Deserialize)]
-struct RawUser {
-    #[serde(default)]
-    username: String,
-}
-
-#[derive(Deserialize)]
-struct RawRef {
-    namespace: Option<String>,
-    resource: Option<String>,
-    subresource: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawStatus {
-    #[serde(default)]
-    code: u16,
-}
-
 /// An audit log from a byte offset on: a test reads only what was logged after its mark.
 #[derive(Debug, Clone)]
 pub struct Log {
@@ -113,19 +73,13 @@ impl Log {
         Log::from_now(&self.path)
     }
 
-    /// Every complete event logged since the mark (a line still being written is left out).
+    /// Every complete event logged since the mark, at every stage (a line still being
+    /// written is left out).
     pub fn events(&self) -> Vec<Ev> {
-        let mut f = std::fs::File::open(&self.path)
-            .unwrap_or_else(|e| panic!("cannot open the audit log {}: {e}", self.path.display()));
-        f.seek(SeekFrom::Start(self.from))
-            .expect("seek in the audit log");
-        let mut text = String::new();
-        f.read_to_string(&mut text).expect("read the audit log");
-        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(parse)
+        ao_kube_testenv::read_log(&self.path, self.from, true)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(Ev::from)
             .collect()
     }
 
@@ -168,21 +122,20 @@ impl Log {
     }
 }
 
-fn parse(line: &str) -> Ev {
-    let r: Raw = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("audit line does not parse ({e}): {line}"));
-    let o = r.object_ref;
-    Ev {
-        audit_id: r.audit_id,
-        stage: r.stage,
-        verb: r.verb,
-        user: r.user.username,
-        code: r.response_status.map_or(0, |s| s.code),
-        uri: r.request_uri,
-        namespace: o.as_ref().and_then(|o| o.namespace.clone()),
-        resource: o.as_ref().and_then(|o| o.resource.clone()),
-        subresource: o.as_ref().and_then(|o| o.subresource.clone()),
-        received_us: chrono::DateTime::parse_from_rfc3339(&r.request_received_timestamp)
-            .map_or(0, |t| t.timestamp_micros()),
+impl From<ao_kube_testenv::AuditEvent> for Ev {
+    fn from(e: ao_kube_testenv::AuditEvent) -> Ev {
+        Ev {
+            received_us: chrono::DateTime::parse_from_rfc3339(&e.time)
+                .map_or(0, |t| t.timestamp_micros()),
+            audit_id: e.audit_id,
+            stage: e.stage,
+            verb: e.verb,
+            user: e.user,
+            code: e.code,
+            uri: e.uri,
+            namespace: e.namespace,
+            resource: e.resource,
+            subresource: e.subresource,
+        }
     }
 }
