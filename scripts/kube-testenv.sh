@@ -264,6 +264,10 @@ processes_alive() {
 }
 
 start() {
+  local tool
+  for tool in openssl curl flock setsid; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (the environment's PKI and health checks need it; Debian: apt-get install openssl curl util-linux)"
+  done
   if status; then
     log "reusing the running environment at $(server_url)"
   elif [[ -n "$(server_url)" ]] && alive "$RUN/etcd.pid" && alive "$RUN/kube-apiserver.pid" \

@@ -18,6 +18,9 @@ need=()
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v ps >/dev/null 2>&1 || need+=(procps)
+# The Kubernetes test environment's PKI and health checks (scripts/kube-testenv.sh).
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if ((${#need[@]} > 0)); then
     log "installing with apt-get: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
