@@ -11,6 +11,7 @@
 mod apiserver;
 mod audit;
 mod client;
+mod deploy;
 mod image;
 mod node;
 mod start;
@@ -20,6 +21,7 @@ use std::sync::OnceLock;
 
 pub use audit::{AuditEvent, read_log};
 pub use client::client_from;
+pub use deploy::deploy_rbac;
 pub use node::{Mode, NodeHandle, NodeOptions};
 
 /// A running test environment. Every path is absolute.

@@ -8,7 +8,7 @@
 //! whose requests are whose.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ao_kube_node::{Mode, NodeHandle};
 use ao_kube_testenv::{NodeOptions, env};
@@ -48,10 +48,10 @@ impl Cluster {
         let control_ns = env.namespace(&format!("{prefix}-cp")).await;
         create_sa(&admin, &control_ns, ORCHESTRATOR_SA, None).await;
         create_sa(&admin, &ns, WORKER_SA, Some(false)).await;
-        for role in rendered::<Role>(&ns, &control_ns) {
+        for role in ao_kube_testenv::deploy_rbac::<Role>(&ns, &control_ns) {
             create(&Api::namespaced(admin.clone(), &ns), &role).await;
         }
-        for binding in rendered::<RoleBinding>(&ns, &control_ns) {
+        for binding in ao_kube_testenv::deploy_rbac::<RoleBinding>(&ns, &control_ns) {
             create(&Api::namespaced(admin.clone(), &ns), &binding).await;
         }
         let secret = Secret {
@@ -178,33 +178,4 @@ where
     api.create(&PostParams::default(), obj)
         .await
         .unwrap_or_else(|e| panic!("creating {obj:?} as admin: {e}"));
-}
-
-/// The objects of kind `K` in `deploy/rbac.yaml`, moved to `ns`, their ServiceAccount
-/// subjects to `control_ns`.
-fn rendered<K: DeserializeOwned>(ns: &str, control_ns: &str) -> Vec<K> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let kind = std::any::type_name::<K>()
-        .rsplit("::")
-        .next()
-        .expect("name");
-    let mut out = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let mut v: serde_json::Value =
-            serde::Deserialize::deserialize(doc).expect("deploy/rbac.yaml is YAML");
-        if v["kind"] != kind {
-            continue;
-        }
-        v["metadata"]["namespace"] = ns.into();
-        if let Some(subjects) = v["subjects"].as_array_mut() {
-            for s in subjects {
-                s["namespace"] = control_ns.into();
-            }
-        }
-        out.push(serde_json::from_value(v).expect("a valid RBAC object"));
-    }
-    assert!(!out.is_empty(), "no {kind} in deploy/rbac.yaml");
-    out
 }

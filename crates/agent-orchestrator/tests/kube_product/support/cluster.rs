@@ -8,7 +8,7 @@
 //! Other real-API-server test folders may copy this module (with `orchestrator.rs`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ao_kube_testenv::{NodeHandle, NodeOptions, env};
 use k8s_openapi::ByteString;
@@ -59,10 +59,10 @@ impl Cluster {
         let control_ns = env.namespace(&format!("{}-cp", setup.prefix)).await;
         create_service_account(&admin, &control_ns, ORCHESTRATOR_SA, None).await;
         create_service_account(&admin, &ns, WORKER_SA, Some(false)).await;
-        for role in rendered::<Role>(&ns, &control_ns) {
+        for role in ao_kube_testenv::deploy_rbac::<Role>(&ns, &control_ns) {
             create(&Api::namespaced(admin.clone(), &ns), &role).await;
         }
-        for binding in rendered::<RoleBinding>(&ns, &control_ns) {
+        for binding in ao_kube_testenv::deploy_rbac::<RoleBinding>(&ns, &control_ns) {
             create(&Api::namespaced(admin.clone(), &ns), &binding).await;
         }
         if let Some(values) = &setup.secret {
@@ -182,37 +182,4 @@ where
     api.create(&PostParams::default(), obj)
         .await
         .unwrap_or_else(|e| panic!("creating {obj:?} as admin: {e}"));
-}
-
-/// The objects of kind `K` in `deploy/rbac.yaml`, moved from `agents` to `ns`, their
-/// ServiceAccount subjects from `agents-control-plane` to `control_ns`.
-fn rendered<K: DeserializeOwned>(ns: &str, control_ns: &str) -> Vec<K> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/rbac.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let kind = std::any::type_name::<K>()
-        .rsplit("::")
-        .next()
-        .expect("a type name");
-    let mut out = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-        let mut v: serde_json::Value =
-            serde::Deserialize::deserialize(doc).expect("deploy/rbac.yaml is YAML");
-        if v["kind"] != kind {
-            continue;
-        }
-        v["metadata"]["namespace"] = ns.into();
-        if let Some(subjects) = v["subjects"].as_array_mut() {
-            for s in subjects {
-                assert_eq!(
-                    s["namespace"], "agents-control-plane",
-                    "an unexpected subject in deploy/rbac.yaml: {s}"
-                );
-                s["namespace"] = control_ns.into();
-            }
-        }
-        out.push(serde_json::from_value(v).expect("a valid RBAC object"));
-    }
-    assert!(!out.is_empty(), "no {kind} in deploy/rbac.yaml");
-    out
 }
