@@ -84,12 +84,12 @@ pub fn script_image() -> &'static (String, PathBuf) {
     })
 }
 
-/// A fresh folder every worker pod may read (its root filesystem is read-only), not under
-/// `/tmp`: in the env's folder, next to its images.
+/// A fresh folder every worker pod may read (its root filesystem is read-only), in
+/// `/var/tmp`: never under `/tmp`, which a pod's emptyDir hides, as it hides a checkout (and so
+/// the env's folder) that lives there.
 pub fn shared_dir(prefix: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
-    // The env's folder holds the images, so pods can reach it.
-    let base = env().dir.join("kube-product");
+    let base = Path::new("/var/tmp").join("ao-kube-product");
     std::fs::create_dir_all(&base).expect("scratch base");
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let nanos = std::time::SystemTime::now()
