@@ -46,10 +46,11 @@ impl World {
         let ns = env.namespace(prefix).await;
         let ctl = env.namespace(&format!("{prefix}-ctl")).await;
         // Pods run as a non-root user on this machine: the gate's folder must be readable,
-        // and outside /tmp (an emptyDir in the pod).
+        // and outside /tmp (an emptyDir in the pod, which also hides a checkout under /tmp
+        // and so the target folder).
         let dir = tempfile::Builder::new()
             .prefix("kube-watch-")
-            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .tempdir_in("/var/tmp")
             .expect("a temp dir");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let gate = dir.path().join("gate-open");
