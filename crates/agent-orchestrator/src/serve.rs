@@ -99,6 +99,8 @@ pub async fn start(
     let sched_cfg = SchedulerConfig {
         max_concurrency: args.max_concurrency as usize,
         launch_concurrency: args.launch_concurrency as usize,
+        launch_deadline: Duration::from_secs(args.launch_deadline),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
         stop_grace: Duration::from_secs(args.stop_grace),
         worker_retention,
         require_result: args.require_result(),

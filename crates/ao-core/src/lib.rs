@@ -15,6 +15,7 @@ pub mod clock;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;
+pub mod retry;
 pub mod runtime;
 pub mod scheduler;
 pub mod store;

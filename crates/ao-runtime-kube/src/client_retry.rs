@@ -26,14 +26,17 @@ pub(crate) struct ClientRetry {
 }
 
 /// How long to wait before retry number `retry` (0-based), given the response's
-/// `Retry-After` value if any.
+/// `Retry-After` value if any: the server's date with core's jitter
+/// ([`ao_core::retry::server_wait`]), else a doubling backoff; never more than [`MAX_WAIT`].
 pub(crate) fn wait(retry_after: Option<&str>, retry: u32) -> Duration {
-    let server = retry_after.and_then(|v| v.trim().parse::<u64>().ok());
-    let wait = match server {
-        Some(secs) => Duration::from_secs(secs),
-        None => FIRST_BACKOFF.saturating_mul(2u32.saturating_pow(retry)),
-    };
-    wait.min(MAX_WAIT)
+    let server = retry_after
+        .and_then(|v| ao_core::retry::parse_retry_after(v, std::time::SystemTime::now()));
+    match server {
+        Some(d) => ao_core::retry::server_wait(d, MAX_WAIT),
+        None => FIRST_BACKOFF
+            .saturating_mul(2u32.saturating_pow(retry))
+            .min(MAX_WAIT),
+    }
 }
 
 impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for ClientRetry {
@@ -80,7 +83,8 @@ mod tests {
 
     #[test]
     fn waits_for_retry_after_but_never_longer_than_the_cap() {
-        assert_eq!(wait(Some("1"), 0), Duration::from_secs(1));
+        let one = wait(Some("1"), 0);
+        assert!(one >= Duration::from_secs(1) && one <= Duration::from_millis(1_100));
         // APF raises Retry-After up to 32 s under sustained drops: capped.
         assert_eq!(wait(Some("32"), 0), MAX_WAIT);
         assert_eq!(wait(None, 0), Duration::from_millis(100));

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use ao_core::retry::Retry;
+pub use ao_core::retry::RetryPolicy;
 use ao_core::runtime::{BoxError, RuntimeError};
-use backon::{ExponentialBuilder, Retryable};
 use tracing::debug;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +58,18 @@ pub fn to_runtime(e: kube::Error, other: fn(BoxError) -> RuntimeError) -> Runtim
     }
 }
 
-/// The least wait before retrying a throttled (429) call: the Status's `retryAfterSeconds`
-/// when it has one, else 1 s, the least `Retry-After` API Priority and Fairness sends (its
-/// header is honoured by the client's own retries, [`crate::client_retry`], and
-/// is gone by the time the error gets here).
+/// What a failed API call says about retrying it: a 429 after the Status's
+/// `retryAfterSeconds`, or 1 s, the least `Retry-After` API Priority and Fairness sends (its
+/// header is honoured by the client's own retries, [`crate::client_retry`], and is gone by the
+/// time the error gets here); another passing failure after the backoff; else never.
+pub fn classify(e: &kube::Error) -> Retry {
+    match throttle_floor(e) {
+        Some(wait) => Retry::After(wait),
+        None if is_transient(e) => Retry::Backoff,
+        None => Retry::No,
+    }
+}
+
 fn throttle_floor(e: &kube::Error) -> Option<Duration> {
     match e {
         kube::Error::Api(s) if s.code == 429 => {
@@ -71,54 +80,23 @@ fn throttle_floor(e: &kube::Error) -> Option<Duration> {
     }
 }
 
-/// How API writes (create/delete) are retried on transient failures.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Tries in all, the first included.
-    pub attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 4,
-            first_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.first_backoff)
-            .with_max_delay(self.max_backoff)
-            .with_factor(2.0)
-            .with_max_times(self.attempts.saturating_sub(1) as usize)
-    }
-
-    /// Run `f` until it succeeds, fails for good, or the attempts run out.
-    pub async fn run<T, F, Fut>(
-        &self,
-        task_id: ao_core::task::TaskId,
-        what: &str,
-        f: F,
-    ) -> Result<T, kube::Error>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, kube::Error>>,
-    {
-        f.retry(self.backoff())
-            .sleep(tokio::time::sleep)
-            .when(is_transient)
-            .adjust(|e, backoff| backoff.map(|b| throttle_floor(e).map_or(b, |f| b.max(f))))
-            .notify(|e, backoff| {
-                debug!(task_id = %task_id, what, error = %e, backoff_ms = backoff.as_millis() as u64, "transient API failure; retrying");
-            })
-            .await
-    }
+/// Run the API write `f` for `task_id` under `policy` (core's [`RetryPolicy`]: a backoff of
+/// its own per call, the server's date honoured).
+pub async fn retry_api<T, F, Fut>(
+    policy: &RetryPolicy,
+    task_id: ao_core::task::TaskId,
+    what: &str,
+    f: F,
+) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    policy
+        .run(f, classify, |e, wait| {
+            debug!(task_id = %task_id, what, error = %e, wait_ms = wait.as_millis() as u64, "transient API failure; retrying");
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -128,6 +106,23 @@ mod tests {
     use super::*;
     use ao_core::task::TaskId;
     use kube::core::Status;
+
+    trait RunTest {
+        async fn run_test<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+        where
+            F: FnMut() -> Fut,
+            Fut: std::future::Future<Output = Result<T, kube::Error>>;
+    }
+
+    impl RunTest for RetryPolicy {
+        async fn run_test<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+        where
+            F: FnMut() -> Fut,
+            Fut: std::future::Future<Output = Result<T, kube::Error>>,
+        {
+            retry_api(self, TaskId::new(), "test", f).await
+        }
+    }
 
     fn api(code: u16) -> kube::Error {
         kube::Error::Api(Box::new(
@@ -143,27 +138,28 @@ mod tests {
             attempts: 4,
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(250),
+            ..RetryPolicy::default()
         };
         let calls = AtomicU32::new(0);
         let start = tokio::time::Instant::now();
         let r: Result<(), _> = policy
-            .run(TaskId::new(), "test", || async {
+            .run_test(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(api(503))
             })
             .await;
         assert!(matches!(r, Err(kube::Error::Api(s)) if s.code == 503));
         assert_eq!(calls.load(Ordering::SeqCst), 4, "four attempts in all");
-        // 100 + 200 + 250 (capped) of virtual time (Tokio's timer rounds up to the ms).
+        // 100 + 200 + 250 (capped) of virtual time, each with up to as much again of jitter.
         let waited = start.elapsed();
         assert!(
-            waited >= Duration::from_millis(550) && waited < Duration::from_millis(555),
+            waited >= Duration::from_millis(550) && waited < Duration::from_millis(1_105),
             "{waited:?}"
         );
 
         calls.store(0, Ordering::SeqCst);
         let r: Result<(), _> = policy
-            .run(TaskId::new(), "test", || async {
+            .run_test(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Err(api(409))
             })
@@ -180,7 +176,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let start = tokio::time::Instant::now();
         let r: Result<(), _> = policy
-            .run(TaskId::new(), "test", || async {
+            .run_test(|| async {
                 if calls.fetch_add(1, Ordering::SeqCst) == 0 {
                     Err(api(429))
                 } else {
@@ -191,7 +187,7 @@ mod tests {
         assert!(r.is_ok());
         let waited = start.elapsed();
         assert!(
-            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1_010),
+            waited >= Duration::from_secs(1) && waited < Duration::from_millis(1_110),
             "{waited:?}"
         );
 

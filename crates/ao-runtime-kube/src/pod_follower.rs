@@ -225,11 +225,10 @@ async fn delete_stuck(inner: &Inner, task_id: TaskId, rx: &watch::Receiver<Seen>
         grace_period_seconds: Some(0),
         ..Default::default()
     };
-    match inner
-        .cfg
-        .retry
-        .run(task_id, "delete pod", || inner.pods.delete(&name, &dp))
-        .await
+    match crate::error::retry_api(&inner.cfg.retry, task_id, "delete pod", || {
+        inner.pods.delete(&name, &dp)
+    })
+    .await
     {
         Ok(_) => {}
         Err(e) if is_not_found(&e) => {}

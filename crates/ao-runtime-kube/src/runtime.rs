@@ -156,11 +156,10 @@ impl KubeRuntime {
         let secret = pod::build_token_secret(&self.inner.cfg, id, token);
         let pp = PostParams::default();
         let retry = self.inner.cfg.retry;
-        match retry
-            .run(id, "create secret", || {
-                self.inner.secrets.create(&pp, &secret)
-            })
-            .await
+        match crate::error::retry_api(&retry, id, "create secret", || {
+            self.inner.secrets.create(&pp, &secret)
+        })
+        .await
         {
             Ok(_) => Ok(()),
             Err(e) if is_already_exists(&e) => {
@@ -168,12 +167,11 @@ impl KubeRuntime {
                 // allows create and delete only).
                 debug!(task_id = %id, "token secret exists; replacing it");
                 self.delete_secret(id).await?;
-                retry
-                    .run(id, "create secret", || {
-                        self.inner.secrets.create(&pp, &secret)
-                    })
-                    .await
-                    .map(|_| ())
+                crate::error::retry_api(&retry, id, "create secret", || {
+                    self.inner.secrets.create(&pp, &secret)
+                })
+                .await
+                .map(|_| ())
             }
             Err(e) => Err(e),
         }
@@ -182,14 +180,10 @@ impl KubeRuntime {
     async fn delete_secret(&self, id: TaskId) -> Result<(), kube::Error> {
         let name = token_secret_name(id);
         let dp = DeleteParams::default();
-        match self
-            .inner
-            .cfg
-            .retry
-            .run(id, "delete secret", || {
-                self.inner.secrets.delete(&name, &dp)
-            })
-            .await
+        match crate::error::retry_api(&self.inner.cfg.retry, id, "delete secret", || {
+            self.inner.secrets.delete(&name, &dp)
+        })
+        .await
         {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
@@ -203,12 +197,10 @@ impl KubeRuntime {
             grace_period_seconds: Some(u32::try_from(grace.as_secs()).unwrap_or(u32::MAX)),
             ..Default::default()
         };
-        match self
-            .inner
-            .cfg
-            .retry
-            .run(id, "delete pod", || self.inner.pods.delete(&name, &dp))
-            .await
+        match crate::error::retry_api(&self.inner.cfg.retry, id, "delete pod", || {
+            self.inner.pods.delete(&name, &dp)
+        })
+        .await
         {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
@@ -271,12 +263,10 @@ impl Runtime for KubeRuntime {
         }
         let pod = pod::build_pod(&self.inner.cfg, &spec);
         let pp = PostParams::default();
-        match self
-            .inner
-            .cfg
-            .retry
-            .run(id, "create pod", || self.inner.pods.create(&pp, &pod))
-            .await
+        match crate::error::retry_api(&self.inner.cfg.retry, id, "create pod", || {
+            self.inner.pods.create(&pp, &pod)
+        })
+        .await
         {
             Ok(_) => info!(task_id = %id, pod = %pod_name(id), "worker pod created"),
             Err(e) if is_already_exists(&e) => {

@@ -67,6 +67,17 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_LAUNCH_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub launch_concurrency: u32,
 
+    /// Seconds a task's launches may keep being refused (the API server throttles or is
+    /// unreachable) before the task fails with `launch_failed`. Each refused task backs off
+    /// on its own meanwhile (1 s doubling to 8 s) and lets the tasks behind it go first.
+    #[arg(long, env = "AO_LAUNCH_DEADLINE", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub launch_deadline: u64,
+
+    /// Seconds a shutdown waits for the launches in flight (none begins after SIGTERM);
+    /// launches still in flight then are adopted or requeued by the next start.
+    #[arg(long, env = "AO_SHUTDOWN_GRACE", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub shutdown_grace: u64,
+
     /// Queued tasks beyond which submissions are refused with 429.
     #[arg(long, env = "AO_MAX_QUEUED", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued: u32,

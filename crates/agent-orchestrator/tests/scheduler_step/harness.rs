@@ -26,6 +26,10 @@ pub struct Fake {
     pub launched: Mutex<Vec<TaskId>>,
     pub stopped: Mutex<Vec<TaskId>>,
     pub unavailable: Mutex<bool>,
+    /// `launch` of these tasks is refused as unavailable (throttled), whatever `unavailable` says.
+    pub refuse: Mutex<Vec<TaskId>>,
+    /// Every launch attempt, refused or not, in order.
+    pub attempts: Mutex<Vec<TaskId>>,
     /// `launch` records the launch, wakes `launch_entered`, then never returns.
     pub hang_in_launch: Mutex<bool>,
     pub launch_entered: Notify,
@@ -66,6 +70,10 @@ impl Runtime for FakeRuntime {
         "fake"
     }
     async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError> {
+        self.0.attempts.lock().unwrap().push(spec.task.id);
+        if self.0.refuse.lock().unwrap().contains(&spec.task.id) {
+            return Err(RuntimeError::Unavailable("429 Too Many Requests".into()));
+        }
         if *self.0.unavailable.lock().unwrap() {
             return Err(RuntimeError::Unavailable("api down".into()));
         }
@@ -145,16 +153,27 @@ impl Harness {
 
     /// A scheduler that keeps at most `launches` launches in flight at once.
     pub fn scheduler_with(&mut self, max: usize, launches: usize) -> Scheduler {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.tx = tx;
-        let cfg = SchedulerConfig {
+        self.scheduler_cfg(SchedulerConfig {
             max_concurrency: max,
             launch_concurrency: launches,
+            ..Self::config()
+        })
+    }
+
+    /// The harness's settings: a callback, short stop times.
+    pub fn config() -> SchedulerConfig {
+        SchedulerConfig {
             callback_url: Some("http://cb".into()),
             stop_timeout: Duration::from_millis(200),
             stop_grace: Duration::from_millis(100),
             ..Default::default()
-        };
+        }
+    }
+
+    /// A scheduler with these settings.
+    pub fn scheduler_cfg(&mut self, cfg: SchedulerConfig) -> Scheduler {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.tx = tx;
         let mut reg = prometheus_client::registry::Registry::default();
         let metrics = TaskMetrics::register(&mut reg);
         self.metrics = Some(metrics.clone());

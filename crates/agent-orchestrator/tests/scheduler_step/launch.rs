@@ -120,10 +120,22 @@ async fn an_unavailable_runtime_backs_admission_off_once_per_step() {
     for id in ids {
         assert_eq!(h.status(id).await.0, TaskStatus::Queued, "no task is lost");
     }
-    // One backoff (500 ms) for the step, not one doubling per refused launch.
-    h.clock.advance(Duration::from_millis(499));
-    assert!(s.tick().await.unwrap().requeued.is_empty(), "backing off");
-    h.clock.advance(Duration::from_millis(1));
+    let refused = h.fake.attempts.lock().unwrap().len();
+    // One short pause (250 ms) for the step, not one doubling per refused launch.
+    h.clock.advance(Duration::from_millis(249));
+    assert!(s.tick().await.unwrap().requeued.is_empty(), "pausing");
+    assert_eq!(h.fake.attempts.lock().unwrap().len(), refused);
     *h.fake.unavailable.lock().unwrap() = false;
-    assert_eq!(s.tick().await.unwrap().launched, ids);
+    // Then the tasks that were not tried launch; the refused ones wait out their own
+    // backoff (1 s, jittered up to 2 s).
+    h.clock.advance(Duration::from_millis(1));
+    let now = s.tick().await.unwrap().launched;
+    assert_eq!(now.len(), 3 - refused, "only the untried tasks launch yet");
+    h.clock.advance(Duration::from_secs(2));
+    let later = s.tick().await.unwrap().launched;
+    let mut all: Vec<_> = now.into_iter().chain(later).collect();
+    all.sort();
+    let mut want = ids.to_vec();
+    want.sort();
+    assert_eq!(all, want, "every task launched once its backoff passed");
 }

@@ -4,6 +4,7 @@
 mod harness;
 mod launch;
 mod recovery;
+mod throttle;
 
 use std::time::Duration;
 
@@ -84,18 +85,18 @@ async fn unavailable_runtime_requeues_without_losing_tasks() {
     let r = s.tick().await.unwrap();
     assert_eq!(r.requeued, vec![id]);
     assert_eq!(h.status(id).await, (TaskStatus::Queued, Reason::Requeued));
-    // Backoff first (500 ms, then doubling), then it runs.
-    h.clock.advance(Duration::from_millis(499));
+    // The task's own backoff first (1 s, jittered to at most 2 s; then doubling), then it runs.
+    h.clock.advance(Duration::from_millis(999));
     assert!(s.tick().await.unwrap().requeued.is_empty(), "backing off");
-    h.clock.advance(Duration::from_millis(1));
+    h.clock.advance(Duration::from_millis(1_001));
     assert_eq!(s.tick().await.unwrap().requeued, vec![id]);
     *h.fake.unavailable.lock().unwrap() = false;
-    h.clock.advance(Duration::from_millis(999));
+    h.clock.advance(Duration::from_millis(1_999));
     assert!(
         s.tick().await.unwrap().launched.is_empty(),
         "the backoff doubled"
     );
-    h.clock.advance(Duration::from_millis(1));
+    h.clock.advance(Duration::from_millis(2_001));
     assert_eq!(s.tick().await.unwrap().launched, vec![id]);
 }
 

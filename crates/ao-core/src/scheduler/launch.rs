@@ -12,14 +12,20 @@
 //! the window, so no launch's write waits on a launch that is not being polled), and the
 //! scheduler's own bookkeeping (tracking, metrics, backoff) is done one outcome at a time,
 //! without awaiting, between polls of the window. When the runtime says it is unavailable,
-//! launches not yet begun are not begun (their tasks stay queued, untouched) and admission
-//! backs off once for the step.
+//! launches not yet begun are not begun (their tasks stay queued, untouched); each refused
+//! task backs off on its own and gives up its turn to the tasks behind it (`backoff.rs`),
+//! and admission as a whole pauses briefly only when no launch of the step got through.
+//! A task whose launches keep being refused for
+//! [`SchedulerConfig::launch_deadline`](super::SchedulerConfig) fails with `launch_failed`.
+//! Once shutdown is requested no launch begins (the in-flight ones finish, or are left in
+//! `starting` for the next start's recovery to adopt or requeue).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::Scheduler;
@@ -40,6 +46,10 @@ struct Launcher {
     callback_url: Option<String>,
     /// Set by the first launch the runtime refuses as unavailable: no new launch begins.
     halted: AtomicBool,
+    /// Set once shutdown is requested: no new launch begins.
+    stopping: Arc<AtomicBool>,
+    /// How long a task's launches may keep being refused before it fails.
+    deadline: Duration,
 }
 
 /// How one launch ended, already recorded in the store.
@@ -68,8 +78,9 @@ fn stamp(clock: &dyn Clock, to: TaskStatus, reason: Reason) -> Transition {
 }
 
 impl Launcher {
-    async fn attempt(&self, task: Task) -> StoreResult<Launch> {
-        if self.halted.load(Ordering::SeqCst) {
+    /// Launch `task`; `refused_since` is when its first refused launch ended, if it had one.
+    async fn attempt(&self, task: Task, refused_since: Option<Instant>) -> StoreResult<Launch> {
+        if self.halted.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
             return Ok(Launch::Skipped);
         }
         let t = stamp(&*self.clock, TaskStatus::Starting, Reason::Scheduled);
@@ -100,7 +111,7 @@ impl Launcher {
         if matches!(result, Err(RuntimeError::Unavailable(_))) {
             self.halted.store(true, Ordering::SeqCst);
         }
-        self.record(task.id, result).await
+        self.record(task.id, result, refused_since).await
     }
 
     /// Record what the runtime answered. Done here, inside the window, so the store writes of
@@ -109,8 +120,10 @@ impl Launcher {
         &self,
         id: TaskId,
         result: Result<WorkerRef, RuntimeError>,
+        refused_since: Option<Instant>,
     ) -> StoreResult<Launch> {
         let clock = &*self.clock;
+        let overdue = refused_since.is_some_and(|t| clock.now() >= t + self.deadline);
         match result {
             Ok(worker) => {
                 let t =
@@ -118,6 +131,17 @@ impl Launcher {
                 let running = self.store.transition(id, TaskStatus::Starting, t).await?;
                 info!(task_id = %id, worker = %worker.name, runtime = %worker.runtime, "worker started");
                 Ok(Launch::Started(running))
+            }
+            Err(e @ RuntimeError::Unavailable(_)) if overdue => {
+                let msg = format!(
+                    "no launch got through for {}s (--launch-deadline): {}",
+                    self.deadline.as_secs(),
+                    e.detail()
+                );
+                warn!(task_id = %id, error = %msg, "launches kept failing; the task fails");
+                let t = stamp(clock, TaskStatus::Failed, Reason::LaunchFailed).message(msg);
+                let done = self.store.transition(id, TaskStatus::Starting, t).await?;
+                Ok(Launch::Failed(done))
             }
             Err(e @ RuntimeError::Unavailable(_)) => {
                 let msg = e.detail();
@@ -140,17 +164,30 @@ impl Scheduler {
     /// Launch queued tasks while there are free slots, oldest first, up to
     /// `launch_concurrency` at a time.
     pub(super) async fn admit(&mut self, report: &mut TickReport) -> StoreResult<()> {
-        if self
-            .launch_backoff_until
-            .is_some_and(|t| self.clock.now() < t)
-        {
+        let now = self.clock.now();
+        if self.stopping.load(Ordering::SeqCst) || self.launch_gate.is_some_and(|t| now < t) {
             return Ok(());
         }
         let free = self.cfg.max_concurrency.saturating_sub(self.active.len());
         if free == 0 {
             return Ok(());
         }
-        let queued = self.store.queued(free).await?;
+        // Read past the tasks that are backing off: they give up their turn.
+        let limit = free + self.refused.len();
+        let queued = self.store.queued(limit).await?;
+        if queued.len() < limit {
+            let ids: Vec<TaskId> = queued.iter().map(|t| t.id).collect();
+            self.refused.retain_queued(&ids);
+        }
+        let queued: Vec<(Task, Option<Instant>)> = queued
+            .into_iter()
+            .filter(|t| self.refused.is_due(t.id, now))
+            .take(free)
+            .map(|t| {
+                let since = self.refused.first_refusal(t.id);
+                (t, since)
+            })
+            .collect();
         if queued.is_empty() {
             return Ok(());
         }
@@ -160,6 +197,8 @@ impl Scheduler {
             clock: self.clock.clone(),
             callback_url: self.cfg.callback_url.clone(),
             halted: AtomicBool::new(false),
+            stopping: self.stopping.clone(),
+            deadline: self.cfg.launch_deadline,
         });
         let width = self.cfg.launch_concurrency.max(1);
         let mut waiting = queued.into_iter().enumerate();
@@ -168,12 +207,14 @@ impl Scheduler {
         let mut first_error = None;
         loop {
             while in_flight.len() < width
-                && let Some((i, task)) = waiting.next()
+                && !launcher.stopping.load(Ordering::SeqCst)
+                && let Some((i, (task, since))) = waiting.next()
             {
                 let span = info_span!("launch", task_id = %task.id);
                 let l = launcher.clone();
                 let id = task.id;
-                in_flight.push(async move { (i, id, l.attempt(task).await) }.instrument(span));
+                in_flight
+                    .push(async move { (i, id, l.attempt(task, since).await) }.instrument(span));
             }
             let Some((i, id, launch)) = in_flight.next().await else {
                 break;
@@ -201,38 +242,45 @@ impl Scheduler {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Report the launches in queue order, and move the launch backoff as launching them one
-    /// after the other would have: reset by a start, advanced once by an unavailable runtime.
+    /// Report the launches in queue order; back each refused task off on its own; pause
+    /// admission briefly when no launch got through (reset by the next start).
     fn after_launches(&mut self, mut settled: Vec<(usize, TaskId, Settled)>, r: &mut TickReport) {
         settled.sort_by_key(|(i, _, _)| *i);
+        let now = self.clock.now();
         let (mut started, mut requeued) = (false, false);
         for (_, id, l) in settled {
             match l {
                 Settled::Started => {
                     started = true;
+                    self.refused.forget(id);
                     r.launched.push(id);
                 }
                 Settled::Requeued => {
                     requeued = true;
+                    let wait = self.refused.refused(id, now);
+                    info!(task_id = %id, wait_ms = millis(wait), "launch refused; the task gives up its turn");
                     r.requeued.push(id);
                 }
-                Settled::Failed => r.finished.push(id),
+                Settled::Failed => {
+                    self.refused.forget(id);
+                    r.finished.push(id);
+                }
             }
         }
         if started {
-            self.launch_backoff = super::launch_backoff();
-            self.launch_backoff_until = None;
-        }
-        if requeued {
-            let wait = self
-                .launch_backoff
-                .next()
-                .unwrap_or(Duration::from_secs(30));
+            self.gate_backoff = super::backoff::gate_backoff();
+            self.launch_gate = None;
+        } else if requeued {
+            let wait = self.gate_backoff.next().unwrap_or(super::backoff::MAX_GATE);
             warn!(
-                backoff_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                "runtime unavailable; admission backs off"
+                backoff_ms = millis(wait),
+                "runtime unavailable; admission pauses"
             );
-            self.launch_backoff_until = Some(self.clock.now() + wait);
+            self.launch_gate = Some(now + wait);
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -7,6 +7,7 @@
 //! the API, a deadline or the periodic timer). Time comes from an injected [`Clock`], so tests
 //! pass deadlines and backoffs by moving the clock, not by sleeping.
 
+mod backoff;
 mod error;
 mod launch;
 mod recovery;
@@ -14,7 +15,10 @@ mod settle;
 mod step;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
@@ -36,6 +40,10 @@ pub use settle::{StopCause, final_status, stopped_result};
 
 /// Launches in flight at once unless configured otherwise.
 pub const DEFAULT_LAUNCH_CONCURRENCY: usize = 16;
+/// How long a task's launches may keep being refused before it fails, unless configured.
+pub const DEFAULT_LAUNCH_DEADLINE: Duration = Duration::from_secs(600);
+/// How long a shutdown waits for the launches in flight, unless configured.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -45,6 +53,12 @@ pub struct SchedulerConfig {
     /// Launches one step keeps in flight at once (a sliding window over the queue), so a
     /// slow or throttled launch holds one slot while the others go on. 1 launches one by one.
     pub launch_concurrency: usize,
+    /// How long a task's launches may keep being refused as unavailable (throttled, API
+    /// down), counted from the first refusal, before the task fails with `launch_failed`.
+    pub launch_deadline: Duration,
+    /// On shutdown, how long the launches in flight may take to finish; those that don't
+    /// are left in `starting` for the next start to adopt or requeue.
+    pub shutdown_grace: Duration,
     /// Time between SIGTERM (or pod deletion) and the forced kill.
     pub stop_grace: Duration,
     /// How long after the forced kill a worker that never reports its exit is declared gone.
@@ -66,6 +80,8 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             max_concurrency: 4,
             launch_concurrency: DEFAULT_LAUNCH_CONCURRENCY,
+            launch_deadline: DEFAULT_LAUNCH_DEADLINE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             stop_grace: Duration::from_secs(10),
             stop_timeout: Duration::from_secs(30),
             worker_retention: Duration::from_secs(3600),
@@ -124,15 +140,6 @@ pub struct TickReport {
     pub recovered: Vec<TaskId>,
 }
 
-/// Launch backoff while the runtime is unavailable: 500 ms, doubling, at most 30 s.
-fn launch_backoff() -> ExponentialBackoff {
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(30))
-        .without_max_times()
-        .build()
-}
-
 /// Recovery retry while the store can't list active tasks: 200 ms, doubling, at most 30 s.
 fn recovery_backoff() -> ExponentialBackoff {
     ExponentialBuilder::new()
@@ -156,9 +163,13 @@ pub struct Scheduler {
     /// Finished tasks whose worker resources await cleanup, with when they may go.
     gc_due: Vec<(Instant, TaskId)>,
     last_gc_scan: Option<Instant>,
-    /// Set when the runtime was unavailable; admission waits until then.
-    launch_backoff_until: Option<Instant>,
-    launch_backoff: ExponentialBackoff,
+    /// Set when no launch of a step got through; admission waits until then.
+    launch_gate: Option<Instant>,
+    gate_backoff: ExponentialBackoff,
+    /// Tasks whose last launch was refused, each with its own backoff.
+    refused: backoff::LaunchBackoff,
+    /// Set once shutdown is requested: no launch begins after it.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Scheduler {
@@ -181,8 +192,10 @@ impl Scheduler {
             set_aside: HashMap::new(),
             gc_due: Vec::new(),
             last_gc_scan: None,
-            launch_backoff_until: None,
-            launch_backoff: launch_backoff(),
+            launch_gate: None,
+            gate_backoff: backoff::gate_backoff(),
+            refused: backoff::LaunchBackoff::default(),
+            stopping: Arc::default(),
         }
     }
 
@@ -235,8 +248,8 @@ impl Scheduler {
         }
         let notify = self.handle.notify.clone();
         loop {
-            if let Err(e) = self.tick().await {
-                warn!(error = %e, "scheduler step failed");
+            if self.step_until(&mut shutdown).await {
+                break;
             }
             let wait = self.next_wake();
             tokio::select! {
@@ -261,6 +274,37 @@ impl Scheduler {
         );
     }
 
+    /// One step, watching for shutdown meanwhile. When it is requested, no launch begins
+    /// any more; the step may finish what it does for [`SchedulerConfig::shutdown_grace`],
+    /// then it is dropped (launches still in flight are left in `starting` for the next
+    /// start's recovery). Returns true once shutdown was requested.
+    async fn step_until(&mut self, shutdown: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
+        let stopping = self.stopping.clone();
+        let grace = self.cfg.shutdown_grace;
+        let tick = self.tick();
+        tokio::pin!(tick);
+        let (result, stop) = tokio::select! {
+            // Shutdown first: a step that ends just as it is requested begins nothing more.
+            biased;
+            () = shutdown.as_mut() => {
+                stopping.store(true, Ordering::SeqCst);
+                info!(grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX), "shutdown requested: no launch begins; waiting for the step in flight");
+                match tokio::time::timeout(grace, &mut tick).await {
+                    Ok(r) => (Some(r), true),
+                    Err(_) => {
+                        warn!("the step did not finish within the shutdown grace; launches in flight are left for the next start to adopt");
+                        (None, true)
+                    }
+                }
+            }
+            r = &mut tick => (Some(r), false),
+        };
+        if let Some(Err(e)) = result {
+            warn!(error = %e, "scheduler step failed");
+        }
+        stop
+    }
+
     /// How long the loop may sleep before something is due.
     fn next_wake(&self) -> Duration {
         let mut wait = self.cfg.idle_tick;
@@ -272,7 +316,13 @@ impl Scheduler {
             }
         }
         let retries = self.set_aside.values().map(recovery::Pending::next_try);
-        for until in self.launch_backoff_until.into_iter().chain(retries) {
+        // A refused task's turn comes back (when a slot is free to launch it), or the gate
+        // lifts; either only counts while still ahead, or the loop would spin.
+        let free = self.active.len() < self.cfg.max_concurrency;
+        let due = self.refused.next_due().filter(|_| free);
+        let ahead = |t: &Instant| *t > now;
+        let launches = self.launch_gate.filter(ahead).or(due.filter(ahead));
+        for until in launches.into_iter().chain(retries) {
             wait = wait.min(until.saturating_duration_since(now));
         }
         wait.max(Duration::from_millis(5))
@@ -289,9 +339,6 @@ mod tests {
 
     #[test]
     fn backoffs_double_up_to_their_cap_and_never_give_up() {
-        let launch = millis(launch_backoff(), 9);
-        assert_eq!(launch[..7], [500, 1000, 2000, 4000, 8000, 16000, 30000]);
-        assert_eq!(launch[8], 30000);
         let recovery = millis(recovery_backoff(), 10);
         assert_eq!(recovery[..4], [200, 400, 800, 1600]);
         assert_eq!(recovery[9], 30000);

@@ -35,6 +35,7 @@ pub fn kube_config() -> KubeConfig {
             attempts: 3,
             first_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_millis(100),
+            ..RetryPolicy::default()
         },
         cache_ready_timeout: Duration::from_secs(5),
         log_drain_timeout: Duration::from_secs(5),
