@@ -45,6 +45,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The longest wait for a server's `Retry-After`, whatever it says.
     pub max_server_wait: Duration,
+    /// The most time spent waiting in all, if bounded by time rather than by tries.
+    pub total_wait: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -55,6 +57,7 @@ impl Default for RetryPolicy {
             first_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
             max_server_wait: Duration::from_secs(5),
+            total_wait: None,
         }
     }
 }
@@ -68,6 +71,7 @@ impl RetryPolicy {
             .with_factor(2.0)
             .with_jitter()
             .with_max_times(self.attempts.saturating_sub(1) as usize)
+            .with_total_delay(self.total_wait)
     }
 
     /// The wait before the next try, given what the failure says and what the backoff

@@ -72,6 +72,7 @@ async fn passing_failures_back_off_exponentially_with_jitter_then_give_up() {
         first_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(400),
         max_server_wait: Duration::from_secs(5),
+        total_wait: None,
     };
     let (r, at) = tries(policy, vec![Fail::Passing; 10]).await;
     assert_eq!(r, Err(Fail::Passing));
@@ -102,6 +103,7 @@ async fn a_success_resets_the_backoff() {
         first_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(10),
         max_server_wait: Duration::from_secs(5),
+        total_wait: None,
     };
     let (r, first) = tries(policy, vec![Fail::Passing; 3]).await;
     assert!(r.is_ok());

@@ -3,15 +3,15 @@
 //! the per-task bearer token. The routes and bodies are the contract in
 //! [`ao_core::worker::callback`].
 //!
-//! Retries with exponential backoff (`backon`) on connection errors, 5xx and 429 for a
-//! bounded time; other 4xx (401/404/409 …) are final: logged, and the worker keeps running.
+//! Retries under core's [`RetryPolicy`] (exponential, jittered backoff; the server's
+//! `Retry-After` honoured) on connection errors, 5xx and 429 for a bounded time; other 4xx (401/404/409 …) are final: logged, and the worker keeps running.
 //! The server ignores already-received sequence numbers, so re-sending a batch is safe.
 
 use std::time::Duration;
 
+use ao_core::retry::{Retry, RetryPolicy, parse_retry_after};
 use ao_core::task::{TaskId, TaskResult};
 use ao_core::worker::{EventBatch, callback};
-use backon::{ExponentialBuilder, Retryable};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -33,10 +33,11 @@ pub enum CallbackError {
     GaveUp(String),
 }
 
-/// One failed attempt: `Retry` may succeed later, `Refused` will not.
+/// One failed attempt: `Retry` may succeed later (after the server's `Retry-After`, if it
+/// sent one), `Refused` will not.
 #[derive(Debug)]
 enum Attempt {
-    Retry(String),
+    Retry(String, Option<Duration>),
     Refused(u16),
 }
 
@@ -84,31 +85,39 @@ impl Callback {
         what: &'static str,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(), CallbackError> {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(FIRST_RETRY)
-            .with_max_delay(MAX_RETRY)
-            .with_jitter()
-            .without_max_times()
-            .with_total_delay(Some(self.retry_budget));
+        let policy = RetryPolicy {
+            attempts: u32::MAX,
+            first_backoff: FIRST_RETRY,
+            max_backoff: MAX_RETRY,
+            max_server_wait: MAX_RETRY,
+            total_wait: Some(self.retry_budget),
+        };
         let attempt = || async {
             match build().bearer_auth(self.token.expose_secret()).send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => {
                     let s = r.status().as_u16();
                     if s == 429 || (500..600).contains(&s) {
-                        Err(Attempt::Retry(format!("HTTP {s}")))
+                        let after = r
+                            .headers()
+                            .get(reqwest::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+                        Err(Attempt::Retry(format!("HTTP {s}"), after))
                     } else {
                         Err(Attempt::Refused(s))
                     }
                 }
-                Err(e) => Err(Attempt::Retry(classify(&e))),
+                Err(e) => Err(Attempt::Retry(classify(&e), None)),
             }
         };
-        attempt
-            .retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, Attempt::Retry(_)))
-            .notify(|e, delay| {
+        let verdict = |e: &Attempt| match e {
+            Attempt::Retry(_, Some(after)) => Retry::After(*after),
+            Attempt::Retry(_, None) => Retry::Backoff,
+            Attempt::Refused(_) => Retry::No,
+        };
+        policy
+            .run(attempt, verdict, |e, delay| {
                 tracing::debug!(what, error = ?e, delay_ms = delay.as_millis() as u64, "callback failed, retrying");
             })
             .await
@@ -117,7 +126,7 @@ impl Callback {
                     tracing::warn!(what, status = s, "orchestrator refused callback");
                     CallbackError::Refused(s)
                 }
-                Attempt::Retry(last) => {
+                Attempt::Retry(last, _) => {
                     tracing::warn!(what, error = %last, "giving up on callback");
                     CallbackError::GaveUp(last)
                 }

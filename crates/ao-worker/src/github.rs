@@ -1,6 +1,10 @@
 //! Opening the pull request: which GitHub repository a clone URL names, and the REST calls
 //! (`POST /repos/{o}/{r}/pulls`, and on "already exists" `GET …/pulls?head=o:branch`).
 
+use std::time::{Duration, SystemTime};
+
+use ao_core::retry::{Retry, RetryPolicy, parse_retry_after};
+use reqwest::header::HeaderMap;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -22,6 +26,46 @@ pub enum GitHubError {
     Transport(String),
     #[error("unexpected GitHub response: {0}")]
     Invalid(&'static str),
+}
+
+/// How GitHub calls are retried: 4 tries, 500 ms doubling to 4 s, and GitHub's own wait
+/// (`Retry-After`, or the rate limit's reset) honoured up to 60 s.
+pub const RETRY: RetryPolicy = RetryPolicy {
+    attempts: 4,
+    first_backoff: Duration::from_millis(500),
+    max_backoff: Duration::from_secs(4),
+    max_server_wait: Duration::from_secs(60),
+    total_wait: None,
+};
+
+/// One failed try, with what it says about the next.
+struct Failed {
+    retry: Retry,
+    error: GitHubError,
+}
+
+/// Whether a GitHub answer is worth retrying, and when (GitHub's REST docs, "Rate limits"):
+/// `retry-after` when present (429, or a 403 secondary rate limit); a 403 or 429 with
+/// `x-ratelimit-remaining: 0` waits until `x-ratelimit-reset` (epoch seconds); other 429s and
+/// every 5xx after the backoff; anything else is final.
+fn retry_of(status: u16, headers: &HeaderMap, now: SystemTime) -> Retry {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let limited = matches!(status, 403 | 429);
+    if limited && let Some(wait) = header("retry-after").and_then(|v| parse_retry_after(v, now)) {
+        return Retry::After(wait);
+    }
+    if limited && header("x-ratelimit-remaining") == Some("0") {
+        let reset = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok());
+        let at = reset.map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        let wait = at.map_or(Duration::from_secs(60), |at| {
+            at.duration_since(now).unwrap_or(Duration::ZERO)
+        });
+        return Retry::After(wait);
+    }
+    match status {
+        429 | 500..=599 => Retry::Backoff,
+        _ => Retry::No,
+    }
 }
 
 /// `(owner, repo)` from a GitHub clone URL: `https://github.com/o/r(.git)`,
@@ -102,44 +146,43 @@ impl GitHub {
             .header("X-GitHub-Api-Version", "2022-11-28")
     }
 
-    /// Opens the pull request, or returns the open one for the same head. Retries 5xx/429 a
-    /// few times (safe: a duplicate create is answered with 422 and then looked up).
+    /// Opens the pull request, or returns the open one for the same head. Retried under
+    /// [`RETRY`] on 5xx, 429 and GitHub's rate limits, after the wait GitHub asks for
+    /// (safe: a duplicate create is answered with 422 and then looked up).
     pub async fn open_pull(&self, pr: &NewPull<'_>) -> Result<PullRequest, GitHubError> {
         let url = format!("{}/repos/{}/{}/pulls", self.api, self.owner, self.repo);
         let body = json!({"title": pr.title, "head": pr.head, "base": pr.base, "body": pr.body});
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let resp = self
+        let create = || async {
+            let r = self
                 .request(reqwest::Method::POST, &url)
                 .json(&body)
                 .send()
                 .await
-                .map_err(|e| {
-                    GitHubError::Transport(self.scrub.scrub(&e.without_url().to_string()))
-                });
-            let (status, value) = match resp {
-                Ok(r) => {
-                    let s = r.status().as_u16();
-                    (s, r.json::<Value>().await.unwrap_or(Value::Null))
-                }
-                Err(e) if attempt < 4 => {
-                    tracing::debug!(error = %e, "pull request create failed, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
-                        .await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+                .map_err(|e| Failed {
+                    retry: Retry::Backoff,
+                    error: GitHubError::Transport(self.scrub.scrub(&e.without_url().to_string())),
+                })?;
+            let status = r.status().as_u16();
+            let retry = retry_of(status, r.headers(), std::time::SystemTime::now());
+            let value = r.json::<Value>().await.unwrap_or(Value::Null);
             match status {
-                201 | 200 => return pull_from(&value),
-                422 if already_exists(&value) => return self.find_open(pr.head).await,
-                429 | 500..=599 if attempt < 4 => {
-                    tokio::time::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)))
-                        .await;
-                }
-                _ => return Err(self.status_error(status, &value)),
+                201 | 200 => Ok(Some(value)),
+                422 if already_exists(&value) => Ok(None),
+                _ => Err(Failed {
+                    retry,
+                    error: self.status_error(status, &value),
+                }),
             }
+        };
+        let created = RETRY
+            .run(create, |f: &Failed| f.retry, |f, wait| {
+                tracing::debug!(error = %f.error, wait_ms = wait.as_millis() as u64, "pull request create failed, retrying");
+            })
+            .await
+            .map_err(|f| f.error)?;
+        match created {
+            Some(value) => pull_from(&value),
+            None => self.find_open(pr.head).await,
         }
     }
 
@@ -250,6 +293,34 @@ mod tests {
         assert_eq!(parse_owner_repo("o/r"), p("o", "r"));
         assert_eq!(parse_owner_repo("o/.."), None);
         assert_eq!(parse_owner_repo("nope"), None);
+    }
+
+    #[test]
+    fn github_says_when_to_come_back() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        let after = |s| Retry::After(Duration::from_secs(s));
+        assert_eq!(retry_of(429, &h(&[("retry-after", "7")]), now), after(7));
+        assert_eq!(retry_of(403, &h(&[("retry-after", "3")]), now), after(3));
+        let primary = h(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1042"),
+        ]);
+        assert_eq!(retry_of(403, &primary, now), after(42));
+        assert_eq!(retry_of(429, &h(&[]), now), Retry::Backoff);
+        assert_eq!(retry_of(502, &h(&[]), now), Retry::Backoff);
+        assert_eq!(
+            retry_of(403, &h(&[]), now),
+            Retry::No,
+            "a plain 403 is final"
+        );
+        assert_eq!(retry_of(422, &h(&[]), now), Retry::No);
     }
 
     #[test]
