@@ -90,9 +90,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// downcast the chain. [`RuntimeError::detail`] renders the whole chain for a person.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// A passing failure (API unreachable, throttled): the task goes back to the queue.
+    /// A passing failure (API unreachable, 5xx): the task goes back to the queue, and no
+    /// other launch begins in this scheduler step.
     #[error("runtime temporarily unavailable")]
     Unavailable(#[source] BoxError),
+    /// The runtime's API throttled this call (HTTP 429, after the client's own retries): the
+    /// task goes back to the queue and backs off on its own, while the other launches go on.
+    #[error("runtime API throttled the launch")]
+    Throttled(#[source] BoxError),
     /// The worker cannot be created for this task.
     #[error("worker launch failed")]
     Launch(#[source] BoxError),
@@ -103,6 +108,18 @@ pub enum RuntimeError {
 impl RuntimeError {
     pub fn unavailable(cause: impl Into<BoxError>) -> Self {
         RuntimeError::Unavailable(cause.into())
+    }
+
+    pub fn throttled(cause: impl Into<BoxError>) -> Self {
+        RuntimeError::Throttled(cause.into())
+    }
+
+    /// True for the failures that send the task back to the queue.
+    pub fn is_passing(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Unavailable(_) | RuntimeError::Throttled(_)
+        )
     }
 
     pub fn launch(cause: impl Into<BoxError>) -> Self {

@@ -46,12 +46,16 @@ pub fn is_already_exists(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// Map an API failure for the scheduler: transient → `Unavailable` (requeue), else `other`.
+/// Map an API failure for the scheduler: 429 → `Throttled` and other transient failures →
+/// `Unavailable` (both requeue), else `other`.
 /// The API error stays the source of the runtime error.
 pub fn to_runtime(e: kube::Error, other: fn(BoxError) -> RuntimeError) -> RuntimeError {
     let transient = is_transient(&e);
+    let throttled = matches!(&e, kube::Error::Api(s) if s.code == 429);
     let cause: BoxError = Box::new(KubeError::Api(e));
-    if transient {
+    if throttled {
+        RuntimeError::Throttled(cause)
+    } else if transient {
         RuntimeError::Unavailable(cause)
     } else {
         other(cause)
@@ -203,6 +207,10 @@ mod tests {
     fn runtime_errors_keep_the_api_error_as_their_cause() {
         let e = to_runtime(api(503), RuntimeError::Other);
         assert!(matches!(e, RuntimeError::Unavailable(_)));
+        assert!(matches!(
+            to_runtime(api(429), RuntimeError::Launch),
+            RuntimeError::Throttled(_)
+        ));
         let kube_err = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<KubeError>())
             .expect("the KubeError is the source");

@@ -274,10 +274,10 @@ impl Runtime for KubeRuntime {
             }
             Err(e) => {
                 self.untrack(id);
+                // The token Secret stays: a requeued launch replaces it, and a failed task's
+                // cleanup deletes it. Deleting it here would hold the launch (and under
+                // throttling the scheduler's step) for a call as throttled as the create.
                 warn!(task_id = %id, error = %e, "creating the worker pod failed");
-                if spec.callback.is_some() {
-                    let _ = self.delete_secret(id).await;
-                }
                 return Err(to_runtime(e, RuntimeError::Launch));
             }
         }

@@ -5,233 +5,15 @@
 //! get real 429s with `Retry-After`. The audit log proves the 429s, and that each retry waited
 //! at least the Retry-After; once the neighbour lets go, every task still ends right.
 
-use std::io::{Read, Write};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Api;
-use kube::api::PostParams;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
+use std::time::Instant;
 
 use crate::audit::{Ev, Log};
-use crate::world::{World, apply, delete_on_drop, kubectl};
+use crate::flow::{Neighbour, Squeeze, seats, squeeze_yaml};
+use crate::world::{World, apply, kubectl};
 
 const TASKS: usize = 4;
 /// The orchestrator's 429s to see before the neighbour lets go.
 const SQUEEZED: usize = 4;
-
-fn squeeze_yaml(pl: &str, ctl: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: neighbour, namespace: {ctl}}}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: neighbour, namespace: {ctl}}}
-rules: [{{apiGroups: [""], resources: [configmaps], verbs: [create, list]}}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: neighbour, namespace: {ctl}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: neighbour}}
-subjects: [{{kind: ServiceAccount, name: neighbour, namespace: {ctl}}}]
----
-apiVersion: flowcontrol.apiserver.k8s.io/v1
-kind: PriorityLevelConfiguration
-metadata: {{name: {pl}}}
-spec:
-  type: Limited
-  limited:
-    nominalConcurrencyShares: 1
-    lendablePercent: 0
-    borrowingLimitPercent: 0
-    limitResponse: {{type: Reject}}
----
-apiVersion: flowcontrol.apiserver.k8s.io/v1
-kind: FlowSchema
-metadata: {{name: {pl}}}
-spec:
-  priorityLevelConfiguration: {{name: {pl}}}
-  matchingPrecedence: 500
-  distinguisherMethod: {{type: ByUser}}
-  rules:
-  - subjects:
-    - {{kind: ServiceAccount, serviceAccount: {{name: agent-orchestrator, namespace: {ctl}}}}}
-    - {{kind: ServiceAccount, serviceAccount: {{name: neighbour, namespace: {ctl}}}}}
-    resourceRules:
-    - {{verbs: ["*"], apiGroups: ["*"], resources: ["*"], namespaces: ["*"], clusterScope: true}}
-    nonResourceRules:
-    - {{verbs: ["*"], nonResourceURLs: ["*"]}}
-"#
-    )
-}
-
-/// The neighbour: a client with its token, holding seats of the priority level.
-struct Neighbour {
-    http: reqwest::Client,
-    token: String,
-    url: String,
-    tls: Arc<rustls::ClientConfig>,
-    /// The held requests' sockets, shut down to let go.
-    held: Vec<std::net::TcpStream>,
-}
-
-impl Neighbour {
-    async fn new(w: &World) -> Neighbour {
-        let request = TokenRequest {
-            spec: TokenRequestSpec::default(),
-            ..TokenRequest::default()
-        };
-        let token = Api::<ServiceAccount>::namespaced(w.env.admin().await, &w.ctl)
-            .create_token_request("neighbour", &PostParams::default(), &request)
-            .await
-            .expect("a token for the neighbour")
-            .status
-            .expect("TokenRequest status")
-            .token;
-        let ca = std::fs::read(w.env.pki.join("ca.crt")).expect("ca.crt");
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
-            .build()
-            .expect("neighbour client");
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(&ca).expect("CA PEM"))
-            .expect("CA");
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Neighbour {
-            http,
-            token,
-            url: format!("{}/api/v1/namespaces/{}/configmaps", w.env.server, w.ctl),
-            tls: Arc::new(tls),
-            held: Vec::new(),
-        }
-    }
-
-    /// Holds one seat: a create whose body starts but does not end until
-    /// [`Neighbour::let_go`] (the API server reads the body after admitting the request).
-    fn hold(&mut self) {
-        let addr = self.url.trim_start_matches("https://");
-        let (host, path) = addr.split_once('/').expect("URL path");
-        let tcp = std::net::TcpStream::connect(host).expect("connect as the neighbour");
-        self.held.push(tcp.try_clone().expect("socket"));
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let conn = rustls::ClientConnection::new(self.tls.clone(), name).expect("TLS");
-        let head = format!(
-            "POST /{path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{{\r\n",
-            self.token
-        );
-        // A thread per held request: it writes, then blocks reading until the socket closes.
-        std::thread::spawn(move || {
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            if let Err(e) = tls.write_all(head.as_bytes()).and_then(|_| tls.flush()) {
-                eprintln!("the neighbour's held request could not be sent: {e}");
-                return;
-            }
-            // The only answer before let go is a refusal (the seat was taken): then it ends.
-            let mut answer = [0u8; 512];
-            if let Ok(n @ 1..) = tls.read(&mut answer) {
-                eprintln!(
-                    "a held request was answered: {}",
-                    String::from_utf8_lossy(&answer[..n])
-                );
-            }
-        });
-    }
-
-    /// Holds every seat: holds the missing ones until the API server's metrics show them all
-    /// executing (a hold that lost a race for a seat is refused and held again).
-    async fn hold_all(&mut self, w: &World, pl: &str, seats: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut executing = 0;
-        while executing < seats {
-            assert!(
-                Instant::now() < deadline,
-                "the neighbour holds {executing} of {seats} seats"
-            );
-            for _ in executing..seats {
-                self.hold();
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            executing = metric(w, "apiserver_flowcontrol_current_executing_seats", pl).await;
-        }
-    }
-
-    fn let_go(&mut self) {
-        for s in self.held.drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    /// Probes (every 100 ms, at most 30 s) until a request of the flow gets `want`.
-    async fn wait_for_status(&self, want: u16) -> reqwest::Response {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self
-                .http
-                .get(&self.url)
-                .bearer_auth(&self.token)
-                .send()
-                .await;
-            match r {
-                Ok(r) if r.status().as_u16() == want => return r,
-                other => assert!(
-                    Instant::now() < deadline,
-                    "the neighbour's probe never got {want}: last {other:?}"
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// Deletes the cluster-wide FlowSchema and PriorityLevelConfiguration, pass or fail.
-struct Squeeze<'a>(&'a World, &'a str);
-
-impl Drop for Squeeze<'_> {
-    fn drop(&mut self) {
-        delete_on_drop(
-            self.0.env,
-            &["flowschema,prioritylevelconfiguration", self.1],
-        );
-    }
-}
-
-/// A gauge of the priority level from the API server's metrics (0 while it has none).
-async fn metric(w: &World, name: &str, pl: &str) -> usize {
-    let kc = w.env.admin_kubeconfig.clone();
-    let metrics = kubectl(w.env, &kc, &["get", "--raw", "/metrics"], None).await;
-    let pl = format!("priority_level=\"{pl}\"");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&pl))
-        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
-        .map(|n| n as usize)
-        .sum()
-}
-
-/// The seats of the priority level, once the API server has configured it.
-async fn seats(w: &World, pl: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = metric(w, "apiserver_flowcontrol_current_limit_seats", pl).await;
-        if n >= 1 {
-            return n;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no seats for priority level {pl} within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_ends_right() {
@@ -260,10 +42,9 @@ async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_en
 
     let after = log.mark();
     let squeezed_at = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..TASKS {
-        ids.push(orch.submit(&format!("squeezed task {i}")).await);
-    }
+    // One task first: its throttled requests are the only ones, so each next request of
+    // the same verb and resource is its retry. The others launch beside it later.
+    let mut ids = vec![orch.submit("squeezed task 0").await];
     after
         .wait_for("the orchestrator's 429s", 60, |evs| {
             let n = evs
@@ -273,6 +54,10 @@ async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_en
             (n >= SQUEEZED).then_some(())
         })
         .await;
+    let alone_until = chrono::Utc::now().timestamp_micros();
+    for i in 1..TASKS {
+        ids.push(orch.submit(&format!("squeezed task {i}")).await);
+    }
     neighbour.let_go();
     neighbour.wait_for_status(200).await;
     let squeeze = squeezed_at.elapsed();
@@ -283,13 +68,19 @@ async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_en
         .into_iter()
         .filter(|e| e.user == user)
         .collect();
-    let throttled: Vec<&Ev> = evs.iter().filter(|e| e.code == 429).collect();
+    let throttled: Vec<&Ev> = evs
+        .iter()
+        .filter(|e| e.code == 429 && e.received_us < alone_until)
+        .collect();
     // Each retry of a throttled request waited at least the Retry-After (1 s, or more when
     // the server raises it): the next request of the same verb and resource came later.
     let mut gaps = Vec::new();
     for t in &throttled {
         let next = evs.iter().find(|e| {
-            e.received_us > t.received_us && e.verb == t.verb && e.resource == t.resource
+            e.received_us > t.received_us
+                && e.received_us < alone_until
+                && e.verb == t.verb
+                && e.resource == t.resource
         });
         if let Some(n) = next {
             gaps.push(n.received_us - t.received_us);

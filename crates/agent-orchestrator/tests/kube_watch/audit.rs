@@ -18,6 +18,8 @@ pub struct Ev {
     pub namespace: Option<String>,
     pub resource: Option<String>,
     pub subresource: Option<String>,
+    /// The object's name (for a create, once the server has read the body).
+    pub name: Option<String>,
     /// When the server received the request, in microseconds since the epoch.
     pub received_us: i64,
 }
@@ -136,6 +138,7 @@ impl From<ao_kube_testenv::AuditEvent> for Ev {
             namespace: e.namespace,
             resource: e.resource,
             subresource: e.subresource,
+            name: e.name,
         }
     }
 }

@@ -13,8 +13,12 @@
 
 mod apf;
 mod audit;
+mod busy;
 mod compaction;
+mod flow;
 mod orchestrator;
 mod proxy;
 mod resume;
+mod shutdown;
+mod squeeze;
 mod world;

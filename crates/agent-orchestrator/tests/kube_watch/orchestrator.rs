@@ -25,6 +25,10 @@ pub struct Opts<'a> {
     /// Data dir and HOME live in here.
     pub dir: &'a Path,
     pub max_concurrency: usize,
+    /// More `serve` flags.
+    pub extra: &'a [&'a str],
+    /// Listen on this port (a restart keeps the address its pods call back on), else a free one.
+    pub port: Option<u16>,
 }
 
 pub struct Orchestrator {
@@ -40,12 +44,17 @@ impl Orchestrator {
     /// back on the same address, so the port is chosen first.
     pub fn start(o: &Opts<'_>) -> Orchestrator {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = o.port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        });
         let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
+        // Another build's binary may serve, to measure it against this one (the image keeps
+        // this build's worker).
+        let bin = std::env::var_os("AO_KUBE_WATCH_SERVE_BIN").unwrap_or_else(|| BIN.into());
+        let mut child = Command::new(bin)
             .args(["serve", "--runtime", "kubernetes", "--log-format", "json"])
             .args([
                 "--listen",
@@ -57,6 +66,7 @@ impl Orchestrator {
             .args(["--worker-anthropic-base-url", o.anthropic_base_url])
             .args(["--max-concurrency", &o.max_concurrency.to_string()])
             .args(["--stop-grace", "5"])
+            .args(o.extra)
             .arg("--data-dir")
             .arg(o.dir.join("data"))
             .env_clear()
@@ -106,6 +116,34 @@ impl Orchestrator {
             );
         }
         orch
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
+    /// Sends SIGTERM and waits (at most `secs`) for the process to exit; returns whether it
+    /// exited with success.
+    pub fn terminate(&mut self, secs: u64) -> bool {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the orchestrator did not exit within {secs} s of SIGTERM:\n{}",
+                self.tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The last `n` log lines, for failure messages.

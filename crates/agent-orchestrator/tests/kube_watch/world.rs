@@ -102,6 +102,18 @@ impl World {
     /// Starts the orchestrator as its ServiceAccount (a TokenRequest token), talking to the
     /// API server at `server` (the environment's, an extra one, or a proxy in front of one).
     pub async fn orchestrator(&self, server: &str, max_concurrency: usize) -> Orchestrator {
+        self.orchestrator_with(server, max_concurrency, &[], None)
+            .await
+    }
+
+    /// [`World::orchestrator`] with more `serve` flags, on `port` if given.
+    pub async fn orchestrator_with(
+        &self,
+        server: &str,
+        max_concurrency: usize,
+        extra: &[&str],
+        port: Option<u16>,
+    ) -> Orchestrator {
         let path = self.dir.path().join("orchestrator.kubeconfig");
         self.env
             .token_kubeconfig(&self.ctl, ORCHESTRATOR_SA, &path)
@@ -117,6 +129,8 @@ impl World {
             anthropic_base_url: &self.anthropic.base_url(),
             dir: self.dir.path(),
             max_concurrency,
+            extra,
+            port,
         })
     }
 

@@ -72,7 +72,7 @@ impl Runtime for FakeRuntime {
     async fn launch(&self, spec: LaunchSpec) -> Result<WorkerRef, RuntimeError> {
         self.0.attempts.lock().unwrap().push(spec.task.id);
         if self.0.refuse.lock().unwrap().contains(&spec.task.id) {
-            return Err(RuntimeError::Unavailable("429 Too Many Requests".into()));
+            return Err(RuntimeError::Throttled("429 Too Many Requests".into()));
         }
         if *self.0.unavailable.lock().unwrap() {
             return Err(RuntimeError::Unavailable("api down".into()));

@@ -139,3 +139,28 @@ async fn an_unavailable_runtime_backs_admission_off_once_per_step() {
     want.sort();
     assert_eq!(all, want, "every task launched once its backoff passed");
 }
+
+/// A task submitted while a slow (throttled) launch is in flight launches at once, in the
+/// same step, on the API's poke: it does not wait for the slow one to end.
+#[tokio::test]
+async fn a_task_submitted_during_a_slow_launch_does_not_wait_for_it() {
+    let mut h = Harness::new().await;
+    let mut s = h.scheduler_with(8, 4);
+    let handle = s.handle();
+    let slow = h.submit(60).await;
+    h.fake.hold_launch_of.lock().unwrap().push(slow);
+    let tick = s.tick();
+    tokio::pin!(tick);
+    until(&mut tick, || entered(&h) == [slow], "the slow launch began").await;
+    let late = h.submit(60).await;
+    handle.poke();
+    until(
+        &mut tick,
+        || entered(&h) == [slow, late],
+        "the late task's launch began beside the slow one",
+    )
+    .await;
+    h.fake.release.notify_waiters();
+    let r = tick.await.unwrap();
+    assert_eq!(r.launched, [slow, late]);
+}

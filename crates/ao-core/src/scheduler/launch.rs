@@ -20,6 +20,7 @@
 //! Once shutdown is requested no launch begins (the in-flight ones finish, or are left in
 //! `starting` for the next start's recovery to adopt or requeue).
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -58,8 +59,8 @@ enum Launch {
     Skipped,
     /// Running; the task as stored.
     Started(Task),
-    /// Back in the queue: the runtime was unavailable.
-    Requeued,
+    /// Back in the queue: the runtime was unavailable (`down`) or throttled the launch.
+    Requeued { down: bool },
     /// The launch failed for good; the task as stored.
     Failed(Task),
 }
@@ -67,7 +68,7 @@ enum Launch {
 /// What a settled launch means for the step's report.
 enum Settled {
     Started,
-    Requeued,
+    Requeued { down: bool },
     Failed,
 }
 
@@ -132,7 +133,7 @@ impl Launcher {
                 info!(task_id = %id, worker = %worker.name, runtime = %worker.runtime, "worker started");
                 Ok(Launch::Started(running))
             }
-            Err(e @ RuntimeError::Unavailable(_)) if overdue => {
+            Err(e) if e.is_passing() && overdue => {
                 let msg = format!(
                     "no launch got through for {}s (--launch-deadline): {}",
                     self.deadline.as_secs(),
@@ -143,12 +144,13 @@ impl Launcher {
                 let done = self.store.transition(id, TaskStatus::Starting, t).await?;
                 Ok(Launch::Failed(done))
             }
-            Err(e @ RuntimeError::Unavailable(_)) => {
+            Err(e) if e.is_passing() => {
                 let msg = e.detail();
-                warn!(task_id = %id, error = %msg, "runtime unavailable; task goes back to the queue");
+                warn!(task_id = %id, error = %msg, "launch refused for now; task goes back to the queue");
                 let t = stamp(clock, TaskStatus::Queued, Reason::Requeued).message(msg);
                 self.store.transition(id, TaskStatus::Starting, t).await?;
-                Ok(Launch::Requeued)
+                let down = matches!(e, RuntimeError::Unavailable(_));
+                Ok(Launch::Requeued { down })
             }
             Err(e) => {
                 warn!(task_id = %id, error = %e.detail(), "worker launch failed");
@@ -172,23 +174,9 @@ impl Scheduler {
         if free == 0 {
             return Ok(());
         }
-        // Read past the tasks that are backing off: they give up their turn.
-        let limit = free + self.refused.len();
-        let queued = self.store.queued(limit).await?;
-        if queued.len() < limit {
-            let ids: Vec<TaskId> = queued.iter().map(|t| t.id).collect();
-            self.refused.retain_queued(&ids);
-        }
-        let queued: Vec<(Task, Option<Instant>)> = queued
-            .into_iter()
-            .filter(|t| self.refused.is_due(t.id, now))
-            .take(free)
-            .map(|t| {
-                let since = self.refused.first_refusal(t.id);
-                (t, since)
-            })
-            .collect();
-        if queued.is_empty() {
+        let mut seen = HashSet::new();
+        let mut waiting = self.due_queued(free, &seen, now).await?;
+        if waiting.is_empty() {
             return Ok(());
         }
         let launcher = Arc::new(Launcher {
@@ -200,24 +188,49 @@ impl Scheduler {
             stopping: self.stopping.clone(),
             deadline: self.cfg.launch_deadline,
         });
+        let notify = self.handle.notify.clone();
         let width = self.cfg.launch_concurrency.max(1);
-        let mut waiting = queued.into_iter().enumerate();
         let mut in_flight = FuturesUnordered::new();
         let mut settled: Vec<(usize, TaskId, Settled)> = Vec::new();
         let mut first_error = None;
         loop {
             while in_flight.len() < width
                 && !launcher.stopping.load(Ordering::SeqCst)
-                && let Some((i, (task, since))) = waiting.next()
+                && let Some((task, since)) = waiting.pop_front()
             {
+                let i = seen.len();
+                seen.insert(task.id);
                 let span = info_span!("launch", task_id = %task.id);
                 let l = launcher.clone();
                 let id = task.id;
                 in_flight
                     .push(async move { (i, id, l.attempt(task, since).await) }.instrument(span));
             }
-            let Some((i, id, launch)) = in_flight.next().await else {
+            if in_flight.is_empty() {
                 break;
+            }
+            // A task submitted while launches are in flight need not wait for them: a poke
+            // from the API refills the free slots from the queue.
+            let room = (width - in_flight.len()).min(
+                self.cfg
+                    .max_concurrency
+                    .saturating_sub(self.active.len() + in_flight.len()),
+            );
+            let refill = room > 0
+                && waiting.is_empty()
+                && !launcher.stopping.load(Ordering::SeqCst)
+                && !launcher.halted.load(Ordering::SeqCst);
+            let (i, id, launch) = tokio::select! {
+                biased;
+                next = in_flight.next() => match next {
+                    Some(done) => done,
+                    None => break,
+                },
+                () = notify.notified(), if refill => {
+                    let now = self.clock.now();
+                    waiting = self.due_queued(room, &seen, now).await?;
+                    continue;
+                }
             };
             // No await from here to the next `next()`: the launches in flight keep going.
             match launch {
@@ -227,7 +240,7 @@ impl Scheduler {
                     self.track(&running);
                     settled.push((i, id, Settled::Started));
                 }
-                Ok(Launch::Requeued) => settled.push((i, id, Settled::Requeued)),
+                Ok(Launch::Requeued { down }) => settled.push((i, id, Settled::Requeued { down })),
                 Ok(Launch::Failed(done)) => {
                     self.metrics.observe_finished(&done);
                     settled.push((i, id, Settled::Failed));
@@ -242,12 +255,40 @@ impl Scheduler {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Up to `room` queued tasks, oldest first, that are due (not backing off) and not
+    /// `seen` in this step, each with when its first refused launch ended.
+    async fn due_queued(
+        &mut self,
+        room: usize,
+        seen: &HashSet<TaskId>,
+        now: Instant,
+    ) -> StoreResult<VecDeque<(Task, Option<Instant>)>> {
+        // Read past the tasks that are backing off or begun: they give up their turn.
+        let limit = room + self.refused.len() + seen.len();
+        let queued = self.store.queued(limit).await?;
+        if queued.len() < limit && seen.is_empty() {
+            let ids: Vec<TaskId> = queued.iter().map(|t| t.id).collect();
+            self.refused.retain_queued(&ids);
+        }
+        Ok(queued
+            .into_iter()
+            .filter(|t| !seen.contains(&t.id) && self.refused.is_due(t.id, now))
+            .take(room)
+            .map(|t| {
+                let since = self.refused.first_refusal(t.id);
+                (t, since)
+            })
+            .collect())
+    }
+
     /// Report the launches in queue order; back each refused task off on its own; pause
-    /// admission briefly when no launch got through (reset by the next start).
+    /// admission briefly when the runtime was down and no launch got through (reset by the
+    /// next start). Throttling alone does not pause admission: the throttled tasks wait out
+    /// their own backoff, and the others go on.
     fn after_launches(&mut self, mut settled: Vec<(usize, TaskId, Settled)>, r: &mut TickReport) {
         settled.sort_by_key(|(i, _, _)| *i);
         let now = self.clock.now();
-        let (mut started, mut requeued) = (false, false);
+        let (mut started, mut down) = (false, false);
         for (_, id, l) in settled {
             match l {
                 Settled::Started => {
@@ -255,14 +296,17 @@ impl Scheduler {
                     self.refused.forget(id);
                     r.launched.push(id);
                 }
-                Settled::Requeued => {
-                    requeued = true;
+                Settled::Requeued { down: d } => {
+                    down |= d;
                     let wait = self.refused.refused(id, now);
                     info!(task_id = %id, wait_ms = millis(wait), "launch refused; the task gives up its turn");
                     r.requeued.push(id);
                 }
                 Settled::Failed => {
                     self.refused.forget(id);
+                    // Whatever the failed launch left (a token Secret, a task folder) goes
+                    // when a finished worker's would.
+                    self.gc_due.push((now + self.cfg.worker_retention, id));
                     r.finished.push(id);
                 }
             }
@@ -270,7 +314,7 @@ impl Scheduler {
         if started {
             self.gate_backoff = super::backoff::gate_backoff();
             self.launch_gate = None;
-        } else if requeued {
+        } else if down {
             let wait = self.gate_backoff.next().unwrap_or(super::backoff::MAX_GATE);
             warn!(
                 backoff_ms = millis(wait),
