@@ -22,6 +22,12 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Why a launch was refused for now: `throttled` (429) or `unavailable` (down, 5xx).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    pub cause: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabel {
     pub kind: String,
@@ -49,6 +55,8 @@ pub struct TaskMetrics {
     pub turns_per_task: Histogram,
     /// Tasks recovery could not settle after a restart, set aside and retried.
     pub recovery_set_aside: Gauge,
+    /// Launches the runtime refused for now (the task went back to the queue), by cause.
+    pub launches_refused: Family<CauseLabel, Counter>,
 }
 
 impl TaskMetrics {
@@ -70,6 +78,7 @@ impl TaskMetrics {
             turns: Counter::default(),
             turns_per_task: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             recovery_set_aside: Gauge::default(),
+            launches_refused: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("ao");
         r.register(
@@ -124,6 +133,11 @@ impl TaskMetrics {
             m.tokens_per_task.clone(),
         );
         r.register("agent_turns", "Agent turns, total", m.turns.clone());
+        r.register(
+            "launches_refused",
+            "Worker launches refused for now, the task back in the queue, by cause (throttled, unavailable)",
+            m.launches_refused.clone(),
+        );
         r.register(
             "agent_task_turns",
             "Agent turns per finished task",

@@ -69,7 +69,7 @@ pub struct ServeArgs {
 
     /// Seconds a task's launches may keep being refused (the API server throttles or is
     /// unreachable) before the task fails with `launch_failed`. Each refused task backs off
-    /// on its own meanwhile (1 s doubling to 8 s) and lets the tasks behind it go first.
+    /// on its own meanwhile (1 s doubling to 4 s, jittered) and lets the tasks behind it go first.
     #[arg(long, env = "AO_LAUNCH_DEADLINE", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub launch_deadline: u64,
 

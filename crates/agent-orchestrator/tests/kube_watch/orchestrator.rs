@@ -179,15 +179,21 @@ impl Orchestrator {
         v["id"].as_str().expect("task id").to_owned()
     }
 
+    /// GET the task. A keep-alive connection the server closed just as the request went out
+    /// is retried (twice); anything else fails the test.
     pub async fn task(&self, id: &str) -> Value {
-        self.http
-            .get(format!("{}/api/v1/tasks/{id}", self.base))
-            .send()
-            .await
-            .expect("GET task")
-            .json()
-            .await
-            .expect("task JSON")
+        let url = format!("{}/api/v1/tasks/{id}", self.base);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.http.get(&url).send().await {
+                Ok(r) => return r.json().await.expect("task JSON"),
+                Err(e) if tries < 3 && e.is_request() => {
+                    eprintln!("GET task {id}: {e}; retrying");
+                }
+                Err(e) => panic!("GET task {id}: {e:?}"),
+            }
+        }
     }
 
     /// The task's stored log (the worker's JSON lines, read from the pod's log stream).

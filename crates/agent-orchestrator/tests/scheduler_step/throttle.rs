@@ -44,6 +44,15 @@ async fn a_throttled_task_gives_up_its_turn_and_backs_off_on_its_own() {
     h.clock.advance(Duration::from_millis(1_900));
     s.tick().await.unwrap();
     assert_eq!(attempts(&h).len(), 4, "the backoff grew");
+    let refused =
+        h.metrics
+            .as_ref()
+            .unwrap()
+            .launches_refused
+            .get_or_create(&ao_core::metrics::CauseLabel {
+                cause: "throttled".into(),
+            });
+    assert_eq!(refused.get(), 2, "counted in ao_launches_refused_total");
     h.fake.refuse.lock().unwrap().clear();
     h.clock.advance(Duration::from_millis(2_200));
     assert_eq!(s.tick().await.unwrap().launched, [a]);
@@ -90,7 +99,8 @@ async fn a_launch_refused_past_its_deadline_fails_its_task_and_never_stays_start
         msg.contains("--launch-deadline") && msg.contains("429"),
         "the reason says why: {msg}"
     );
-    // 1, 2, 4, 8, 8… s apart (jittered): a handful of tries in 30 s, not one per step.
+    // 1, 2, 4, 4… s apart (each up to twice that with jitter): a handful of tries in 30 s,
+    // not one per step.
     let n = attempts(&h).len();
     assert!((4..=12).contains(&n), "{n} attempts");
 }

@@ -5,8 +5,8 @@
 //! or is down) goes back to the queue. If the whole queue waited for that one task's backoff,
 //! one throttled launch would hold up every task behind it, and a backoff that only a
 //! success resets would carry over from task to task. So each refused task waits out a
-//! backoff of its own (1 s doubling to 8 s, jittered) and gives up its turn meanwhile: the
-//! tasks behind it are launched first. Admission as a whole waits only briefly after a step
+//! backoff of its own (1 s doubling to 4 s, plus up to as much again of jitter) and gives up
+//! its turn meanwhile: the tasks behind it are launched first. Admission as a whole waits only briefly after a step
 //! in which every launch was refused (see `Scheduler::admit`), so an API server that is
 //! really down is not hammered by the whole queue, yet launches resume within a couple of
 //! seconds once it answers.
@@ -24,7 +24,7 @@ use crate::task::TaskId;
 
 /// How long a task waits after its first refused launch, and the most after later ones.
 pub(super) const FIRST_WAIT: Duration = Duration::from_secs(1);
-pub(super) const MAX_WAIT: Duration = Duration::from_secs(8);
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(4);
 
 /// The longest admission as a whole waits after a step whose launches were all refused.
 pub(super) const MAX_GATE: Duration = Duration::from_secs(2);

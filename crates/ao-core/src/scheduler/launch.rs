@@ -240,7 +240,16 @@ impl Scheduler {
                     self.track(&running);
                     settled.push((i, id, Settled::Started));
                 }
-                Ok(Launch::Requeued { down }) => settled.push((i, id, Settled::Requeued { down })),
+                Ok(Launch::Requeued { down }) => {
+                    let cause = if down { "unavailable" } else { "throttled" };
+                    self.metrics
+                        .launches_refused
+                        .get_or_create(&crate::metrics::CauseLabel {
+                            cause: cause.into(),
+                        })
+                        .inc();
+                    settled.push((i, id, Settled::Requeued { down }));
+                }
                 Ok(Launch::Failed(done)) => {
                     self.metrics.observe_finished(&done);
                     settled.push((i, id, Settled::Failed));

@@ -166,3 +166,29 @@ async fn an_unreachable_api_loses_no_task() {
         assert_eq!(creates, 1);
     }
 }
+
+/// A create throttled through every retry (the client's and the policy's) ends the launch as
+/// `Throttled`: the task goes back to the queue, the token Secret is left for the next
+/// launch to replace (no throttled delete holds the launch up), and the task then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_throttled_through_its_retries_is_requeued_then_succeeds() {
+    let mut e = env().await;
+    let id = submit(&e.store, spec("a")).await;
+    // The policy's 3 tries, each with the client's own 2 retries: 9 answers of 429.
+    e.sim.faults().fail_next.extend([429; 9]);
+    let report = e.sched.tick().await.unwrap();
+    assert_eq!(report.requeued, [id]);
+    let t = e.store.get(id).await.unwrap().unwrap();
+    assert_eq!(t.status, TaskStatus::Queued);
+    let msg = t.message.unwrap_or_default();
+    assert!(msg.contains("throttled"), "{msg}");
+    let deletes = e
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 0, "nothing was deleted after the throttled create");
+    let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(20)).await;
+    assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.message);
+}
