@@ -1,0 +1,130 @@
+//! `--worker-user nobody` as the README advises for root: a repository task, run by the real
+//! Claude Code CLI against `FakeAnthropic`, clones, commits and pushes as `nobody` and ends
+//! `pr_opened` on `FakeGitHub`; its task folder, workspace and HOME belong to `nobody`.
+//!
+//! Changing user needs root. CI runs as root; anywhere else this test fails with a message
+//! saying so (it never skips). Needs the pinned Claude Code CLI like the other e2e tests.
+
+mod e2e;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use ao_testkit::git::BareRepo;
+use ao_testkit::{FakeAnthropic, FakeGitHub, GitHttp, Reply, Script, Turn};
+use e2e::{Opts, Secrets, Server};
+use serde_json::{Value, json};
+
+const RUN_SECS: u64 = 120;
+
+/// What the agent runs to show whose it is, its HOME and its checkout.
+const WHO_AM_I: &str =
+    "id -un; test -O \"$HOME\" && echo home-is-mine; test -O . && echo checkout-is-mine";
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs workers as `nobody` (--worker-user), which needs root: run it as root (CI does)"
+    );
+}
+
+fn owner(p: &Path) -> u32 {
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .uid()
+}
+
+/// The text of every tool result Claude Code sent back to the API.
+fn tool_results(anthropic: &FakeAnthropic) -> String {
+    let mut out = String::new();
+    for r in anthropic.agent_requests() {
+        let Some(body) = &r.body else { continue };
+        for m in body["messages"].as_array().into_iter().flatten() {
+            for b in m["content"].as_array().into_iter().flatten() {
+                if b["type"] == "tool_result" {
+                    out.push_str(&b["content"].to_string());
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_task_as_nobody_opens_a_pull_request() {
+    require_root();
+    let nobody = ao_runtime_local::resolve_worker_user("nobody").expect("the user nobody");
+    let script = Script::new()
+        .turn(Turn::new().tool_use(
+            "Bash",
+            json!({"command": WHO_AM_I, "description": "Who am I"}),
+        ))
+        .turn(Turn::new().tool_use(
+            "Write",
+            json!({"file_path": "{cwd}/hello.txt", "content": "hello from nobody\n"}),
+        ))
+        .turn(Turn::text_only("Created hello.txt."))
+        .when_exhausted(Reply::error(500, "script exhausted"));
+    let secrets = Secrets::new();
+    let anthropic = FakeAnthropic::start(script.api_key(secrets.anthropic_key.clone())).await;
+    let github = FakeGitHub::start(secrets.github_token.clone()).await;
+    let bare = BareRepo::create();
+    // Over the network with the token, as with github.com.
+    let remote = GitHttp::serve(&bare, e2e::GITHUB_REPO, &secrets.github_token).await;
+    let s = Server::start(
+        &anthropic,
+        &github,
+        &secrets,
+        Opts {
+            allowed_tools: "Write,Bash(id:*),Bash(test:*),Bash(echo:*)",
+            max_concurrency: 1,
+            worker_user: Some("nobody"),
+        },
+    );
+    let id = s
+        .submit(json!({"prompt": "Add a greeting", "repository": {"url": remote.url(), "ref": "main"}}))
+        .await;
+    let t: Value = s.wait_terminal(&id, RUN_SECS).await;
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("succeeded"), Some("pr_opened")),
+        "{t:#}\nlogs:\n{}",
+        s.logs(&id).await
+    );
+    let branch = format!("agent/{id}");
+    assert_eq!(
+        bare.read_file(&branch, "hello.txt").as_deref(),
+        Some("hello from nobody\n")
+    );
+    let git = remote.requests();
+    assert!(
+        git.iter().all(|r| r.authorized)
+            && git.iter().any(|r| r.path.ends_with("/git-receive-pack")),
+        "{git:#?}"
+    );
+    let pulls = github.pulls();
+    assert_eq!(pulls.len(), 1, "{pulls:?}");
+    assert_eq!(pulls[0].head, branch);
+
+    // While it ran, the agent was nobody, in a HOME and a checkout of nobody's.
+    let seen = tool_results(&anthropic);
+    assert!(
+        seen.contains("nobody\\nhome-is-mine\\ncheckout-is-mine"),
+        "the agent's answers:\n{seen}"
+    );
+    let repo = s.task_dir(&id).join("workspace/repo");
+    // git cloned and committed as nobody: the checkout and the commit's ref are nobody's.
+    for p in [
+        s.task_dir(&id).join("workspace"),
+        repo.clone(),
+        repo.join(".git"),
+        repo.join(".git/refs/heads").join(&branch),
+        repo.join("hello.txt"),
+    ] {
+        assert_eq!(owner(&p), nobody.uid, "{}", p.display());
+    }
+    // Finished: the task folder is the orchestrator's again, closed to later workers.
+    assert_eq!(owner(&s.task_dir(&id)), 0);
+    s.assert_no_secret_leaks().await;
+}
