@@ -83,7 +83,9 @@ async fn a_repository_task_as_nobody_opens_a_pull_request() {
         },
     );
     let id = s
-        .submit(json!({"prompt": "Add a greeting", "repository": {"url": remote.url(), "ref": "main"}}))
+        .submit(
+            json!({"prompt": "Add a greeting", "repository": {"url": remote.url(), "ref": "main"}}),
+        )
         .await;
     let t: Value = s.wait_terminal(&id, RUN_SECS).await;
     assert_eq!(

@@ -56,9 +56,7 @@ impl GitHttp {
             project_root: root,
             requests: Mutex::new(Vec::new()),
         });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
+        let app = Router::new().fallback(handle).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -143,7 +141,11 @@ async fn handle(State(inner): State<Arc<Inner>>, req: Request) -> Response {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let Ok(mut child) = cmd.spawn() else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot run git http-backend\n").into_response();
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot run git http-backend\n",
+        )
+            .into_response();
     };
     let mut stdin = child.stdin.take().expect("piped stdin");
     let feed = tokio::spawn(async move {
@@ -199,7 +201,11 @@ fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -216,7 +222,10 @@ fn base64(data: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_the_standard() {
-        assert_eq!(super::base64(b"x-access-token:t"), "eC1hY2Nlc3MtdG9rZW46dA==");
+        assert_eq!(
+            super::base64(b"x-access-token:t"),
+            "eC1hY2Nlc3MtdG9rZW46dA=="
+        );
         assert_eq!(super::base64(b"ab"), "YWI=");
         assert_eq!(super::base64(b"abc"), "YWJj");
     }

@@ -122,8 +122,7 @@ impl Server {
         if let Some(user) = opts.worker_user {
             // The worker user passes through to its folder under the data dir.
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
-                .unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
             cmd.args(["--worker-user", user]);
         }
         let mut child = cmd
