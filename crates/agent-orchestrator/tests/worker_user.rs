@@ -130,3 +130,43 @@ async fn a_repository_task_as_nobody_opens_a_pull_request() {
     assert_eq!(owner(&s.task_dir(&id)), 0);
     s.assert_no_secret_leaks().await;
 }
+
+/// The failure users met: a local-path remote of root's. git, running as `nobody`, refuses it
+/// ("dubious ownership"), and the task says why and what to do instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_remote_of_another_user_fails_saying_why() {
+    require_root();
+    let secrets = Secrets::new();
+    let script = Script::new().when_exhausted(Reply::error(500, "the agent must not run"));
+    let anthropic = FakeAnthropic::start(script.api_key(secrets.anthropic_key.clone())).await;
+    let github = FakeGitHub::start(secrets.github_token.clone()).await;
+    let bare = BareRepo::create();
+    let s = Server::start(
+        &anthropic,
+        &github,
+        &secrets,
+        Opts {
+            allowed_tools: "Write",
+            max_concurrency: 1,
+            worker_user: Some("nobody"),
+        },
+    );
+    let id = s
+        .submit(json!({"prompt": "p", "repository": {"url": bare.url(), "ref": "main"}}))
+        .await;
+    let t: Value = s.wait_terminal(&id, RUN_SECS).await;
+    assert_eq!(
+        (t["status"].as_str(), t["reason"].as_str()),
+        (Some("failed"), Some("clone_failed")),
+        "{t:#}"
+    );
+    let error = t["result"]["error"].as_str().unwrap_or_default();
+    for want in [
+        bare.url().as_str(),
+        "belongs to another user",
+        "Serve it over the network",
+    ] {
+        assert!(error.contains(want), "{want:?} not in {error:?}");
+    }
+    assert!(anthropic.agent_requests().is_empty());
+}
