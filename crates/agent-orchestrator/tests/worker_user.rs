@@ -7,7 +7,7 @@
 
 mod e2e;
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use ao_testkit::git::BareRepo;
@@ -169,4 +169,42 @@ async fn a_local_remote_of_another_user_fails_saying_why() {
         assert!(error.contains(want), "{want:?} not in {error:?}");
     }
     assert!(anthropic.agent_requests().is_empty());
+}
+
+/// `serve` refuses a worker user that could not run a task, before listening, saying what is in
+/// the way and how to fix it (no root needed: nothing runs as the user).
+#[test]
+fn serve_refuses_a_worker_user_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Like a checkout under /root: private to its owner.
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let serve = |user: &str, data: &Path| {
+        let out = std::process::Command::new(e2e::BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--worker-user", user])
+            .arg("--data-dir")
+            .arg(data)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = serve("nobody", &private.join("data"));
+    for want in [
+        format!("cannot pass through {}", private.display()),
+        "mode 700".into(),
+        "--data-dir".into(),
+    ] {
+        assert!(err.contains(&want), "{want:?} not in {err}");
+    }
+    let open = dir.path().join("open/data");
+    assert!(serve("root", &open).contains("must not be root"));
+    assert!(serve("0", &open).contains("must not be root"));
+    let err = serve("no-such-user-ao", &open);
+    assert!(
+        err.contains("no such user `no-such-user-ao`") && err.contains("useradd"),
+        "{err}"
+    );
 }
