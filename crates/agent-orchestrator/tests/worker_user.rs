@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 const RUN_SECS: u64 = 120;
 
 /// What the agent runs to show whose it is, its HOME and its checkout.
-const WHO_AM_I: &str =
-    "id -un; test -O \"$HOME\" && echo home-is-mine; test -O . && echo checkout-is-mine";
+const WHO_AM_I: &str = "id -un; test -O ../.. && echo task-folder-is-mine; test -O .. && echo workspace-is-mine; \
+     test -O \"$HOME\" && echo home-is-mine; test -O . && echo checkout-is-mine";
 
 fn require_root() {
     assert!(
@@ -112,7 +112,9 @@ async fn a_repository_task_as_nobody_opens_a_pull_request() {
     // While it ran, the agent was nobody, in a HOME and a checkout of nobody's.
     let seen = tool_results(&anthropic);
     assert!(
-        seen.contains("nobody\\nhome-is-mine\\ncheckout-is-mine"),
+        seen.contains(
+            "nobody\\ntask-folder-is-mine\\nworkspace-is-mine\\nhome-is-mine\\ncheckout-is-mine"
+        ),
         "the agent's answers:\n{seen}"
     );
     let repo = s.task_dir(&id).join("workspace/repo");
