@@ -1,9 +1,13 @@
-//! `--worker-user nobody` as the README advises for root: a repository task, run by the real
-//! Claude Code CLI against `FakeAnthropic`, clones, commits and pushes as `nobody` and ends
-//! `pr_opened` on `FakeGitHub`; its task folder, workspace and HOME belong to `nobody`.
+//! `--worker-user nobody` as the README advises for root.
 //!
-//! Changing user needs root. CI runs as root; anywhere else this test fails with a message
-//! saying so (it never skips). Needs the pinned Claude Code CLI like the other e2e tests.
+//! - A repository task, run by the real Claude Code CLI against `FakeAnthropic`, clones over
+//!   smart HTTP with the token (`GitHttp`, as with github.com), commits and pushes as `nobody`
+//!   and ends `pr_opened` on `FakeGitHub`; its task folder, workspace and HOME are `nobody`'s.
+//! - The failure users met, a local-path remote of root's, ends `clone_failed` saying why.
+//! - `serve` refuses, before listening, a worker user that could not run a task.
+//!
+//! Changing user needs root. CI runs as root; anywhere else the first two fail with a message
+//! saying so (they never skip). They need the pinned Claude Code CLI like the other e2e tests.
 
 mod e2e;
 
