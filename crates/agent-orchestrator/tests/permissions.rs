@@ -177,8 +177,9 @@ exit 0"#;
 
 /// As the worker user (a process of its own, not the orchestrator's worker), nothing in the
 /// data dir can be read or listed, save the folder of the task running as it: not the
-/// database and its journal, not `workers/`, not a finished task's spec, output, supervisor
-/// files or checkout.
+/// database and its journal, not an API tokens file kept there, not `workers/`, not a finished
+/// task's spec, output, supervisor files or checkout. (Callback tokens are stored only as
+/// hashes, in the database.)
 #[tokio::test]
 async fn nothing_else_in_the_data_dir_is_readable_by_the_worker_user() {
     require_root();
@@ -186,6 +187,14 @@ async fn nothing_else_in_the_data_dir_is_readable_by_the_worker_user() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = dir.path().join("data");
+    // An API tokens file the operator keeps in the data dir, written with a usual umask.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("api-tokens"), "operator-token-0123456789\n").unwrap();
+    std::fs::set_permissions(
+        data.join("api-tokens"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let worker = script(
         dir.path(),
         "worker.sh",
@@ -222,7 +231,7 @@ async fn nothing_else_in_the_data_dir_is_readable_by_the_worker_user() {
 
     let mut paths = Vec::new();
     everything_under(&data, &own, &mut paths);
-    for want in ["orchestrator.db", "workers"] {
+    for want in ["orchestrator.db", "workers", "api-tokens"] {
         assert!(
             paths.contains(&data.join(want)),
             "{want} is missing: {paths:#?}"
