@@ -161,11 +161,10 @@ pub fn resolve_worker_user(spec: &str) -> Result<WorkerUser, WorkerUserError> {
     Ok(WorkerUser { name, uid, gid })
 }
 
-/// Resolves `spec` and checks that this process may start processes as that user and that the
-/// user can use its task folders under
-/// `data_dir` (`<data_dir>/workers/<task>/`) and run each of `programs` (the supervisor, the
-/// worker command, the agent): every folder on the way must let it pass, and each program
-/// must be executable by it. The data directory and `workers/` themselves are checked only
+/// Resolves `spec` and checks that the user can use its task folders under `data_dir`
+/// (`<data_dir>/workers/<task>/`) and run each of `programs` (the supervisor, the worker
+/// command, the agent), and that this process may start processes as that user. Every folder
+/// on the way must let the user pass, and each program must be executable by it. The data directory and `workers/` themselves are checked only
 /// when `serve` would leave their mode alone (they exist and are shared or not ours);
 /// otherwise `serve` sets them to 0711 itself.
 pub fn check_worker_user(
