@@ -17,9 +17,11 @@
 //! handed to core's [`ao_core::output`] pipeline, which stores it and reports the exit last.
 
 mod env;
+mod nofollow;
 mod process;
 mod supervise;
 mod tail;
+mod user;
 mod watch;
 
 use std::collections::HashMap;
@@ -36,6 +38,7 @@ use tracing::{info, warn};
 
 pub use env::DEFAULT_PASS_ENV;
 pub use supervise::{ExitRecord, supervise};
+pub use user::{WorkerUser, WorkerUserError, check_access, check_worker_user, resolve_worker_user};
 
 /// Settings of the local runtime.
 #[derive(Debug, Clone)]
