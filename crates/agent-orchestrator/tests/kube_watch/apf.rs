@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use crate::audit::{Ev, Log};
-use crate::flow::{Neighbour, Squeeze, seats, squeeze_yaml};
-use crate::world::{World, apply, kubectl};
+use crate::audit::Ev;
+use crate::flow::{Neighbour, Squeezed, seats};
+use crate::world::kubectl;
 
 const TASKS: usize = 4;
 /// The orchestrator's 429s to see before the neighbour lets go.
@@ -18,21 +18,14 @@ const SQUEEZED: usize = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_ends_right() {
     let t0 = Instant::now();
-    let w = World::new("ao-watch-apf", 0).await;
-    let pl = format!("ao-squeeze-{}", w.ctl);
-    apply(w.env, &squeeze_yaml(&pl, &w.ctl)).await;
-    let _squeeze = Squeeze(&w, &pl);
-    let log = Log::from_now(&w.env.audit_log);
-    let orch = w.orchestrator(&w.env.server, TASKS).await;
+    let squeezed = Squeezed::new("ao-watch-apf").await;
+    let (w, pl) = (&squeezed.w, &squeezed.pl);
+    let (orch, log) = squeezed.start(TASKS, &[], None).await;
     let user = w.sa_user();
-    log.wait_for("the orchestrator's first pod watch", 60, |evs| {
-        crate::resume::watch_start(evs, &user, &w.ns, &[])
-    })
-    .await;
 
-    let seats = seats(&w, &pl).await;
-    let mut neighbour = Neighbour::new(&w).await;
-    neighbour.hold_all(&w, &pl, seats).await;
+    let seats = seats(w, pl).await;
+    let mut neighbour = Neighbour::new(w).await;
+    neighbour.hold_all(w, pl, seats).await;
     let probe = neighbour.wait_for_status(429).await;
     let retry_after = probe.headers().get("retry-after").cloned();
     assert!(
@@ -128,7 +121,7 @@ async fn a_squeezed_priority_level_gives_429s_that_are_retried_and_every_task_en
     kubectl(
         w.env,
         &kc,
-        &["delete", "flowschema,prioritylevelconfiguration", &pl],
+        &["delete", "flowschema,prioritylevelconfiguration", pl],
         None,
     )
     .await;

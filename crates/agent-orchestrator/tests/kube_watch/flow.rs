@@ -15,9 +15,11 @@ use kube::api::PostParams;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::world::{World, delete_on_drop, kubectl};
+use crate::audit::Log;
+use crate::orchestrator::Orchestrator;
+use crate::world::{World, apply, delete_on_drop, kubectl};
 
-pub fn squeeze_yaml(pl: &str, ctl: &str) -> String {
+fn squeeze_yaml(pl: &str, ctl: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: ServiceAccount
@@ -187,14 +189,50 @@ impl Neighbour {
     }
 }
 
-/// Deletes the cluster-wide FlowSchema and PriorityLevelConfiguration, pass or fail.
-pub struct Squeeze<'a>(pub &'a World, pub &'a str);
+/// A world whose orchestrator's flow (and the neighbour's) goes to a priority level of its
+/// own. The cluster-wide FlowSchema and PriorityLevelConfiguration are deleted on drop, pass
+/// or fail, before the world's namespaces.
+pub struct Squeezed {
+    pub w: World,
+    /// The priority level's (and FlowSchema's) name.
+    pub pl: String,
+}
 
-impl Drop for Squeeze<'_> {
+impl Squeezed {
+    pub async fn new(prefix: &str) -> Squeezed {
+        let w = World::new(prefix, 0).await;
+        let pl = format!("{prefix}-{}", w.ctl);
+        apply(w.env, &squeeze_yaml(&pl, &w.ctl)).await;
+        Squeezed { w, pl }
+    }
+
+    /// Starts the orchestrator (`max_concurrency`, more `serve` flags, on `port` if given)
+    /// and waits for its first pod watch. Returns it, and the audit log from before it started.
+    pub async fn start(
+        &self,
+        max_concurrency: usize,
+        extra: &[&str],
+        port: Option<u16>,
+    ) -> (Orchestrator, Log) {
+        let w = &self.w;
+        let log = Log::from_now(&w.env.audit_log);
+        let orch = w
+            .orchestrator_with(&w.env.server, max_concurrency, extra, port)
+            .await;
+        let user = w.sa_user();
+        log.wait_for("the orchestrator's first pod watch", 60, |evs| {
+            crate::resume::watch_start(evs, &user, &w.ns, &[])
+        })
+        .await;
+        (orch, log)
+    }
+}
+
+impl Drop for Squeezed {
     fn drop(&mut self) {
         delete_on_drop(
-            self.0.env,
-            &["flowschema,prioritylevelconfiguration", self.1],
+            self.w.env,
+            &["flowschema,prioritylevelconfiguration", &self.pl],
         );
     }
 }

@@ -5,7 +5,11 @@
 //! - [`compaction`]: after an etcd compaction, with the watch cache off, the resume gets
 //!   410 Gone and the runtime relists;
 //! - [`apf`]: API Priority and Fairness squeezes the orchestrator's flow into 429s with
-//!   Retry-After, which are retried, and every task still ends right.
+//!   Retry-After, which are retried, and every task still ends right;
+//! - [`squeeze`] (issue 17): a busy neighbour keeps the level's seats taken for 60 s; launches
+//!   slow down but never stand still, and every task succeeds once it is over;
+//! - [`shutdown`] (issue 17): SIGTERM while launches are throttled begins no launch, and the
+//!   next start adopts what was in flight.
 //!
 //! Each test has its own namespaces, node and orchestrator, and judges by the API server's
 //! audit log. Needs the environment of `scripts/kube-testenv.sh` (started when not running)

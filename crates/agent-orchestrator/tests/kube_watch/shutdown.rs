@@ -10,9 +10,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::audit::Log;
-use crate::flow::{Neighbour, Squeeze, seats, squeeze_yaml};
-use crate::world::{World, apply};
+use crate::flow::{Neighbour, Squeezed, seats};
 
 const TASKS: usize = 6;
 /// Launches in flight at once: fewer than the tasks, so some wait in the queue.
@@ -33,23 +31,14 @@ fn starts(task: &Value) -> Vec<DateTime<Utc>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_throttled_launches_begins_none_and_the_next_start_adopts_them() {
-    let w = World::new("ao-sigterm", 0).await;
-    let pl = format!("ao-held-{}", w.ctl);
-    apply(w.env, &squeeze_yaml(&pl, &w.ctl)).await;
-    let _squeeze = Squeeze(&w, &pl);
-    let log = Log::from_now(&w.env.audit_log);
+    let squeezed = Squeezed::new("ao-sigterm").await;
+    let (w, pl) = (&squeezed.w, &squeezed.pl);
     let flags = ["--launch-concurrency", WINDOW, "--shutdown-grace", "30"];
-    let mut first = w
-        .orchestrator_with(&w.env.server, TASKS, &flags, None)
-        .await;
+    let (mut first, log) = squeezed.start(TASKS, &flags, None).await;
     let user = w.sa_user();
-    log.wait_for("the orchestrator's first pod watch", 60, |evs| {
-        crate::resume::watch_start(evs, &user, &w.ns, &[])
-    })
-    .await;
-    let seats = seats(&w, &pl).await;
-    let mut neighbour = Neighbour::new(&w).await;
-    neighbour.hold_all(&w, &pl, seats).await;
+    let seats = seats(w, pl).await;
+    let mut neighbour = Neighbour::new(w).await;
+    neighbour.hold_all(w, pl, seats).await;
     neighbour.wait_for_status(429).await;
 
     let after = log.mark();

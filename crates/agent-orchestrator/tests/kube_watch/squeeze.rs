@@ -6,9 +6,8 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::audit::{Ev, Log};
-use crate::flow::{Neighbour, Squeeze, seats, squeeze_yaml};
-use crate::world::{World, apply};
+use crate::audit::Ev;
+use crate::flow::{Neighbour, Squeezed, seats};
 
 /// Tasks submitted at the start of the squeeze (`AO_SQUEEZE_TASKS` for a bigger run).
 const TASKS: usize = 20;
@@ -43,20 +42,13 @@ fn creates<'a>(evs: &'a [Ev], user: &str, ns: &str) -> Vec<&'a Ev> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_60_s_squeeze_slows_launches_but_never_stops_them() {
     let n = tasks();
-    let w = World::new("ao-squeeze", 0).await;
-    let pl = format!("ao-busy-{}", w.ctl);
-    apply(w.env, &squeeze_yaml(&pl, &w.ctl)).await;
-    let _squeeze = Squeeze(&w, &pl);
-    let log = Log::from_now(&w.env.audit_log);
-    let orch = w.orchestrator(&w.env.server, n).await;
+    let squeezed = Squeezed::new("ao-squeeze").await;
+    let (w, pl) = (&squeezed.w, &squeezed.pl);
+    let (orch, log) = squeezed.start(n, &[], None).await;
     let user = w.sa_user();
-    log.wait_for("the orchestrator's first pod watch", 60, |evs| {
-        crate::resume::watch_start(evs, &user, &w.ns, &[])
-    })
-    .await;
 
-    let seats = seats(&w, &pl).await;
-    let neighbour = Neighbour::new(&w).await;
+    let seats = seats(w, pl).await;
+    let neighbour = Neighbour::new(w).await;
     let loops = std::env::var("AO_SQUEEZE_LOOPS")
         .ok()
         .and_then(|v| v.parse().ok())
