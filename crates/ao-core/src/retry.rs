@@ -1,5 +1,7 @@
-//! One retry policy for every call a server can throttle: the Kubernetes runtime's API writes,
-//! the worker's callbacks to the orchestrator and its GitHub calls.
+//! One retry policy for every call a server can throttle: the worker's callbacks to the
+//! orchestrator and its GitHub calls, and the Kubernetes runtime's API writes (whose client
+//! also retries a 429 itself with [`parse_retry_after`] and [`server_wait`], then hands what is
+//! still throttled to the scheduler, which backs the task off on its own).
 //!
 //! Why one place: throttling is the server telling each request when to come back, and
 //! Kubernetes' own clients honour it per request. Each copy of a hand-written loop got some of

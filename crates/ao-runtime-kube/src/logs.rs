@@ -9,7 +9,7 @@
 //! duplicate or lose lines.) The count can drift only if the kubelet rotates the container
 //! log, which worker pods, with their bounded output, do not reach at default settings.
 
-use ao_core::retry::{self, Retry};
+use ao_core::retry;
 use std::time::Duration;
 
 use ao_core::output::{OutputConfig, OutputPipeline, WorkerOutput};
@@ -128,9 +128,9 @@ pub(crate) async fn follow_with(
                     return Err(gave_up(e.to_string()));
                 };
                 // Throttled: never sooner than the server asked (core's policy).
-                let pause = match crate::error::classify(&e) {
-                    Retry::After(d) => pause.max(retry::server_wait(d, MAX_THROTTLE_WAIT)),
-                    _ => pause,
+                let pause = match crate::error::throttle_floor(&e) {
+                    Some(d) => pause.max(retry::server_wait(d, MAX_THROTTLE_WAIT)),
+                    None => pause,
                 };
                 debug!(task_id = %task_id, error = %e, pause_ms = pause.as_millis() as u64, "log stream failed to open; retrying");
                 tokio::time::sleep(pause).await;

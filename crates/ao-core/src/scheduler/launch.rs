@@ -193,6 +193,7 @@ impl Scheduler {
         let mut in_flight = FuturesUnordered::new();
         let mut settled: Vec<(usize, TaskId, Settled)> = Vec::new();
         let mut first_error = None;
+        let mut poked = false;
         loop {
             while in_flight.len() < width
                 && !launcher.stopping.load(Ordering::SeqCst)
@@ -227,6 +228,7 @@ impl Scheduler {
                     None => break,
                 },
                 () = notify.notified(), if refill => {
+                    poked = true;
                     let now = self.clock.now();
                     waiting = self.due_queued(room, &seen, now).await?;
                     continue;
@@ -261,6 +263,10 @@ impl Scheduler {
             }
         }
         self.after_launches(settled, report);
+        if poked {
+            // The poke may also have been a cancel: step again at once for it.
+            notify.notify_one();
+        }
         first_error.map_or(Ok(()), Err)
     }
 

@@ -167,15 +167,15 @@ async fn an_unreachable_api_loses_no_task() {
     }
 }
 
-/// A create throttled through every retry (the client's and the policy's) ends the launch as
+/// A create throttled through the client's retries ends the launch at once as
 /// `Throttled`: the task goes back to the queue, the token Secret is left for the next
 /// launch to replace (no throttled delete holds the launch up), and the task then succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_throttled_through_its_retries_is_requeued_then_succeeds() {
     let mut e = env().await;
     let id = submit(&e.store, spec("a")).await;
-    // The policy's 3 tries, each with the client's own 2 retries: 9 answers of 429.
-    e.sim.faults().fail_next.extend([429; 9]);
+    // The client's own 2 retries, then the launch goes back: 3 answers of 429.
+    e.sim.faults().fail_next.extend([429; 3]);
     let report = e.sched.tick().await.unwrap();
     assert_eq!(report.requeued, [id]);
     let t = e.store.get(id).await.unwrap().unwrap();
