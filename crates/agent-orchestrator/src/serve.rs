@@ -6,7 +6,7 @@
 //! process says which and exits non-zero.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -212,7 +212,21 @@ fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
     let mut pass_env: Vec<String> = DEFAULT_PASS_ENV.iter().map(|s| s.to_string()).collect();
     pass_env.extend(args.worker_pass_env.iter().cloned());
     let data_dir = absolute(&args.data_dir)?;
-    let run_as = args.worker_user.as_deref().map(resolve_user).transpose()?;
+    let supervisor = args.supervisor_bin.clone().unwrap_or(exe);
+    let run_as = match args.worker_user.as_deref() {
+        None => None,
+        Some(spec) => {
+            // A bare command name is found on the worker's PATH, which is not checked here.
+            let worker = Path::new(&worker_command[0]);
+            let programs: Vec<&Path> = std::iter::once(supervisor.as_path())
+                .chain(worker.is_absolute().then_some(worker))
+                .collect();
+            let user = ao_runtime_local::check_worker_user(spec, &data_dir, &programs)
+                .map_err(|e| anyhow::anyhow!("--worker-user: {e}; {}", e.fix()))?;
+            info!(user = %user.describe(), "local workers run as the worker user");
+            Some(user.ids())
+        }
+    };
     if run_as.is_none() && nix::unistd::geteuid().is_root() {
         tracing::warn!(
             "local workers run as root; set --worker-user to run them as an unprivileged user"
@@ -221,43 +235,11 @@ fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
     Ok(LocalConfig {
         root: data_dir.join("workers"),
         worker_command,
-        supervisor: args.supervisor_bin.clone().unwrap_or(exe),
+        supervisor,
         pass_env,
         extra_env: Vec::new(),
         run_as,
     })
-}
-
-/// `name`, `uid`, `name:group` or `uid:gid` → numeric ids.
-fn resolve_user(spec: &str) -> anyhow::Result<(u32, u32)> {
-    use nix::unistd::{Group, User};
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let found = match user.parse::<u32>() {
-        Ok(uid) => User::from_uid(uid.into())?,
-        Err(_) => User::from_name(user)?,
-    };
-    let (uid, default_gid) = match (&found, user.parse::<u32>()) {
-        (Some(u), _) => (u.uid.as_raw(), u.gid.as_raw()),
-        (None, Ok(uid)) => (uid, uid),
-        (None, Err(_)) => bail!("--worker-user: no such user `{user}`"),
-    };
-    let gid = match group {
-        None => default_gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => gid,
-            Err(_) => Group::from_name(g)?
-                .with_context(|| format!("--worker-user: no such group `{g}`"))?
-                .gid
-                .as_raw(),
-        },
-    };
-    if uid == 0 {
-        bail!("--worker-user must not be root");
-    }
-    Ok((uid, gid))
 }
 
 fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {

@@ -20,6 +20,7 @@ mod env;
 mod process;
 mod supervise;
 mod tail;
+mod user;
 mod watch;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use tracing::{info, warn};
 
 pub use env::DEFAULT_PASS_ENV;
 pub use supervise::{ExitRecord, supervise};
+pub use user::{WorkerUser, WorkerUserError, check_access, check_worker_user, resolve_worker_user};
 
 /// Settings of the local runtime.
 #[derive(Debug, Clone)]
