@@ -182,21 +182,21 @@ pub(crate) fn data_dir(args: &ServeArgs) -> Check {
     if mode & 0o777 & !want == 0 {
         return ok(
             DATA_DIR,
-            format!("{shown} is writable and private (mode {mode:o})"),
+            format!("{shown} is writable and private (mode {mode:04o})"),
         );
     }
     let ours = meta.uid() == nix::unistd::geteuid().as_raw() && mode & 0o1000 == 0;
     if ours {
         warn(
             DATA_DIR,
-            format!("{shown} has mode {mode:o}; serve makes it {want:o} at start"),
+            format!("{shown} has mode {mode:04o}; serve makes it {want:04o} at start"),
             format!("chmod {want:o} {shown}"),
         )
     } else {
         fail(
             DATA_DIR,
             format!(
-                "{shown} (mode {mode:o}) is shared or not this user's, so others may read the task store"
+                "{shown} (mode {mode:04o}) is shared or not this user's, so others may read the task store"
             ),
             format!("use a private --data-dir (`mkdir -m {want:o} DIR`)"),
         )
@@ -219,7 +219,7 @@ fn missing_data_dir(dir: &Path, want: u32) -> Check {
         Some(p) if writable(p) => ok(
             DATA_DIR,
             format!(
-                "{} does not exist yet; serve creates it (mode {want:o})",
+                "{} does not exist yet; serve creates it (mode {want:04o})",
                 dir.display()
             ),
         ),
