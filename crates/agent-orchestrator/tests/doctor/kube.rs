@@ -1,6 +1,6 @@
-//! The Kubernetes checks. The API server is a stand-in serving just what the checks ask (one
-//! pod list, the Secret's dry-run create, SelfSubjectAccessReviews), so each answer can be
-//! chosen; the simulator (`ao-kube-sim`, which has no SelfSubjectAccessReview) and an address
+//! The Kubernetes checks. The API server is a stand-in serving just what the checks ask
+//! (`/version`, the Secret's dry-run create, SelfSubjectAccessReviews), so each answer can be
+//! chosen; the simulator (`ao-kube-sim`, which has no SelfSubjectAccessReview nor `/version`) and an address
 //! nobody listens on show the rest. `deploy/rbac.yaml` is held to the runtime's list.
 
 use std::collections::BTreeSet;
@@ -39,9 +39,8 @@ fn status(code: u16, reason: &str) -> Response {
     (StatusCode::from_u16(code).unwrap(), Json(body)).into_response()
 }
 
-async fn pods() -> Response {
-    Json(json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": []}))
-        .into_response()
+async fn version() -> Response {
+    Json(json!({"major": "1", "minor": "37", "gitVersion": "v1.37.2"})).into_response()
 }
 
 async fn create_secret(
@@ -84,7 +83,7 @@ async fn review(State(c): State<Shared>, Json(mut body): Json<Value>) -> Respons
 
 async fn stand_in(c: Shared) -> SocketAddr {
     let app = axum::Router::new()
-        .route("/api/v1/namespaces/{ns}/pods", get(pods))
+        .route("/version", get(version))
         .route("/api/v1/namespaces/{ns}/secrets", post(create_secret))
         .route(
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
