@@ -177,8 +177,16 @@ async fn version(bin: &Path, mtime: Option<SystemTime>, len: u64) -> Result<Stri
         bin: bin.to_path_buf(),
         detail,
     };
-    let run = tokio::process::Command::new(bin)
-        .arg("--version")
+    // Nothing secret reaches it (no API key, no GitHub or callback token): only what it needs
+    // to start.
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.arg("--version").env_clear();
+    for name in ["PATH", "HOME", "TMPDIR", "LANG"] {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
+    let run = cmd
         .env("DISABLE_AUTOUPDATER", "1")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)

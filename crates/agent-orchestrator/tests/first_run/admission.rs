@@ -62,6 +62,19 @@ async fn tasks_wait_for_claude_code_and_run_once_it_is_installed() {
             "{msg}"
         );
     }
+    // The CLI says it in one line, with the fix.
+    let cli = std::process::Command::new(BIN)
+        .args(["tasks", "submit", "Say hello"])
+        .env("AO_URL", &server.base)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(9), "{said}");
+    assert!(
+        said.contains("the built-in agent cannot run on this server")
+            && said.contains("fix: run `scripts/install-claude.sh`"),
+        "{said}"
+    );
     let list: Value = c
         .get(format!("{}/api/v1/tasks", server.base))
         .send()

@@ -77,7 +77,12 @@ async fn the_readme_run_command_on_a_fresh_machine_runs_claude_code() {
     let dir = tempfile::tempdir().unwrap();
     let (home, prefix) = (dir.path().join("home"), dir.path().join("claude"));
     std::fs::create_dir(&home).unwrap();
-    let path = format!("{}:/usr/bin:/bin", fake_cargo(dir.path()).display());
+    // This machine's PATH (npm, git), less every folder with a `claude`.
+    let system: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .filter(|d| d.is_absolute() && !d.join("claude").exists())
+        .collect();
+    let path = std::env::join_paths(std::iter::once(fake_cargo(dir.path())).chain(system)).unwrap();
+    let path = path.to_string_lossy().into_owned();
     let which = Command::new("sh")
         .args(["-c", "command -v claude"])
         .env("PATH", &path)
