@@ -224,20 +224,7 @@ fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
     pass_env.extend(args.worker_pass_env.iter().cloned());
     let data_dir = absolute(&args.data_dir)?;
     let supervisor = args.supervisor_bin.clone().unwrap_or(exe);
-    let run_as = match args.worker_user.as_deref() {
-        None => None,
-        Some(spec) => {
-            // A bare command name is found on the worker's PATH, which is not checked here.
-            let worker = Path::new(&worker_command[0]);
-            let programs: Vec<&Path> = std::iter::once(supervisor.as_path())
-                .chain(worker.is_absolute().then_some(worker))
-                .collect();
-            let user = ao_runtime_local::check_worker_user(spec, &data_dir, &programs)
-                .map_err(|e| anyhow::anyhow!("--worker-user: {e}; {}", e.fix()))?;
-            info!(user = %user.describe(), "local workers run as the worker user");
-            Some(user.ids())
-        }
-    };
+    let run_as = worker_user(args, &data_dir, &supervisor, &worker_command)?;
     if run_as.is_none() && nix::unistd::geteuid().is_root() {
         tracing::warn!(
             "local workers run as root; set --worker-user to run them as an unprivileged user"
@@ -251,6 +238,33 @@ fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
         extra_env: Vec::new(),
         run_as,
     })
+}
+
+/// `--worker-user` as ids, once checked that the user can reach its task folders and run the
+/// supervisor, the worker and (for the built-in worker, when `AO_CLAUDE_BIN` names it) Claude
+/// Code. Shared with `doctor` through [`ao_runtime_local::check_worker_user`].
+fn worker_user(
+    args: &ServeArgs,
+    data_dir: &Path,
+    supervisor: &Path,
+    worker_command: &[String],
+) -> anyhow::Result<Option<(u32, u32)>> {
+    let Some(spec) = args.worker_user.as_deref() else {
+        return Ok(None);
+    };
+    // A bare command name is found on the worker's PATH, which is not checked here.
+    let worker = Path::new(&worker_command[0]);
+    let claude = std::env::var_os(ao_core::worker::settings::CLAUDE_BIN)
+        .map(PathBuf::from)
+        .filter(|p| args.worker_command.is_none() && p.is_absolute());
+    let programs: Vec<&Path> = std::iter::once(supervisor)
+        .chain(worker.is_absolute().then_some(worker))
+        .chain(claude.as_deref())
+        .collect();
+    let user = ao_runtime_local::check_worker_user(spec, data_dir, &programs)
+        .map_err(|e| anyhow::anyhow!("--worker-user: {e}; {}", e.fix()))?;
+    info!(user = %user.describe(), "local workers run as the worker user");
+    Ok(Some(user.ids()))
 }
 
 fn absolute(p: &std::path::Path) -> anyhow::Result<PathBuf> {

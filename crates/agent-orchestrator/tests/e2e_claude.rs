@@ -56,6 +56,7 @@ impl World {
             Opts {
                 allowed_tools: ALLOWED_TOOLS,
                 max_concurrency,
+                worker_user: None,
             },
         );
         World {

@@ -18,6 +18,14 @@ fn mode(p: &Path) -> u32 {
         & 0o7777
 }
 
+/// Changing user needs root. CI runs as root; elsewhere these tests fail saying so.
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs workers as `nobody` (--worker-user), which needs root: run it as root (CI does)"
+    );
+}
+
 async fn logs(app: &TestApp, id: &str) -> String {
     app.get(&format!("/api/v1/tasks/{id}/logs"))
         .await
@@ -81,15 +89,7 @@ cat "$AO_TASK_FILE" >/dev/null && touch "$AO_WORKSPACE/x" && echo own-folder-ok"
 
 #[tokio::test]
 async fn a_worker_user_reads_its_own_folder_only() {
-    if !nix::unistd::geteuid().is_root() {
-        // Changing user needs root; CI runs as root, so this never skips there.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must run this test as root"
-        );
-        eprintln!("not root: skipping the --worker-user permissions test outside CI");
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     // The unprivileged worker must be able to run its script.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -128,5 +128,131 @@ async fn a_worker_user_reads_its_own_folder_only() {
         ],
         "{out}"
     );
+    app.stop().await;
+}
+
+/// Every folder and file under `dir`, except the subtree `skip`, with `dir` itself.
+fn everything_under(dir: &Path, skip: &Path, out: &mut Vec<std::path::PathBuf>) {
+    if dir == skip {
+        return;
+    }
+    out.push(dir.to_path_buf());
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            everything_under(&p, skip, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs as `user`: reads each file or lists each folder given, and prints the ones it could.
+fn readable_as(user: &ao_runtime_local::WorkerUser, paths: &[std::path::PathBuf]) -> Vec<String> {
+    use std::os::unix::process::CommandExt;
+    const READ_EACH: &str = r#"for p; do
+  if [ -d "$p" ]; then ls -a "$p" >/dev/null 2>&1 && echo "$p"
+  else cat "$p" >/dev/null 2>&1 && echo "$p"; fi
+done
+exit 0"#;
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(READ_EACH)
+        .arg("probe")
+        .args(paths)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .uid(user.uid)
+        .gid(user.gid)
+        .output()
+        .expect("run a probe as the worker user");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// As the worker user (a process of its own, not the orchestrator's worker), nothing in the
+/// data dir can be read or listed, save the folder of the task running as it: not the
+/// database and its journal, not an API tokens file kept there, not `workers/`, not a finished
+/// task's spec, output, supervisor files or checkout. (Callback tokens are stored only as
+/// hashes, in the database.)
+#[tokio::test]
+async fn nothing_else_in_the_data_dir_is_readable_by_the_worker_user() {
+    require_root();
+    let nobody = ao_runtime_local::resolve_worker_user("nobody").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = dir.path().join("data");
+    // An API tokens file the operator keeps in the data dir, written with a usual umask.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("api-tokens"), "operator-token-0123456789\n").unwrap();
+    std::fs::set_permissions(
+        data.join("api-tokens"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let worker = script(
+        dir.path(),
+        "worker.sh",
+        &format!(
+            "echo secret > \"$AO_WORKSPACE/file\"; mkdir -p \"$HOME/.cache\"\n{}",
+            common::SCRIPT_WORKER
+        ),
+    );
+    let args = common::serve_args(dir.path(), &worker, &["--worker-user", "nobody"]);
+    let app = TestApp::spawn_with(dir, args).await;
+    let done = app
+        .submit(json!({"prompt": "finished", "env": {"GREETING": "hi"}}))
+        .await;
+    let t = app.wait_terminal(&done).await;
+    assert_eq!(
+        t["status"],
+        "succeeded",
+        "{t:#}\n{}",
+        logs(&app, &done).await
+    );
+    let running = app
+        .submit(json!({"prompt": "running", "env": {"SLEEP": "30"}}))
+        .await;
+    app.wait_for(&running, 10, |s| s == "running").await;
+    let own = data.join("workers").join(&running);
+    // The task running as the user may read its own folder: the probe can read.
+    let own_files = [own.join("task.json"), own.join("workspace/file")];
+    let seen = readable_as(&nobody, &own_files);
+    assert_eq!(
+        seen.len(),
+        2,
+        "the probe cannot even read its own task: {seen:?}"
+    );
+
+    let mut paths = Vec::new();
+    everything_under(&data, &own, &mut paths);
+    for want in ["orchestrator.db", "workers", "api-tokens"] {
+        assert!(
+            paths.contains(&data.join(want)),
+            "{want} is missing: {paths:#?}"
+        );
+    }
+    let finished = data.join("workers").join(&done);
+    for f in [
+        "task.json",
+        "output.log",
+        "exit.json",
+        "supervisor.log",
+        "workspace/file",
+    ] {
+        assert!(
+            paths.contains(&finished.join(f)),
+            "{f} is missing: {paths:#?}"
+        );
+    }
+    let leaked = readable_as(&nobody, &paths);
+    assert!(leaked.is_empty(), "the worker user can read: {leaked:#?}");
+    app.cancel(&running).await;
+    app.wait_terminal(&running).await;
     app.stop().await;
 }

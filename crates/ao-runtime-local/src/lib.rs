@@ -17,6 +17,7 @@
 //! handed to core's [`ao_core::output`] pipeline, which stores it and reports the exit last.
 
 mod env;
+mod nofollow;
 mod process;
 mod supervise;
 mod tail;

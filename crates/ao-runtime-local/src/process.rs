@@ -2,9 +2,8 @@
 //! group, waiting for it (as our child, or through a pidfd after a restart), and signalling
 //! the whole group.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -17,8 +16,8 @@ use nix::unistd::Pid;
 use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
-use crate::LocalConfig;
 use crate::supervise::ExitRecord;
+use crate::{LocalConfig, nofollow};
 
 /// Mode of the workers' root: private, or traversable (not listable) when workers run as
 /// another user, who must reach their own folder inside it.
@@ -41,31 +40,28 @@ pub(crate) fn prepare_root(root: &Path, separate_user: bool) -> std::io::Result<
     Ok(())
 }
 
+/// Creates (or, for a relaunch, resets) the task folder and its `workspace/`, `home/` and
+/// `tmp/`, all 0700 and of the worker user if there is one, and writes `task.json`. Nothing a
+/// worker of an earlier run left in the folder is followed (see [`crate::nofollow`]).
 pub(crate) fn prepare_dir(
     dir: &Path,
     task: &Task,
     owner: Option<(u32, u32)>,
 ) -> std::io::Result<()> {
-    let mut b = fs::DirBuilder::new();
-    b.recursive(true).mode(0o700);
-    let dirs = [
+    // The task folder's parent is the workers' root, which a worker cannot change.
+    for p in [
         dir.to_path_buf(),
         dir.join("workspace"),
         dir.join("home"),
         dir.join("tmp"),
-    ];
-    for p in &dirs {
-        b.create(p)?;
-        // Whatever the umask, and also for a folder left by an earlier run.
-        fs::set_permissions(p, fs::Permissions::from_mode(0o700))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
-        }
+    ] {
+        nofollow::private_dir(&p, owner)?;
     }
-    write_private(&dir.join("task.json"), &serde_json::to_vec(&task.spec)?)?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(dir.join("task.json"), Some(uid), Some(gid))?;
-    }
+    nofollow::create_private(
+        &dir.join("task.json"),
+        &serde_json::to_vec(&task.spec)?,
+        owner,
+    )?;
     // A relaunch after a restart starts a fresh run.
     let _ = fs::remove_file(dir.join("exit.json"));
     Ok(())
@@ -76,11 +72,7 @@ pub(crate) fn spawn(
     dir: &Path,
     env: Vec<(String, String)>,
 ) -> std::io::Result<Child> {
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(dir.join("supervisor.log"))?;
+    let log = nofollow::append_private(&dir.join("supervisor.log"))?;
     let mut cmd = Command::new(&cfg.supervisor);
     cmd.arg("supervise")
         .arg("--dir")
@@ -106,17 +98,10 @@ pub(crate) fn spawn(
     Ok(child)
 }
 
-/// Replace `path` with `bytes`, readable by its owner only.
+/// Replace `path` with `bytes`, readable by its owner only (a link there is replaced, not
+/// followed).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    // A file left by an earlier run keeps its mode on open; set it.
-    f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)
+    nofollow::create_private(path, bytes, None)
 }
 
 /// A finished worker's folder goes back to the orchestrator's user (mode 0700), so workers of
@@ -139,11 +124,8 @@ pub(crate) fn seal(dir: &Path, run_as: Option<(u32, u32)>) {
 /// The pid of a supervisor that still runs for this task folder, if any. The command line
 /// is checked so a recycled pid is never mistaken for our worker.
 pub(crate) fn live_supervisor(dir: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(dir.join("supervisor.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let raw = nofollow::read_small(&dir.join("supervisor.pid"), 32).ok()?;
+    let pid: i32 = std::str::from_utf8(&raw).ok()?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // A zombie has exited; it only waits to be reaped.
@@ -154,7 +136,7 @@ pub(crate) fn live_supervisor(dir: &Path) -> Option<i32> {
 }
 
 pub(crate) fn read_exit(dir: &Path) -> Option<ExitRecord> {
-    serde_json::from_slice(&fs::read(dir.join("exit.json")).ok()?).ok()
+    serde_json::from_slice(&nofollow::read_small(&dir.join("exit.json"), 4096).ok()?).ok()
 }
 
 /// The exit as the supervisor recorded it, or as the supervisor's own status shows it.

@@ -59,7 +59,10 @@ async fn drain(
     output: &WorkerOutput,
 ) -> bool {
     if file.is_none() {
-        *file = tokio::fs::File::open(path).await.ok();
+        // Not through a link a worker put in its place (see `crate::nofollow`).
+        *file = crate::nofollow::open_read(path)
+            .ok()
+            .map(tokio::fs::File::from_std);
     }
     let Some(f) = file.as_mut() else {
         return true; // not written yet

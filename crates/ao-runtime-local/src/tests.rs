@@ -109,3 +109,61 @@ async fn with_a_worker_user_the_root_is_traversable_only() {
     let _rt = runtime(dir.path(), Some((65534, 65534))).await;
     assert_eq!(mode(&dir.path().join("workers")), 0o711);
 }
+
+/// A worker owns its task folder while it runs and may leave links in it; preparing the folder
+/// again (a relaunch) and reading its files never goes through them.
+#[tokio::test]
+async fn links_a_worker_left_in_its_folder_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let precious = dir.path().join("precious");
+    std::fs::write(&precious, r#"{"code":0,"signal":null}"#).unwrap();
+    std::fs::set_permissions(&precious, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let rt = runtime(dir.path(), None).await;
+    let task = some_task();
+    let tdir = rt.task_dir(task.id);
+    std::fs::create_dir_all(&tdir).unwrap();
+    symlink(&outside, tdir.join("workspace")).unwrap();
+    for f in ["task.json", "exit.json", "supervisor.pid", "supervisor.log"] {
+        symlink(&precious, tdir.join(f)).unwrap();
+    }
+    nix::unistd::mkfifo(&tdir.join("output.log"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Reading: a link or a FIFO is not a file of ours (and does not hang us).
+    assert_eq!(process::read_exit(&tdir), None);
+    assert_eq!(process::live_supervisor(&tdir), None);
+    assert!(nofollow::open_read(&tdir.join("output.log")).is_err());
+    assert!(nofollow::append_private(&tdir.join("supervisor.log")).is_err());
+    // Preparing: the links are replaced, their targets untouched (chmod, chown or write).
+    let me = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    process::prepare_dir(&tdir, &task, Some(me)).unwrap();
+    assert!(
+        std::fs::symlink_metadata(tdir.join("workspace"))
+            .unwrap()
+            .is_dir()
+    );
+    assert!(
+        std::fs::symlink_metadata(tdir.join("task.json"))
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(mode(&outside), 0o755);
+    assert_eq!(mode(&precious), 0o644);
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        r#"{"code":0,"signal":null}"#
+    );
+    assert_eq!(mode(&tdir.join("workspace")), 0o700);
+    process::write_private(&tdir.join("supervisor.pid"), b"1").unwrap();
+    assert!(
+        std::fs::symlink_metadata(tdir.join("supervisor.pid"))
+            .unwrap()
+            .is_file()
+    );
+    assert_eq!(mode(&precious), 0o644);
+}

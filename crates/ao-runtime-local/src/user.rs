@@ -60,6 +60,15 @@ pub enum WorkerUserError {
         owner: u32,
         group: u32,
     },
+    #[error("worker user {user} cannot reach {} to run it: {} is in the way (mode {mode:o}, owner {owner}:{group})", program.display(), dir.display())]
+    ProgramUnreachable {
+        user: String,
+        program: PathBuf,
+        dir: PathBuf,
+        mode: u32,
+        owner: u32,
+        group: u32,
+    },
     #[error("worker user {user} cannot run {} (mode {mode:o}, owner {owner}:{group})", program.display())]
     CannotExecute {
         user: String,
@@ -90,6 +99,11 @@ impl WorkerUserError {
             Self::Lookup { .. } => "check the system's user database (nsswitch)".into(),
             Self::CannotTraverse { dir, .. } => format!(
                 "put the data directory where the worker user can reach it (e.g. `--data-dir /var/lib/agent-orchestrator`), or allow passing through: `chmod o+x {}`",
+                dir.display()
+            ),
+            Self::ProgramUnreachable { program, dir, .. } => format!(
+                "install it where the worker user can reach it (e.g. `cargo install --path crates/agent-orchestrator --root /usr/local`, `CLAUDE_PREFIX=/opt/claude scripts/install-claude.sh`, or `install -m 755 {} /usr/local/bin/`), or allow passing through: `chmod o+x {}`",
+                program.display(),
                 dir.display()
             ),
             Self::CannotExecute { program, .. } => format!(
@@ -163,7 +177,8 @@ pub fn check_access(
     programs: &[&Path],
 ) -> Result<(), WorkerUserError> {
     let data_dir = absolute(data_dir)?;
-    for dir in data_dir.ancestors().skip(1) {
+    // From the root down, in the order the kernel walks them.
+    for dir in outer_first(&data_dir) {
         check_dir(user, dir, false)?;
     }
     check_dir(user, &data_dir, true)?;
@@ -172,6 +187,13 @@ pub fn check_access(
         check_program(user, program)?;
     }
     Ok(())
+}
+
+/// The folders above `p`, outermost first.
+fn outer_first(p: &Path) -> impl Iterator<Item = &Path> {
+    let mut up: Vec<&Path> = p.ancestors().skip(1).collect();
+    up.reverse();
+    up.into_iter()
 }
 
 /// `p` with symbolic links resolved if it exists, else made absolute.
@@ -220,8 +242,24 @@ fn check_program(user: &WorkerUser, program: &Path) -> Result<(), WorkerUserErro
         path: program.clone(),
         source,
     })?;
-    for dir in program.ancestors().skip(1).chain(real.ancestors().skip(1)) {
-        check_dir(user, dir, false)?;
+    for dir in outer_first(&program).chain(outer_first(&real)) {
+        check_dir(user, dir, false).map_err(|e| match e {
+            WorkerUserError::CannotTraverse {
+                user,
+                dir,
+                mode,
+                owner,
+                group,
+            } => WorkerUserError::ProgramUnreachable {
+                user,
+                program: program.clone(),
+                dir,
+                mode,
+                owner,
+                group,
+            },
+            other => other,
+        })?;
     }
     let meta = fs::metadata(&real).map_err(|source| WorkerUserError::Inspect {
         path: real.clone(),

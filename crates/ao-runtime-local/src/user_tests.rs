@@ -122,9 +122,10 @@ fn programs_must_be_executable_by_the_worker_user() {
     chmod(&bin, 0o700);
     let e = check_access(&STRANGER, &data, &[&prog]).unwrap_err();
     assert!(
-        matches!(e, WorkerUserError::CannotTraverse { ref dir, .. } if dir == &bin),
+        matches!(e, WorkerUserError::ProgramUnreachable { ref dir, ref program, .. } if dir == &bin && program == &prog),
         "{e:?}"
     );
+    assert!(e.fix().contains("cargo install"), "{}", e.fix());
     chmod(&bin, 0o755);
     // Reached through a symbolic link: the target's folders count too.
     let link_dir = t.path().join("links");

@@ -6,6 +6,7 @@
 //! - [`FakeAnthropic`]: the Anthropic Messages API (SSE streaming), driven by a [`Script`].
 //! - [`FakeGitHub`]: the slice of the GitHub REST API the worker uses (pull requests).
 //! - [`git`]: local bare repositories to clone from and push to.
+//! - [`GitHttp`]: a bare repository served over smart HTTP with GitHub's token auth.
 //! - [`claude_bin`]: locates the pinned Claude Code binary (see `scripts/install-claude.sh`).
 //! - [`readme`]: drift checks that keep generated README sections equal to the code.
 //!
@@ -14,9 +15,11 @@
 pub mod anthropic;
 mod claude;
 pub mod git;
+mod git_http;
 pub mod github;
 pub mod readme;
 
 pub use anthropic::{Block, FakeAnthropic, RecordedRequest, Reply, Script, Turn, Usage};
 pub use claude::{claude_bin, claude_version};
+pub use git_http::{GitHttp, GitRequest};
 pub use github::{FakeGitHub, PullRequest};

@@ -48,6 +48,17 @@ pub enum GitError {
     Spawn(String),
     #[error("ref {0:?} not found in the repository")]
     UnknownRef(String),
+    /// git's `safe.directory` check: the repository belongs to another user than the one the
+    /// worker runs as (typically a local-path remote of the orchestrator's, with
+    /// `--worker-user`). git refuses it on purpose: a repository's config can run commands.
+    #[error(
+        "git {op} refused {repo}: it belongs to another user than the worker's (uid {uid}), and git does not use other users' repositories (\"dubious ownership\"). Serve it over the network (https, ssh, git://), give it to the worker user, or trust this one path with `safe.directory = {repo}` in the system git config (/etc/gitconfig)"
+    )]
+    NotOwned {
+        op: &'static str,
+        repo: String,
+        uid: u32,
+    },
 }
 
 /// How to run git for one task.
@@ -140,6 +151,14 @@ impl Git {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned());
         }
         let stderr = self.scrub.scrub(&String::from_utf8_lossy(&out.stderr));
+        if let Some(repo) = refused_repository(&stderr) {
+            tracing::warn!(op, repo, "git refused a repository of another user");
+            return Err(GitError::NotOwned {
+                op,
+                repo: repo.to_owned(),
+                uid: nix::unistd::geteuid().as_raw(),
+            });
+        }
         let detail = crate::truncate(stderr.trim(), 500);
         tracing::warn!(op, code = out.status.code(), "git failed");
         Err(GitError::Failed { op, detail })
@@ -241,6 +260,14 @@ impl Git {
     }
 }
 
+/// The repository git refused for belonging to another user, from its stderr.
+fn refused_repository(stderr: &str) -> Option<&str> {
+    let rest = stderr
+        .split("detected dubious ownership in repository at '")
+        .nth(1)?;
+    rest.split('\'').next().filter(|r| !r.is_empty())
+}
+
 /// `scheme://host[:port]` of an http(s) URL, without any userinfo.
 fn http_origin(url: &str) -> Option<String> {
     let (scheme, rest) = url.split_once("://")?;
@@ -269,6 +296,23 @@ mod tests {
         assert_eq!(http_origin("git@github.com:o/r.git"), None);
         assert_eq!(http_origin("/tmp/repo.git"), None);
         assert_eq!(http_origin("ssh://git@github.com/o/r"), None);
+    }
+
+    #[test]
+    fn a_refused_repository_is_named() {
+        let stderr = "fatal: detected dubious ownership in repository at '/srv/r.git'\nTo add an exception for this directory, call:\n";
+        assert_eq!(refused_repository(stderr), Some("/srv/r.git"));
+        assert_eq!(refused_repository("fatal: repository not found"), None);
+        let e = GitError::NotOwned {
+            op: "clone",
+            repo: "/srv/r.git".into(),
+            uid: 65534,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("uid 65534") && msg.contains("safe.directory = /srv/r.git"),
+            "{msg}"
+        );
     }
 
     #[test]

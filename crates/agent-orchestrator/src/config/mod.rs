@@ -114,8 +114,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_WORKER_PASS_ENV", value_delimiter = ',')]
     pub worker_pass_env: Vec<String>,
 
-    /// Run local workers as this user (name or numeric uid, optionally `:group`). Strongly
-    /// advised when the orchestrator runs as root.
+    /// Run local workers as this user (name or numeric uid, optionally `:group`; not root).
+    /// Strongly advised when the orchestrator runs as root. The user must be able to reach the
+    /// data directory and run this binary and Claude Code; `serve` checks that at start.
     #[arg(long, env = "AO_WORKER_USER")]
     pub worker_user: Option<String>,
 

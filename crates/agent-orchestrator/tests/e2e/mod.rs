@@ -77,6 +77,8 @@ pub struct Opts<'a> {
     /// `AO_ALLOWED_TOOLS` (server-wide; passed through to every worker).
     pub allowed_tools: &'a str,
     pub max_concurrency: u32,
+    /// `--worker-user`: local workers run as this user (the orchestrator must be root).
+    pub worker_user: Option<&'a str>,
 }
 
 /// A running `agent-orchestrator serve`.
@@ -115,9 +117,16 @@ impl Server {
             .unwrap();
         let data_dir = dir.path().join("data");
         let claude = ao_testkit::claude_bin();
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve");
+        if let Some(user) = opts.worker_user {
+            // The worker user passes through to its folder under the data dir.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+            cmd.args(["--worker-user", user]);
+        }
+        let mut child = cmd
             .args([
-                "serve",
                 "--listen",
                 "127.0.0.1:0",
                 "--log-format",
