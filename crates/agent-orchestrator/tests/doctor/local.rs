@@ -280,3 +280,18 @@ fn a_custom_worker_command_skips_the_claude_checks() {
         r.out
     );
 }
+
+#[test]
+fn doctor_reads_serves_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ao.toml");
+    std::fs::write(&cfg, "worker-command = \"/bin/true\"\n").unwrap();
+    let r = run(
+        dir.path(),
+        &base_env(dir.path()),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.out);
+    assert!(!r.has("claude_code"), "{}", r.out);
+    assert!(r.out.contains("the worker command /bin/true"), "{}", r.out);
+}
