@@ -28,5 +28,5 @@ if [[ -z "${AO_CLAUDE_BIN:-}" ]] \
     fi
 fi
 
-exec cargo run --release --quiet --manifest-path "$repo_root/Cargo.toml" -p agent-orchestrator \
+exec cargo run --release --manifest-path "$repo_root/Cargo.toml" -p agent-orchestrator \
     --bin agent-orchestrator -- serve "$@"
