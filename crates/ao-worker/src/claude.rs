@@ -109,6 +109,15 @@ impl Unavailable {
 /// Find the Claude Code to run. `configured` is `AO_CLAUDE_BIN` (or `claude`), `path` the
 /// `PATH` to search.
 pub async fn locate(configured: &Path, path: Option<&OsStr>) -> Result<Found, Unavailable> {
+    locate_with(configured, path, &pinned_install()).await
+}
+
+/// [`locate`], with the pinned install at `pinned`.
+async fn locate_with(
+    configured: &Path,
+    path: Option<&OsStr>,
+    pinned: &Path,
+) -> Result<Found, Unavailable> {
     if configured.components().count() > 1 {
         return check(configured, Source::Configured).await;
     }
@@ -123,9 +132,8 @@ pub async fn locate(configured: &Path, path: Option<&OsStr>) -> Result<Found, Un
         .map(|p| (p, Source::Path))
         .into_iter()
         .collect();
-    let pinned = pinned_install();
     if name == "claude" && pinned.exists() {
-        candidates.push((pinned.clone(), Source::PinnedInstall));
+        candidates.push((pinned.to_path_buf(), Source::PinnedInstall));
     }
     let mut first_problem = None;
     for (bin, source) in candidates {
@@ -136,7 +144,10 @@ pub async fn locate(configured: &Path, path: Option<&OsStr>) -> Result<Found, Un
             }
         }
     }
-    Err(first_problem.unwrap_or(Unavailable::Missing { name, pinned }))
+    Err(first_problem.unwrap_or(Unavailable::Missing {
+        name,
+        pinned: pinned.to_path_buf(),
+    }))
 }
 
 /// The file exists, is executable and is the pinned version.
@@ -280,5 +291,32 @@ mod tests {
         let found = locate(Path::new("claude-x"), Some(&path)).await.unwrap();
         assert_eq!((found.bin, found.source), (good, Source::Path));
         assert_eq!(found.version, pinned_version());
+    }
+
+    #[tokio::test]
+    async fn the_pinned_install_comes_after_path_and_wins_over_another_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (on_path, tools) = (dir.path().join("bin"), dir.path().join("tools"));
+        std::fs::create_dir_all(&on_path).unwrap();
+        std::fs::create_dir_all(&tools).unwrap();
+        let body = format!("echo '{} (Claude Code)'", pinned_version());
+        let pinned = script(&tools, "claude", &body, 0o755);
+        let path = on_path.clone().into_os_string();
+        let claude = Path::new("claude");
+        let found = locate_with(claude, Some(&path), &pinned).await.unwrap();
+        assert_eq!(
+            (found.bin, found.source),
+            (pinned.clone(), Source::PinnedInstall)
+        );
+        script(&on_path, "claude", "echo '3.0.0 (Claude Code)'", 0o755);
+        let found = locate_with(claude, Some(&path), &pinned).await.unwrap();
+        assert_eq!(
+            found.source,
+            Source::PinnedInstall,
+            "the pinned version wins"
+        );
+        let gone = tools.join("none");
+        let e = locate_with(claude, Some(&path), &gone).await.unwrap_err();
+        assert!(matches!(e, Unavailable::WrongVersion { .. }), "{e}");
     }
 }
