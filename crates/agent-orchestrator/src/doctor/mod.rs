@@ -148,11 +148,15 @@ pub async fn main(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// `serve`'s start-up checks: run them (and probe its own callback URL, now that it
-/// listens), log one warning per problem, and keep them for `/readyz`.
+/// `serve`'s start-up checks: run them (and, for local workers, probe the callback URL now
+/// that it listens), log one warning per problem, and keep them for `/readyz`. A pod's
+/// callback URL is a Service that routes to this server only once it is ready, so it cannot
+/// be probed from here at start-up.
 pub async fn startup(args: ServeArgs, callback: String, readiness: std::sync::Arc<ServeReadiness>) {
     let mut checks = run_checks(&args, &Env::from_process(), Purpose::Serve).await;
-    checks.push(local::probe_callback(&callback).await);
+    if args.runtime == RuntimeKind::Local {
+        checks.push(local::probe_callback(&callback).await);
+    }
     log_problems(&checks);
     readiness.set_startup(checks);
 }
