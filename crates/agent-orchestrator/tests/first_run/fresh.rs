@@ -119,6 +119,32 @@ async fn the_readme_run_command_on_a_fresh_machine_runs_claude_code() {
         prefix.display(),
         server.log().join("\n")
     );
+    // Once the start-up checks have run, /readyz has them (no GITHUB_TOKEN: a warning), and
+    // nothing stops tasks.
+    let c = crate::common::client();
+    let mut ready = serde_json::Value::Null;
+    for _ in 0..100 {
+        let r = c
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        ready = serde_json::from_str(&r.text().await.unwrap()).unwrap_or_default();
+        let checks = ready["checks"].as_array();
+        if checks.is_some_and(|cs| cs.iter().any(|c| c["name"] == "github")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ready["status"],
+        "ready",
+        "{ready:#}\n{}",
+        server.log().join("\n")
+    );
+    let checks = ready["checks"].as_array().unwrap();
+    let failing: Vec<_> = checks.iter().filter(|c| c["status"] == "fail").collect();
+    assert!(failing.is_empty(), "{failing:#?}");
     let warnings = server.warnings();
     assert!(
         !warnings
