@@ -142,23 +142,7 @@ async fn tasks_wait_for_claude_code_and_run_once_it_is_installed() {
         .await
         .unwrap();
     let id = task["id"].as_str().unwrap().to_owned();
-    let done = loop {
-        let t: Value = c
-            .get(format!("{}/api/v1/tasks/{id}", server.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if matches!(
-            t["status"].as_str(),
-            Some("succeeded" | "failed" | "cancelled" | "timed_out")
-        ) {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = finished(&c, &server, &id).await;
     assert_eq!(
         (done["status"].as_str(), done["reason"].as_str()),
         (Some("succeeded"), Some("answered")),
@@ -171,4 +155,84 @@ async fn tasks_wait_for_claude_code_and_run_once_it_is_installed() {
         .unwrap();
     let ready = ready.text().await.unwrap();
     assert!(!ready.contains(r#""status":"degraded""#), "{ready}");
+}
+
+/// The issue's first symptom, from the other side: a worker that cannot start Claude Code (here
+/// the built-in worker given as a custom `--worker-command`, so nothing gates it) ends the
+/// task `failed`/`agent_unavailable` with the fix, no longer `agent_error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_without_its_agent_ends_agent_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = |v: &dyn AsRef<std::ffi::OsStr>| v.as_ref().to_owned();
+    let env: Vec<(String, OsString)> = vec![
+        ("PATH".into(), s(&"/usr/bin:/bin")),
+        ("HOME".into(), s(&dir.path())),
+        ("AO_CLAUDE_BIN".into(), s(&dir.path().join("no-claude"))),
+        ("ANTHROPIC_API_KEY".into(), s(&KEY)),
+        ("AO_LOG_FORMAT".into(), s(&"json")),
+    ];
+    let data = dir.path().join("data");
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--worker-command",
+        BIN,
+        "--worker-arg",
+        "worker",
+        "--require-result",
+        "true",
+    ];
+    let server = Server::start(
+        Path::new(BIN),
+        &args,
+        dir.path(),
+        &env,
+        Duration::from_secs(60),
+    );
+    let c = client();
+    let r = c
+        .post(format!("{}/api/v1/tasks", server.base))
+        .json(&json!({"prompt": "Say hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "a custom worker command is not gated");
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = finished(&c, &server, &id).await;
+    assert_eq!(
+        (done["status"].as_str(), done["reason"].as_str()),
+        (Some("failed"), Some("agent_unavailable")),
+        "{done:#}"
+    );
+    let error = done["result"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("Claude Code not found at") && error.contains("scripts/install-claude.sh"),
+        "{error}"
+    );
+}
+
+/// The task once it has finished (bounded: 60 s).
+async fn finished(c: &reqwest::Client, server: &Server, id: &str) -> Value {
+    let mut t = Value::Null;
+    for _ in 0..600 {
+        t = c
+            .get(format!("{}/api/v1/tasks/{id}", server.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if t["finished_at"].is_string() {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("task {id} did not finish: {t:#}");
 }

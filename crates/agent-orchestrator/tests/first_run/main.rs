@@ -7,7 +7,9 @@
 //!   watch its events and read its result, which is `succeeded`/`answered`.
 //! - `admission`: while Claude Code is missing, both submit routes answer 503
 //!   `agent_unavailable` with the fix, start-up logs a warning per problem and `/readyz` says
-//!   why; once Claude Code is there, the next submission is accepted, without a restart.
+//!   why; once Claude Code is there, the next submission is accepted, without a restart. And
+//!   a worker that cannot start Claude Code ends its task `agent_unavailable`, not
+//!   `agent_error`.
 //!
 //! Both run the pinned Claude Code CLI (`AO_CLAUDE_BIN`, or `scripts/install-claude.sh`),
 //! and fail without it.
