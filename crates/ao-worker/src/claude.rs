@@ -84,6 +84,8 @@ pub enum Unavailable {
     NotFound { bin: PathBuf },
     #[error("Claude Code at {} is not an executable file", bin.display())]
     NotExecutable { bin: PathBuf },
+    #[error("Claude Code at {} cannot be reached by this user (a folder on the way is closed to it)", bin.display())]
+    NotReachable { bin: PathBuf },
     #[error("Claude Code at {} is version {found}, not the pinned {pinned}", bin.display())]
     WrongVersion {
         bin: PathBuf,
@@ -97,6 +99,12 @@ pub enum Unavailable {
 impl Unavailable {
     /// One line saying how to get the pinned Claude Code.
     pub fn fix(&self) -> String {
+        if let Unavailable::NotReachable { .. } = self {
+            return format!(
+                "install it where every worker user can reach it: `CLAUDE_PREFIX=/opt/claude \
+                 {INSTALL_COMMAND}`, then AO_CLAUDE_BIN=/opt/claude/node_modules/.bin/claude"
+            );
+        }
         format!(
             "run `{INSTALL_COMMAND}` (installs Claude Code {} into .tools/claude, where it is \
              found), or set AO_CLAUDE_BIN to a Claude Code {} binary",
@@ -152,8 +160,12 @@ async fn locate_with(
 
 /// The file exists, is executable and is the pinned version.
 async fn check(bin: &Path, source: Source) -> Result<Found, Unavailable> {
-    let meta = std::fs::metadata(bin).map_err(|_| Unavailable::NotFound {
-        bin: bin.to_path_buf(),
+    let meta = std::fs::metadata(bin).map_err(|e| {
+        let bin = bin.to_path_buf();
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => Unavailable::NotReachable { bin },
+            _ => Unavailable::NotFound { bin },
+        }
     })?;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         return Err(Unavailable::NotExecutable {
