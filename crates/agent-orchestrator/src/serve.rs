@@ -261,8 +261,11 @@ fn worker_user(
         .chain(worker.is_absolute().then_some(worker))
         .chain(claude.as_deref())
         .collect();
-    let user = ao_runtime_local::check_worker_user(spec, data_dir, &programs)
-        .map_err(|e| anyhow::anyhow!("--worker-user: {e}; {}", e.fix()))?;
+    let user = ao_runtime_local::check_worker_user(spec, data_dir, &programs).map_err(|e| {
+        let fix = e.fix();
+        // `{:#}` keeps the cause (a failed lookup, an unreadable folder).
+        anyhow::anyhow!("--worker-user: {:#}; {fix}", anyhow::Error::new(e))
+    })?;
     info!(user = %user.describe(), "local workers run as the worker user");
     Ok(Some(user.ids()))
 }

@@ -137,7 +137,8 @@ fn everything_under(dir: &Path, skip: &Path, out: &mut Vec<std::path::PathBuf>) 
         return;
     }
     out.push(dir.to_path_buf());
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
+    // A folder may go while we look (a finished worker's scratch space).
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
         if e.file_type().unwrap().is_dir() {
             everything_under(&p, skip, out);

@@ -188,16 +188,29 @@ fn serve_refuses_a_worker_user_that_cannot_work() {
     std::fs::create_dir(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
     let serve = |user: &str, data: &Path| {
-        let out = std::process::Command::new(e2e::BIN)
+        let mut child = std::process::Command::new(e2e::BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--worker-user", user])
             .arg("--data-dir")
             .arg(data)
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        // Bounded: a server that accepted the user would serve forever.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve --worker-user {user} started instead of refusing");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
         assert!(!out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let err = serve("nobody", &private.join("data"));
+    // A uid that is not this test's, whoever runs it.
+    let err = serve("54321", &private.join("data"));
     for want in [
         format!("cannot pass through {}", private.display()),
         "mode 700".into(),

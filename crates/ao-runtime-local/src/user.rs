@@ -77,6 +77,10 @@ pub enum WorkerUserError {
         owner: u32,
         group: u32,
     },
+    #[error(
+        "the orchestrator cannot start processes as worker user {user}: that needs root (CAP_SETUID and CAP_SETGID)"
+    )]
+    CannotSwitch { user: String },
     #[error("cannot inspect {}", path.display())]
     Inspect {
         path: PathBuf,
@@ -110,6 +114,9 @@ impl WorkerUserError {
                 "install the program where the worker user can run it (e.g. `install -m 755 {} /usr/local/bin/`), or make it and its folders executable by others",
                 program.display()
             ),
+            Self::CannotSwitch { .. } => {
+                "run the orchestrator as root, or leave out --worker-user (workers then run as the orchestrator's user)".into()
+            }
             Self::Inspect { path, .. } => format!("check that {} exists", path.display()),
         }
     }
@@ -154,10 +161,10 @@ pub fn resolve_worker_user(spec: &str) -> Result<WorkerUser, WorkerUserError> {
     Ok(WorkerUser { name, uid, gid })
 }
 
-/// Resolves `spec` and checks that the worker user can use its task folders under
-/// `data_dir` (`<data_dir>/workers/<task>/`) and run each of `programs` (the supervisor, the
-/// worker command, the agent): every folder on the way must let it pass, and each program
-/// must be executable by it. The data directory and `workers/` themselves are checked only
+/// Resolves `spec` and checks that the user can use its task folders under `data_dir`
+/// (`<data_dir>/workers/<task>/`) and run each of `programs` (the supervisor, the worker
+/// command, the agent), and that this process may start processes as that user. Every folder
+/// on the way must let the user pass, and each program must be executable by it. The data directory and `workers/` themselves are checked only
 /// when `serve` would leave their mode alone (they exist and are shared or not ours);
 /// otherwise `serve` sets them to 0711 itself.
 pub fn check_worker_user(
@@ -167,7 +174,31 @@ pub fn check_worker_user(
 ) -> Result<WorkerUser, WorkerUserError> {
     let user = resolve_worker_user(spec)?;
     check_access(&user, data_dir, programs)?;
+    if !can_switch_to(&user) {
+        return Err(WorkerUserError::CannotSwitch {
+            user: user.describe(),
+        });
+    }
     Ok(user)
+}
+
+/// Whether this process may start processes as `user`: it already is that user, or it holds
+/// CAP_SETUID and CAP_SETGID (root does).
+pub(crate) fn can_switch_to(user: &WorkerUser) -> bool {
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+    if (uid.as_raw(), gid.as_raw()) == user.ids() {
+        return true;
+    }
+    const CAP_SETGID: u32 = 6;
+    const CAP_SETUID: u32 = 7;
+    effective_caps().is_some_and(|c| c & (1 << CAP_SETGID) != 0 && c & (1 << CAP_SETUID) != 0)
+}
+
+/// The effective capability set, from `/proc/self/status`.
+fn effective_caps() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// The access half of [`check_worker_user`], for a user already resolved.

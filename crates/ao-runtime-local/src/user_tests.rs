@@ -164,3 +164,23 @@ fn the_owner_bits_decide_for_the_owner_then_the_group_bits() {
     assert!(allows(&STRANGER, &meta, EXEC));
     assert!(!allows(&member, &meta, EXEC), "the group's bits are 0");
 }
+
+#[test]
+fn switching_user_needs_root() {
+    let t = open_tempdir();
+    let data = t.path().join("data");
+    let me = WorkerUser {
+        name: None,
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+    };
+    assert!(can_switch_to(&me), "being the user already needs nothing");
+    let result = check_worker_user("54321", &data, &[]);
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(result.unwrap(), STRANGER);
+    } else {
+        let e = result.unwrap_err();
+        assert!(matches!(e, WorkerUserError::CannotSwitch { .. }), "{e:?}");
+        assert!(e.fix().contains("as root"), "{}", e.fix());
+    }
+}
