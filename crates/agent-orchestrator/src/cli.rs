@@ -1,4 +1,5 @@
-//! The command line: `serve` (the orchestrator), `worker` (inside a worker), and the hidden
+//! The command line: `serve` (the orchestrator), `doctor` (checks the machine for `serve`),
+//! `tasks` (the client), `worker` (inside a worker), and the hidden
 //! `supervise` (inside a local worker's process group).
 
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ pub enum Command {
     /// Run the API server and the scheduler.
     #[command(args_override_self = true)]
     Serve(Box<ServeArgs>),
+    /// Check this machine for `serve` with the same options: a checklist with a fix for each
+    /// problem; exits 1 when a problem stops tasks from running.
+    #[command(args_override_self = true)]
+    Doctor(Box<ServeArgs>),
     /// Run the Claude Code worker for one task (inside a worker process or pod).
     Worker,
     /// Submit, list, inspect, follow and cancel tasks on a running orchestrator.

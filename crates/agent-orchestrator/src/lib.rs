@@ -6,6 +6,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod datadir;
+pub mod doctor;
 pub mod http_server;
 pub mod serve;
 pub mod telemetry;

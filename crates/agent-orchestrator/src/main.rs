@@ -23,6 +23,7 @@ fn main() -> ExitCode {
                 agent_orchestrator::telemetry::init(cli.log_format);
                 agent_orchestrator::serve::main(*args).await
             }
+            Command::Doctor(args) => agent_orchestrator::doctor::main(*args).await,
             Command::Supervise(args) => agent_orchestrator::supervise_main(args).await,
             Command::Tasks(args) => agent_orchestrator::client::main(*args).await,
             Command::Completions { shell } => {

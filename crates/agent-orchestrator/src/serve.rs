@@ -24,7 +24,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{Instrument, error, info};
 
 use crate::config::{RuntimeKind, ServeArgs};
 
@@ -96,6 +96,14 @@ pub async fn start(
         .start()
         .await
         .with_context(|| format!("starting the {} runtime", runtime.name()))?;
+    let callback = args
+        .callback_url
+        .clone()
+        .unwrap_or_else(|| callback_url(addr));
+    let readiness = Arc::new(crate::doctor::ServeReadiness::new(
+        crate::doctor::builtin_agent(&args),
+        crate::doctor::Env::from_process(),
+    ));
     let sched_cfg = SchedulerConfig {
         max_concurrency: args.max_concurrency as usize,
         launch_concurrency: args.launch_concurrency as usize,
@@ -104,11 +112,7 @@ pub async fn start(
         stop_grace: Duration::from_secs(args.stop_grace),
         worker_retention,
         require_result: args.require_result(),
-        callback_url: Some(
-            args.callback_url
-                .clone()
-                .unwrap_or_else(|| callback_url(addr)),
-        ),
+        callback_url: Some(callback.clone()),
         ..SchedulerConfig::default()
     };
     let scheduler = Scheduler::new(
@@ -133,6 +137,7 @@ pub async fn start(
         max_queued: args.max_queued as usize,
         tokens,
         body_limit: args.max_body_bytes,
+        readiness: readiness.clone(),
     };
     let app = ao_api::router(state);
     info!(addr = %addr, runtime = ?args.runtime, max_concurrency = args.max_concurrency, "listening");
@@ -146,6 +151,12 @@ pub async fn start(
         http_limits,
         http_stop.cancelled_owned(),
     ));
+    // The machine checks run beside the server (some ask other services), and log one
+    // warning per problem.
+    tokio::spawn(
+        crate::doctor::startup(args.clone(), callback, readiness)
+            .instrument(tracing::info_span!("startup_checks")),
+    );
     Ok(tokio::spawn(wait_for_tasks(server, sched, shutdown)))
 }
 

@@ -51,6 +51,7 @@ pub struct Accepted {
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 429, description = "Queue full", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 503, description = "The built-in agent cannot run on this server (code `agent_unavailable`; the message says how to fix it); nothing was stored", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn create(

@@ -32,6 +32,10 @@ pub enum ApiError {
     QueueFull { limit: usize, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// The built-in agent cannot run on this server (no Claude Code, no API key): the message
+    /// says what to fix.
+    #[error("{0}")]
+    AgentUnavailable(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -44,7 +48,8 @@ pub struct ErrorBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `validation_failed`, `not_found`, `queue_full`.
+    /// Stable machine-readable code, e.g. `validation_failed`, `not_found`, `queue_full`,
+    /// `agent_unavailable`.
     pub code: &'static str,
     pub message: String,
     /// The offending request field, for validation errors.
@@ -72,6 +77,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::AgentUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "agent_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::readiness::{CheckStatus, ReadinessCheck};
 
 /// Liveness: the process serves requests.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String)))]
@@ -18,14 +19,21 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: the store answers. If recovery after a restart set tasks aside (it could not
-/// settle them yet and retries them), the body says which, as JSON with `status: degraded`.
-/// That stays 200: this instance still accepts and runs every other task, and taking it out
-/// of service would only hide the stuck tasks from the people who must look at them; the
-/// gauge `ao_recovery_set_aside` is the signal to alert on.
+/// Readiness: the store answers. The body is `ready` as text when nothing needs a look;
+/// otherwise JSON naming what does: the start-up checks when one of them is not `ok` (Claude
+/// Code, the API key, git, GitHub, the data dir, the cluster; never a secret's value), and the
+/// tasks recovery set aside after a restart (it could not settle them yet and retries them).
+/// `status` is `degraded` when a check fails or tasks are set aside, `ready` when there are
+/// only warnings.
+///
+/// That stays 200: this instance still serves every read, and accepts and runs every task it
+/// can (while the built-in agent can't run, submissions themselves answer 503
+/// `agent_unavailable` with the fix); taking it out of service would only hide the problem
+/// from the people who must look at it. The gauge `ao_recovery_set_aside` and the warnings
+/// logged at start-up are the signals to alert on. 503 means the store does not answer.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "`ready` as text, or the degraded detail as JSON",
+        (status = 200, description = "`ready` as text, or the details as JSON",
             content((String = "text/plain"), (Degraded = "application/json"))),
         (status = 503, body = crate::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -34,15 +42,24 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(format!("store unreachable: {e}")))?;
-    Ok(readiness(state.scheduler.set_aside()))
+    Ok(readiness(
+        state.scheduler.set_aside(),
+        state.readiness.checks().await,
+    ))
 }
 
-/// The readiness body when some tasks are set aside.
+/// The readiness body when something needs a look.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Degraded {
-    /// Always `degraded`.
+    /// `degraded` when a check fails or tasks are set aside; `ready` with warnings only.
+    #[schema(example = "degraded")]
     status: &'static str,
-    set_aside: SetAsideDetail,
+    /// Present when recovery set tasks aside.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_aside: Option<SetAsideDetail>,
+    /// Every check, present when one of them is not `ok`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    checks: Vec<ReadinessCheck>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,17 +69,31 @@ pub struct SetAsideDetail {
     tasks: Vec<SetAside>,
 }
 
-fn readiness(tasks: Vec<SetAside>) -> Response {
-    if tasks.is_empty() {
+fn readiness(tasks: Vec<SetAside>, mut checks: Vec<ReadinessCheck>) -> Response {
+    if checks.iter().all(|c| c.status == CheckStatus::Ok) {
+        checks.clear();
+    }
+    if tasks.is_empty() && checks.is_empty() {
         return "ready".into_response();
     }
-    let set_aside = SetAsideDetail {
-        count: tasks.len(),
-        tasks,
+    let failing = checks.iter().any(|c| c.status == CheckStatus::Fail);
+    let set_aside = if tasks.is_empty() {
+        None
+    } else {
+        Some(SetAsideDetail {
+            count: tasks.len(),
+            tasks,
+        })
+    };
+    let status = if failing || set_aside.is_some() {
+        "degraded"
+    } else {
+        "ready"
     };
     Json(Degraded {
-        status: "degraded",
+        status,
         set_aside,
+        checks,
     })
     .into_response()
 }
@@ -128,7 +159,7 @@ mod tests {
     #[tokio::test]
     async fn readiness_names_the_set_aside_tasks() {
         assert_eq!(
-            body(readiness(Vec::new())).await,
+            body(readiness(Vec::new(), Vec::new())).await,
             (StatusCode::OK, "ready".into())
         );
         let id = ao_core::TaskId::new();
@@ -138,7 +169,7 @@ mod tests {
             attempts: 2,
             since: chrono::Utc::now(),
         };
-        let (status, text) = body(readiness(vec![aside])).await;
+        let (status, text) = body(readiness(vec![aside], vec![check(CheckStatus::Ok)])).await;
         assert_eq!(status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["status"], "degraded");
@@ -149,5 +180,36 @@ mod tests {
             (t["attempts"].as_u64(), t["reason"].as_str()),
             (Some(2), Some("runtime error: api down"))
         );
+        assert!(v.get("checks").is_none(), "all checks ok: {v}");
+    }
+
+    fn check(status: CheckStatus) -> ReadinessCheck {
+        ReadinessCheck {
+            name: "claude_code".into(),
+            status,
+            message: "Claude Code not found".into(),
+            fix: Some("run scripts/install-claude.sh".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn readiness_carries_the_checks_when_one_is_not_ok() {
+        let ok = || check(CheckStatus::Ok);
+        assert_eq!(
+            body(readiness(Vec::new(), vec![ok(), ok()])).await.1,
+            "ready"
+        );
+        for (worst, status) in [
+            (CheckStatus::Warn, "ready"),
+            (CheckStatus::Fail, "degraded"),
+        ] {
+            let (code, text) = body(readiness(Vec::new(), vec![ok(), check(worst)])).await;
+            assert_eq!(code, StatusCode::OK);
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["status"], status, "{v}");
+            assert!(v.get("set_aside").is_none(), "{v}");
+            assert_eq!(v["checks"].as_array().unwrap().len(), 2, "{v}");
+            assert_eq!(v["checks"][1]["fix"], "run scripts/install-claude.sh");
+        }
     }
 }

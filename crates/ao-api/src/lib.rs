@@ -6,6 +6,8 @@
 //! - [`worker`]: the callbacks through which workers report events and results, each
 //!   authenticated with its task's own token,
 //! - [`health`]: liveness, readiness, metrics, and the OpenAPI document,
+//! - [`readiness`]: whether the built-in agent can run (submissions get 503 while it can't)
+//!   and the start-up checks `/readyz` shows,
 //! - [`auth`] and [`telemetry`]: bearer tokens, the access log (a request span) and HTTP
 //!   metrics.
 //!
@@ -19,6 +21,7 @@ pub mod extract;
 pub mod health;
 pub mod openapi;
 pub mod output;
+pub mod readiness;
 pub mod tasks;
 pub mod telemetry;
 pub mod worker;
@@ -37,6 +40,7 @@ use prometheus_client::registry::Registry;
 
 pub use auth::ApiTokens;
 pub use error::ApiError;
+pub use readiness::{AlwaysReady, CheckStatus, Readiness, ReadinessCheck};
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -56,6 +60,9 @@ pub struct AppState {
     pub tokens: ApiTokens,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Whether the agent can run (submissions are refused while it can't), and the checks
+    /// `/readyz` shows.
+    pub readiness: Arc<dyn Readiness>,
 }
 
 /// Largest event batch a worker may send: 4 MiB. A batch holds at most 1000 events (the

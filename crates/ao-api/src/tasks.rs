@@ -98,6 +98,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 415, description = "Not JSON", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 429, description = "Queue full", body = ErrorBody, headers(("Retry-After" = u64))),
+        (status = 503, description = "The built-in agent cannot run on this server (code `agent_unavailable`; the message says how to fix it); nothing was stored", body = ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -131,6 +132,11 @@ pub(crate) async fn submit(
     let key = idempotency_key(headers)?;
     let spec = req.validate(&state.limits).map_err(ApiError::Validation)?;
     state.runtime.admit(&spec).map_err(ApiError::Validation)?;
+    // Nothing is stored when the agent can't run: the same request (and Idempotency-Key)
+    // may simply be sent again once it can.
+    if let Some(why) = state.readiness.agent_unavailable().await {
+        return Err(ApiError::AgentUnavailable(why));
+    }
     let canonical = serde_json::to_vec(&spec).map_err(|e| ApiError::Internal(Box::new(e)))?;
     let new = NewTask {
         id: TaskId::new(),

@@ -21,6 +21,7 @@ mod logs;
 pub mod pod;
 mod pod_follower;
 pub mod podstate;
+pub mod rbac;
 pub mod runtime;
 mod watch;
 

@@ -1,7 +1,8 @@
 //! `FakeGitHub`: the slice of the GitHub REST API the worker uses to open pull requests.
 //!
 //! Implements `POST /repos/{owner}/{repo}/pulls` (201, or 422 "A pull request already exists"
-//! when an open PR has the same head) and `GET /repos/{owner}/{repo}/pulls?head=owner:branch`.
+//! when an open PR has the same head), `GET /repos/{owner}/{repo}/pulls?head=owner:branch` and
+//! `GET /rate_limit` (what `agent-orchestrator doctor` asks to see that the token is accepted).
 //! Validates `Authorization: Bearer <token>`, `Accept: application/vnd.github+json`,
 //! `X-GitHub-Api-Version` and `User-Agent` like GitHub does (401/400/403 otherwise).
 
@@ -62,6 +63,7 @@ impl FakeGitHub {
                 "/repos/{owner}/{repo}/pulls",
                 get(list_pulls).post(create_pull),
             )
+            .route("/rate_limit", get(rate_limit))
             .fallback(not_found)
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -302,6 +304,23 @@ async fn list_pulls(
         .map(pull_json)
         .collect();
     axum::Json(Value::Array(list)).into_response()
+}
+
+async fn rate_limit(State(inner): State<Shared>, req: Request) -> Response {
+    let mut g = lock(&inner);
+    record(
+        &mut g,
+        "GET",
+        "/rate_limit".into(),
+        None,
+        req.headers(),
+        None,
+    );
+    if let Err(r) = check_headers(&g, req.headers()) {
+        return *r;
+    }
+    let core = json!({"limit": 5000, "remaining": 4999, "reset": 0, "used": 1});
+    axum::Json(json!({"resources": {"core": core}, "rate": core})).into_response()
 }
 
 async fn not_found(req: Request) -> Response {

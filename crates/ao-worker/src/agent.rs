@@ -84,6 +84,15 @@ pub struct SpawnError {
     source: std::io::Error,
 }
 
+impl SpawnError {
+    /// The binary vanished or lost its execute bit since it was checked: the agent is
+    /// unavailable, it did not fail.
+    pub fn is_unavailable(&self) -> bool {
+        use std::io::ErrorKind::{NotFound, PermissionDenied};
+        matches!(self.source.kind(), NotFound | PermissionDenied)
+    }
+}
+
 /// The argv after the binary.
 pub fn claude_args(cfg: &WorkerConfig) -> Vec<String> {
     let mut a: Vec<String> = vec!["-p".into(), cfg.spec.prompt.clone()];
@@ -106,8 +115,8 @@ pub fn claude_args(cfg: &WorkerConfig) -> Vec<String> {
     a
 }
 
-fn command(cfg: &WorkerConfig, cwd: &Path) -> Command {
-    let mut c = Command::new(&cfg.claude_bin);
+fn command(cfg: &WorkerConfig, bin: &Path, cwd: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.args(claude_args(cfg)).current_dir(cwd).env_clear();
     for (k, v) in std::env::vars_os() {
         let Some(name) = k.to_str() else { continue };
@@ -162,17 +171,21 @@ fn signal_group(pid: Option<u32>, sig: Signal) {
     }
 }
 
-/// Runs Claude Code in `cwd` until it exits (or is stopped), forwarding every event.
+/// Runs Claude Code (`bin`, as [`crate::claude::locate`] found it) in `cwd` until it exits (or
+/// is stopped), forwarding every event.
 pub async fn run(
     cfg: &WorkerConfig,
+    bin: &Path,
     cwd: &Path,
     sink: &EventSink,
     scrub: &Scrubber,
 ) -> Result<AgentRun, SpawnError> {
-    let mut child = command(cfg, cwd).spawn().map_err(|source| SpawnError {
-        bin: cfg.claude_bin.display().to_string(),
-        source,
-    })?;
+    let mut child = command(cfg, bin, cwd)
+        .spawn()
+        .map_err(|source| SpawnError {
+            bin: bin.display().to_string(),
+            source,
+        })?;
     let pgid = child.id();
     tracing::info!(pid = pgid, "claude started");
     let stdout = child.stdout.take().expect("piped stdout");

@@ -23,6 +23,7 @@
 
 mod agent;
 mod callback;
+pub mod claude;
 mod config;
 pub mod cost;
 mod deliver;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::agent::{self, AgentRun};
 use crate::callback::{self, Callback};
+use crate::claude;
 use crate::config::WorkerConfig;
 use crate::deliver;
 use crate::events::EventSink;
@@ -106,6 +107,16 @@ async fn execute(
     scrub: &Scrubber,
     result: &mut TaskResult,
 ) -> Outcome {
+    // Before any clone: a worker whose agent cannot start says so, and what to do about it.
+    let path = std::env::var_os("PATH");
+    let bin = match claude::locate(&cfg.claude_bin, path.as_deref()).await {
+        Ok(found) => found.bin,
+        Err(e) => {
+            tracing::warn!(task_id = %cfg.task_id, error = %e, "Claude Code is unavailable");
+            result.error = Some(format!("{e}; {}", e.fix()));
+            return Outcome::AgentUnavailable;
+        }
+    };
     let mut repo_state: Option<(Git, PathBuf, Base)> = None;
     if let Some(repo) = &cfg.spec.repository {
         sink.phase("clone", json!({}));
@@ -148,11 +159,15 @@ async fn execute(
         .as_ref()
         .map_or_else(|| cfg.workspace.clone(), |(_, d, _)| d.clone());
     sink.phase("agent", json!({}));
-    let run = match agent::run(cfg, &cwd, sink, scrub).await {
+    let run = match agent::run(cfg, &bin, &cwd, sink, scrub).await {
         Ok(r) => r,
         Err(e) => {
             result.error = Some(e.to_string());
-            return Outcome::AgentError;
+            return if e.is_unavailable() {
+                Outcome::AgentUnavailable
+            } else {
+                Outcome::AgentError
+            };
         }
     };
     fill_from_run(result, &run, scrub);

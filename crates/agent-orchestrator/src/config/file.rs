@@ -52,15 +52,18 @@ where
 {
     let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     let matches = Cli::command().try_get_matches_from(&argv)?;
-    let config = match matches.subcommand() {
-        Some(("serve", serve)) => serve.get_one::<PathBuf>("config").cloned(),
-        _ => None,
+    // `doctor` takes `serve`'s options, so it reads the same file.
+    let (name, config) = match matches.subcommand() {
+        Some((name @ ("serve" | "doctor"), serve)) => {
+            (name, serve.get_one::<PathBuf>("config").cloned())
+        }
+        _ => ("", None),
     };
     let Some(path) = config else {
         return Ok(Cli::from_arg_matches(&matches)?);
     };
     let defaults = file_defaults(&path)?;
-    let cmd = Cli::command().mut_subcommand("serve", |mut serve| {
+    let cmd = Cli::command().mut_subcommand(name, |mut serve| {
         for (id, values) in defaults {
             serve = serve.mut_arg(id, |a| a.default_values(values));
         }

@@ -82,6 +82,7 @@ pub struct Options {
     pub pod_names: bool,
     pub max_queued: usize,
     pub body_limit: usize,
+    pub readiness: Arc<dyn ao_api::Readiness>,
 }
 
 impl Default for Options {
@@ -91,6 +92,7 @@ impl Default for Options {
             pod_names: false,
             max_queued: 100,
             body_limit: 1024 * 1024,
+            readiness: Arc::new(ao_api::AlwaysReady),
         }
     }
 }
@@ -130,6 +132,7 @@ impl App {
                 ApiTokens::default()
             },
             body_limit: o.body_limit,
+            readiness: o.readiness,
         };
         App {
             router: ao_api::router(state),

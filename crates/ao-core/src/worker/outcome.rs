@@ -23,6 +23,10 @@ pub enum Outcome {
     Answered,
     /// The agent run failed (API error, crash, turn limit, …): see `error`.
     AgentError,
+    /// The agent could not be started at all: its binary is missing, not executable or not
+    /// the pinned version. A configuration problem of the machine, not the agent's failure;
+    /// `error` says what to fix (`agent-orchestrator doctor` checks the same).
+    AgentUnavailable,
     /// The agent tried a tool it was not allowed to use.
     PermissionDenied,
     /// The repository could not be cloned, or its `ref` not checked out.
@@ -42,12 +46,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in documentation order.
-    pub const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::PrOpened,
         Outcome::Pushed,
         Outcome::NoChanges,
         Outcome::Answered,
         Outcome::AgentError,
+        Outcome::AgentUnavailable,
         Outcome::PermissionDenied,
         Outcome::CloneFailed,
         Outcome::DeliveryFailed,
@@ -64,6 +69,7 @@ impl Outcome {
             Outcome::NoChanges => "no_changes",
             Outcome::Answered => "answered",
             Outcome::AgentError => "agent_error",
+            Outcome::AgentUnavailable => "agent_unavailable",
             Outcome::PermissionDenied => "permission_denied",
             Outcome::CloneFailed => "clone_failed",
             Outcome::DeliveryFailed => "delivery_failed",

@@ -145,7 +145,13 @@ pub const SETTINGS: &[Setting] = &[
         Copied,
         "commit author and committer email",
     ),
-    setting(CLAUDE_BIN, "claude", false, Image, "the Claude Code binary"),
+    setting(
+        CLAUDE_BIN,
+        "claude",
+        false,
+        Image,
+        "the Claude Code binary: a bare name is looked up on `PATH`, then in the pinned install `scripts/install-claude.sh` makes (`.tools/claude`); it must be the pinned version, else tasks end `agent_unavailable`",
+    ),
     setting(
         LOG_FORMAT,
         "text",
