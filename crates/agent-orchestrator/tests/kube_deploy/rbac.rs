@@ -27,7 +27,10 @@ async fn the_role_from_deploy_is_sufficient_for_the_orchestrators_service_accoun
         "the scenario went wrong:\n{}",
         o.failures.join("\n")
     );
-    let grants: std::collections::BTreeSet<Grant> = role_grants().into_iter().collect();
+    let mut grants: std::collections::BTreeSet<Grant> = role_grants().into_iter().collect();
+    // The start-up checks ask the API server what the Role allows: a SelfSubjectAccessReview,
+    // which Kubernetes' default `system:basic-user` ClusterRole grants every user.
+    grants.insert(("selfsubjectaccessreviews".into(), "create".into()));
     let outside: Vec<&Grant> = o.used.difference(&grants).collect();
     assert!(
         outside.is_empty(),
