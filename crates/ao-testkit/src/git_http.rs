@@ -14,6 +14,8 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use tokio::io::AsyncWriteExt;
 
 use crate::git::BareRepo;
@@ -48,7 +50,7 @@ impl GitHttp {
     /// Serves `repo` at `http://127.0.0.1:<port>/<owner_repo>.git` for `token`.
     pub async fn serve(repo: &BareRepo, owner_repo: &str, token: &str) -> Self {
         let root = repo.path().parent().expect("the repo's folder").to_owned();
-        let basic = base64(format!("x-access-token:{token}").as_bytes());
+        let basic = STANDARD.encode(format!("x-access-token:{token}").as_bytes());
         let inner = Arc::new(Inner {
             prefix: format!("/{owner_repo}.git"),
             expected: format!("Basic {basic}"),
@@ -194,39 +196,4 @@ fn cgi_response(stdout: &[u8], stderr: &[u8]) -> Response {
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-/// Standard base64 with padding.
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(
-            super::base64(b"x-access-token:t"),
-            "eC1hY2Nlc3MtdG9rZW46dA=="
-        );
-        assert_eq!(super::base64(b"ab"), "YWI=");
-        assert_eq!(super::base64(b"abc"), "YWJj");
-    }
 }

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ao_testkit::{FakeAnthropic, FakeGitHub};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_agent-orchestrator");
@@ -32,28 +34,6 @@ pub fn secret(prefix: &str) -> String {
         .expect("read /dev/urandom");
     let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
     format!("{prefix}{hex}")
-}
-
-/// Standard base64 (with padding), for the `x-access-token:<token>` basic-auth form.
-pub fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The two secrets the orchestrator is started with.
@@ -197,7 +177,7 @@ impl Server {
             ("GITHUB_TOKEN".to_owned(), s.github_token.clone()),
             (
                 "GITHUB_TOKEN (basic auth form)".to_owned(),
-                base64(format!("x-access-token:{}", s.github_token).as_bytes()),
+                STANDARD.encode(format!("x-access-token:{}", s.github_token).as_bytes()),
             ),
         ];
         Server {
