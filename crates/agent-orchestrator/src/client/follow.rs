@@ -97,7 +97,8 @@ const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '�
 
 /// Wait for the task to end, showing progress; exit 0 only if it succeeded.
 pub async fn wait(api: &Api, id: &str, output: Output) -> Result<ExitCode, ClientError> {
-    let tty = std::io::stderr().is_terminal() && output != Output::Json;
+    let quiet = matches!(output, Output::Json | Output::Id);
+    let tty = std::io::stderr().is_terminal() && !quiet;
     let started = Instant::now();
     let mut progress = Progress::default();
     let mut frame = 0usize;
@@ -105,7 +106,7 @@ pub async fn wait(api: &Api, id: &str, output: Output) -> Result<ExitCode, Clien
     let events = stream_events(api, id, true, |msg| {
         let ev: Value = serde_json::from_str(&msg.data).unwrap_or(Value::Null);
         progress.observe(&ev);
-        if output == Output::Json {
+        if quiet {
             return;
         }
         if tty {

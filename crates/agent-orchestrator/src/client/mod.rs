@@ -53,6 +53,8 @@ pub enum Output {
     Table,
     Wide,
     Json,
+    /// Only the ID of each task, one a line (for scripts: `ID=$(… -o id)`).
+    Id,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,7 +236,7 @@ async fn run(args: TasksArgs) -> Result<ExitCode, ClientError> {
                 render::print_task(&task, s.output);
                 return Ok(ExitCode::SUCCESS);
             }
-            if s.output != Output::Json {
+            if !matches!(s.output, Output::Json | Output::Id) {
                 eprintln!("task {id} submitted");
             }
             follow::wait(&api, &id, s.output).await

@@ -79,6 +79,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn print_list(tasks: &[Value], output: Output) {
+    if output == Output::Id {
+        for t in tasks {
+            out!("{}", s(&t["id"]));
+        }
+        return;
+    }
     if output == Output::Json {
         out!(
             "{}",
@@ -133,6 +139,10 @@ pub fn print_list(tasks: &[Value], output: Output) {
 }
 
 pub fn print_task(t: &Value, output: Output) {
+    if output == Output::Id {
+        out!("{}", s(&t["id"]));
+        return;
+    }
     if output == Output::Json {
         out!("{}", serde_json::to_string_pretty(t).unwrap_or_default());
         return;

@@ -103,6 +103,16 @@ async fn list_shows_an_aligned_filterable_table() {
         .collect();
     assert_eq!(ids, vec![c.clone(), a.clone()]);
 
+    // `-o id`: the IDs alone, one a line, for scripts; `get -o id` the one.
+    let team_a_ids = cli(&app, &["tasks", "list", "--label", "team=a", "-o", "id"]).await;
+    assert_eq!(team_a_ids.code, 0, "{team_a_ids:?}");
+    assert_eq!(team_a_ids.stdout, format!("{c}\n{a}\n"));
+    let one = cli(&app, &["tasks", "get", &a, "-o", "id"]).await;
+    assert_eq!(
+        (one.code, one.stdout.as_str()),
+        (0, format!("{a}\n").as_str())
+    );
+
     let none = cli(&app, &["tasks", "list", "--label", "team=zzz"]).await;
     assert_eq!(
         (none.code, none.stdout.trim()),

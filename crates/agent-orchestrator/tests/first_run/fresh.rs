@@ -157,22 +157,29 @@ async fn the_readme_run_command_on_a_fresh_machine_runs_claude_code() {
     env.push(("AO_URL".into(), s(&server.base)));
     let define = &client_lines[0];
     assert!(define.starts_with("ao() {"), "{define}");
-    let mut id = String::new();
-    let mut printed = Vec::new();
-    for line in &client_lines[1..] {
-        let mut env = env.clone();
-        env.push(("ID".into(), s(&id)));
-        let (ok, out) = bash(&format!("{define}\n{line}"), &root, &env);
-        assert!(ok, "`{line}` failed:\n{out}");
-        if line.starts_with("ao tasks submit") {
-            id = out
-                .lines()
-                .find_map(|l| l.strip_prefix("ID:").map(str::trim))
-                .expect("submit prints the ID")
-                .to_owned();
-        }
-        printed.push((line.clone(), out));
-    }
+    // One shell, as in a terminal: a line's variables (the task's ID) reach the next lines.
+    // A marker line on stdout before each line splits what each one printed.
+    const MARK: &str = "@@quick-start-line@@";
+    let script: String = std::iter::once(format!("set -e\n{define}\n"))
+        .chain(
+            client_lines[1..]
+                .iter()
+                .map(|l| format!("echo {MARK}\n{l}\n")),
+        )
+        .collect();
+    let (ok, out) = bash(&script, &root, &env);
+    assert!(ok, "the quick start's lines failed:\n{out}");
+    let outputs: Vec<&str> = out.split(&format!("{MARK}\n")).skip(1).collect();
+    assert_eq!(outputs.len(), client_lines.len() - 1, "{out}");
+    let printed: Vec<(String, String)> = client_lines[1..]
+        .iter()
+        .cloned()
+        .zip(outputs.iter().map(|o| o.to_string()))
+        .collect();
+    assert!(
+        printed[0].0.starts_with("ID=$(ao tasks submit -o id ") && printed[0].1.is_empty(),
+        "the quick start keeps the task's ID from `tasks submit -o id`: {printed:?}"
+    );
     let shown: Vec<String> = printed
         .iter()
         .map(|(line, out)| format!("$ {}\n{out}", readme::typed(line)))
