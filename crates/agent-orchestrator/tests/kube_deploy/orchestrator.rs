@@ -22,6 +22,52 @@ pub struct Setup {
     pub port: u16,
 }
 
+impl Setup {
+    /// The binary's `sub` command (`serve`, `doctor`) with the scenario's options, as the
+    /// orchestrator's ServiceAccount.
+    fn command(&self, sub: &str) -> Command {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut c = Command::new(BIN);
+        c.args([sub, "--log-format", "json", "--runtime", "kubernetes"])
+            .args([
+                "--listen",
+                &listen,
+                "--callback-url",
+                &format!("http://{listen}"),
+            ])
+            .args([
+                "--k8s-namespace",
+                &self.namespace,
+                "--worker-image",
+                &self.image,
+            ])
+            .args([
+                "--k8s-worker-command",
+                "worker",
+                "--require-result",
+                "false",
+            ])
+            .args(["--stop-grace", "1", "--k8s-pod-ttl-seconds", "0"])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("AO_KUBECONFIG", "")
+            .env_remove("KUBERNETES_SERVICE_HOST");
+        c
+    }
+
+    /// `agent-orchestrator doctor` with the same options: its exit code and checklist.
+    pub fn doctor(&self) -> (Option<i32>, String) {
+        let out = self.command("doctor").output().expect("run doctor");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    }
+}
+
 pub struct Orchestrator {
     child: Child,
     pub base: String,
@@ -34,27 +80,8 @@ pub const TERMINAL: &[&str] = &["succeeded", "failed", "cancelled", "timed_out"]
 impl Orchestrator {
     pub fn start(s: &Setup) -> Orchestrator {
         let listen = format!("127.0.0.1:{}", s.port);
-        let mut child = Command::new(BIN)
-            .args(["serve", "--log-format", "json", "--runtime", "kubernetes"])
-            .args([
-                "--listen",
-                &listen,
-                "--callback-url",
-                &format!("http://{listen}"),
-            ])
-            .args(["--k8s-namespace", &s.namespace, "--worker-image", &s.image])
-            .args([
-                "--k8s-worker-command",
-                "worker",
-                "--require-result",
-                "false",
-            ])
-            .args(["--stop-grace", "1", "--k8s-pod-ttl-seconds", "0"])
-            .arg("--data-dir")
-            .arg(&s.data)
-            .env("KUBECONFIG", &s.kubeconfig)
-            .env("AO_KUBECONFIG", "")
-            .env_remove("KUBERNETES_SERVICE_HOST")
+        let mut child = s
+            .command("serve")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,12 +1,12 @@
 //! The Role of `deploy/rbac.yaml` is sufficient and minimal for the real orchestrator on the
 //! real API server, as its own ServiceAccount (a TokenRequest token, never admin):
 //!
-//! - sufficient: the [`scenario`] with the Role as it is ends right and the ServiceAccount
-//!   gets no 403;
+//! - sufficient: the [`scenario`] with the Role as it is ends right, the ServiceAccount
+//!   gets no 403, and `doctor` passes;
 //! - minimal: for each (resource, verb) the Role grants, read from the YAML so a verb added
 //!   later is covered too, the scenario with the Role minus that one verb gets a 403 for
-//!   exactly that resource and verb (the report also says what went wrong after it). The
-//!   cases run at once, each in its own namespaces.
+//!   exactly that resource and verb, and `doctor` fails naming it (the report also says what
+//!   went wrong after it). The cases run at once, each in its own namespaces.
 
 use super::scenario::{self, Grant, Outcome, role_grants};
 
@@ -27,6 +27,18 @@ async fn the_role_from_deploy_is_sufficient_for_the_orchestrators_service_accoun
         "the scenario went wrong:\n{}",
         o.failures.join("\n")
     );
+    let (code, checklist) = &o.doctor;
+    assert_eq!(
+        *code,
+        Some(0),
+        "doctor with the Role of deploy/:\n{checklist}"
+    );
+    for check in ["kubernetes_cluster", "kubernetes_secret", "kubernetes_rbac"] {
+        assert!(
+            checklist.contains(&format!("[ok]   {check}")),
+            "doctor with the Role of deploy/ has no [ok] {check}:\n{checklist}"
+        );
+    }
     let mut grants: std::collections::BTreeSet<Grant> = role_grants().into_iter().collect();
     // The start-up checks ask the API server what the Role allows: a SelfSubjectAccessReview,
     // which Kubernetes' default `system:basic-user` ClusterRole grants every user.
@@ -68,8 +80,22 @@ async fn every_verb_of_the_role_is_necessary() {
             others.is_empty(),
             "without {verb} {resource}, other 403s: {others:?}"
         );
+        // doctor asks the API server (SelfSubjectAccessReview) and names the missing verb.
+        let (code, checklist) = &o.doctor;
+        let missing = format!("{verb} {resource}");
+        assert!(
+            *code != Some(0)
+                && checklist
+                    .lines()
+                    .any(|l| l.starts_with("[FAIL] kubernetes_rbac") && l.contains(&missing)),
+            "doctor without {missing} did not block naming it ({code:?}):\n{checklist}"
+        );
+        let said = checklist
+            .lines()
+            .find(|l| l.starts_with("[FAIL] kubernetes_rbac"))
+            .unwrap_or_default();
         report.push(format!(
-            "without {verb:>6} {resource:<9}: {} ({:.1} s){}",
+            "without {verb:>6} {resource:<9}: {} ({:.1} s); doctor: {said}{}",
             if refused { "403 for it" } else { "no 403" },
             o.secs,
             if o.failures.is_empty() {

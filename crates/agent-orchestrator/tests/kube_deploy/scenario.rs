@@ -1,7 +1,8 @@
 //! One RBAC scenario in its own pair of namespaces: the objects of `deploy/` the orchestrator
 //! needs (its ServiceAccount, the worker ServiceAccount, the Role of `deploy/rbac.yaml`, maybe
 //! minus one verb, and its RoleBinding, namespaces replaced), a process node, and the real
-//! orchestrator binary with a TokenRequest kubeconfig of its ServiceAccount. It runs a task to
+//! orchestrator binary with a TokenRequest kubeconfig of its ServiceAccount. It runs `doctor`
+//! with the same options and credentials, then serve: a task to
 //! success (and reads its log), starts a long one, restarts the orchestrator (kill -9), cancels
 //! the adopted task and waits for the pods and token Secrets to be collected; then it reads
 //! what the ServiceAccount asked for, and what was refused, from the audit log.
@@ -88,6 +89,8 @@ pub struct Outcome {
     /// (resource, verb) the orchestrator's ServiceAccount asked for, and those refused (403).
     pub used: BTreeSet<Grant>,
     pub forbidden: BTreeSet<Grant>,
+    /// `doctor`'s exit code and checklist, run as the ServiceAccount before the orchestrator.
+    pub doctor: (Option<i32>, String),
     pub secs: f64,
 }
 
@@ -155,6 +158,7 @@ pub async fn run(removed: Option<Grant>, step: Duration) -> Outcome {
         port: free_port(),
     };
 
+    let doctor = setup.doctor();
     let mut failures = Vec::new();
     let mut o = Orchestrator::start(&setup);
     let ok = o.submit(json!({})).await;
@@ -247,6 +251,7 @@ pub async fn run(removed: Option<Grant>, step: Duration) -> Outcome {
     .await;
     let mut outcome = Outcome {
         failures,
+        doctor,
         secs: started.elapsed().as_secs_f64(),
         ..Outcome::default()
     };
