@@ -1,5 +1,5 @@
-//! Reads of task rows: one task, pages with status and label filters, the queue and the
-//! active set, history and the status counters.
+//! Reads of task rows: one task, pages with status, label and prompt-text filters, the queue
+//! and the active set, the tasks finished since a time, history and the status counters.
 //!
 //! Label filters are one bound parameter (a JSON object of the wanted pairs) joined with
 //! `json_each` and matched with `GROUP BY .. HAVING COUNT(*) = n`, so the statement has the
@@ -8,7 +8,8 @@
 
 use ao_core::Reason;
 use ao_core::lifecycle::TaskStatus;
-use ao_core::store::{ListQuery, Page, StoreError, StoreResult};
+use ao_core::store::{FinishedTask, ListQuery, Page, StoreError, StoreResult};
+use chrono::{DateTime, Utc};
 use ao_core::task::{Task, TaskId, TransitionRecord};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
@@ -65,6 +66,12 @@ impl SqliteStore {
             .push_bind(i64::try_from(labels.len()).unwrap_or(i64::MAX))
             .push(")");
         }
+        if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
+            // `instr` on lower-cased text: a plain substring, with no LIKE wildcards to escape.
+            b.push(" AND instr(lower(json_extract(spec, '$.prompt')), lower(")
+                .push_bind(text.to_string())
+                .push(")) > 0");
+        }
         if let Some(c) = cursor {
             b.push(" AND seq < ").push_bind(c);
         }
@@ -82,6 +89,38 @@ impl SqliteStore {
             .then(|| last_seq.map(|s| s.to_string()))
             .flatten();
         Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn finished_from(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<FinishedTask>> {
+        let rows = sqlx::query(
+            "SELECT id, status, started_at, finished_at, json_extract(result, '$.cost_usd') AS cost \
+             FROM tasks WHERE finished_at >= ? ORDER BY finished_at",
+        )
+        .bind(row::ts(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let started: Option<String> = r.try_get("started_at").map_err(db_err)?;
+                Ok(FinishedTask {
+                    id: r
+                        .try_get::<String, _>("id")
+                        .map_err(db_err)?
+                        .parse()
+                        .map_err(StoreError::backend)?,
+                    status: row::status(&r.try_get::<String, _>("status").map_err(db_err)?)?,
+                    started_at: started.as_deref().map(row::parse_ts).transpose()?,
+                    finished_at: row::parse_ts(
+                        &r.try_get::<String, _>("finished_at").map_err(db_err)?,
+                    )?,
+                    cost_usd: r.try_get::<Option<f64>, _>("cost").map_err(db_err)?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn oldest_queued(&self, limit: usize) -> StoreResult<Vec<Task>> {
