@@ -151,9 +151,9 @@ pub fn duration(t: &Task, now: DateTime<Utc>) -> String {
     }
 }
 
-/// A cost in dollars, with four decimals below a cent.
+/// A cost in dollars, with four decimals below a dollar (agent runs often cost cents).
 pub fn cost(usd: f64) -> String {
-    if usd != 0.0 && usd.abs() < 0.01 {
+    if usd != 0.0 && usd.abs() < 1.0 {
         format!("${usd:.4}")
     } else {
         format!("${usd:.2}")
@@ -192,7 +192,9 @@ mod tests {
         assert_eq!(first_line("\n  hello world \nnext", 100), "hello world");
         assert_eq!(first_line("abcdef", 4), "abc…");
         assert_eq!(cost(0.0063), "$0.0063");
+        assert_eq!(cost(0.0123), "$0.0123");
         assert_eq!(cost(1.5), "$1.50");
+        assert_eq!(cost(0.0), "$0.00");
     }
 
     #[test]
