@@ -84,7 +84,7 @@ page.on("console", (m) => {
   if (m.type() === "error" && /Content Security Policy/i.test(m.text())) cspErrors.push(m.text());
 });
 
-let a, b, c, x;
+let a, b, c, x, e;
 try {
   await step("a wrong token is refused, the right one logs in", async () => {
     await page.goto(base);
@@ -221,6 +221,21 @@ try {
     await shoot(page, "usage");
   });
 
+  await step("overview: a running repository task among finished ones", async () => {
+    await submit(page, {
+      prompt: "Task E: add a CONTRIBUTING.md", repo_url: "https://github.com/acme/app",
+      repo_ref: "main", labels: "team=web\nenv=prod", max_budget_usd: "2",
+    });
+    await page.waitForURL(/\/tasks\/[0-9a-f-]+$/, { timeout: WAIT });
+    e = taskId(page);
+    await page.goto(base);
+    await rowStatus(page, e, "running");
+    check((await page.textContent(`tr[data-id="${e}"] td.repo`)).includes("acme/app @ main"), "repository and ref");
+    await shoot(page, "tasks-overview");
+    open(e);
+    await rowStatus(page, e, "succeeded");
+  });
+
   await step("keyboard: skip link and visible focus", async () => {
     await page.goto(base);
     await page.keyboard.press("Tab");
@@ -231,7 +246,7 @@ try {
 
   check(cspErrors.length === 0, `no CSP violation: ${cspErrors.join("; ")}`);
 } finally {
-  for (const id of [a, b, c, x].filter(Boolean)) open(id);
+  for (const id of [a, b, c, x, e].filter(Boolean)) open(id);
   await browser.close();
 }
 console.log("all browser scenarios passed");

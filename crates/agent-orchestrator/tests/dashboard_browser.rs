@@ -50,7 +50,9 @@ async fn the_dashboard_works_in_a_real_browser() {
         "/usr/bin/chromium is missing: run scripts/install-browser-test.sh (apt-get install chromium)"
     );
     assert!(
-        node_dir.join("node_modules/playwright-core/package.json").exists(),
+        node_dir
+            .join("node_modules/playwright-core/package.json")
+            .exists(),
         "playwright-core is missing in {}: run scripts/install-browser-test.sh",
         node_dir.display()
     );

@@ -56,7 +56,10 @@ async fn fill(conn: &mut SqliteConnection) {
     .await
     .expect("fill counters");
     tx.commit().await.expect("commit");
-    sqlx::query("ANALYZE").execute(&mut *conn).await.expect("analyze");
+    sqlx::query("ANALYZE")
+        .execute(&mut *conn)
+        .await
+        .expect("analyze");
 }
 
 fn quantile(samples: &mut [Duration], q: f64) -> Duration {

@@ -69,7 +69,10 @@ impl Percentiles {
 pub fn window_start(now: DateTime<Utc>, days: u32) -> DateTime<Utc> {
     let today = now.date_naive();
     let first = today - Duration::days(i64::from(days.max(1)) - 1);
-    first.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+    first
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
 }
 
 /// Aggregate `tasks` into one entry per day from `since`'s day to `now`'s day, empty days
@@ -157,7 +160,12 @@ mod tests {
             ),
             done(TaskStatus::Cancelled, None, "2026-03-03T01:00:00Z", None),
             // Before the window: ignored.
-            done(TaskStatus::Succeeded, None, "2026-02-28T23:59:59Z", Some(9.0)),
+            done(
+                TaskStatus::Succeeded,
+                None,
+                "2026-02-28T23:59:59Z",
+                Some(9.0),
+            ),
         ];
         let days = daily(&tasks, since, now);
         assert_eq!(days.len(), 3);

@@ -9,8 +9,8 @@
 use ao_core::Reason;
 use ao_core::lifecycle::TaskStatus;
 use ao_core::store::{FinishedTask, ListQuery, Page, StoreError, StoreResult};
-use chrono::{DateTime, Utc};
 use ao_core::task::{Task, TaskId, TransitionRecord};
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::row::{self, task_columns};

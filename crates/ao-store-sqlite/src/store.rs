@@ -4,8 +4,8 @@ use crate::output::Stream;
 use crate::{SqliteStore, db_err};
 use ao_core::lifecycle::TaskStatus;
 use ao_core::store::{
-    Created, EventRecord, FinishedTask, ListQuery, LogLine, Page, StoreError, StoreResult, Subscription,
-    TaskStore, Transition,
+    Created, EventRecord, FinishedTask, ListQuery, LogLine, Page, StoreError, StoreResult,
+    Subscription, TaskStore, Transition,
 };
 use ao_core::task::{NewTask, Task, TaskId, TaskResult, TransitionRecord};
 use async_trait::async_trait;

@@ -10,6 +10,12 @@ const H: f64 = 220.0;
 const LEFT: f64 = 48.0;
 const BOTTOM: f64 = 28.0;
 const TOP: f64 = 12.0;
+const RIGHT: f64 = 10.0;
+
+/// Width of one day's slot.
+fn slot(days: usize) -> f64 {
+    (W - LEFT - RIGHT) / days.max(1) as f64
+}
 
 fn plot_h() -> f64 {
     H - BOTTOM - TOP
@@ -35,10 +41,10 @@ fn y(v: f64, max: f64) -> f64 {
 /// Axes, the top value and the day labels (every few days so they fit).
 fn frame(days: &[DayUsage], max: f64, unit: &dyn Fn(f64) -> String) -> Markup {
     let step = (days.len() / 7).max(1);
-    let slot = (W - LEFT) / days.len().max(1) as f64;
+    let slot = slot(days.len());
     html! {
         line class="axis" x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(H - BOTTOM) {}
-        line class="axis" x1=(LEFT) y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) {}
+        line class="axis" x1=(LEFT) y1=(H - BOTTOM) x2=(W - RIGHT) y2=(H - BOTTOM) {}
         text class="tick" x=(LEFT - 4.0) y=(TOP + 4.0) text-anchor="end" { (unit(max)) }
         text class="tick" x=(LEFT - 4.0) y=(H - BOTTOM) text-anchor="end" { (unit(0.0)) }
         @for (i, d) in days.iter().enumerate().filter(|(i, _)| i % step == 0) {
@@ -62,7 +68,7 @@ fn svg(title: &str, id: &str, body: Markup) -> Markup {
 /// Stacked bars: tasks finished per day, one segment per final status.
 pub fn tasks_per_day(days: &[DayUsage]) -> Markup {
     let max = nice_max(days.iter().map(|d| d.finished() as f64).fold(0.0, f64::max));
-    let slot = (W - LEFT) / days.len().max(1) as f64;
+    let slot = slot(days.len());
     let bar = (slot * 0.7).max(1.0);
     let mut segments = Vec::new();
     for (i, d) in days.iter().enumerate() {
@@ -86,13 +92,17 @@ pub fn tasks_per_day(days: &[DayUsage]) -> Markup {
             }
         }
     };
-    svg("Tasks finished per day, by final status", "chart-tasks", body)
+    svg(
+        "Tasks finished per day, by final status",
+        "chart-tasks",
+        body,
+    )
 }
 
 /// Bars: cost per day.
 pub fn cost_per_day(days: &[DayUsage]) -> Markup {
     let max = nice_max(days.iter().map(|d| d.cost_usd).fold(0.0, f64::max));
-    let slot = (W - LEFT) / days.len().max(1) as f64;
+    let slot = slot(days.len());
     let bar = (slot * 0.7).max(1.0);
     let body = html! {
         (frame(days, max, &|v| format!("${v:.2}")))
@@ -108,6 +118,19 @@ pub fn cost_per_day(days: &[DayUsage]) -> Markup {
     svg("Cost per day (USD)", "chart-cost", body)
 }
 
+/// A point's marker: a circle for p50, a square for p90, a diamond for p99, so the series
+/// differ by shape as well as by colour and dash.
+fn marker(series: &str, x: f64, y: f64) -> Markup {
+    match series {
+        "p50" => html! { circle class="dot p50" cx=(x) cy=(y) r="3.5" {} },
+        "p90" => html! { rect class="dot p90" x=(x - 3.5) y=(y - 3.5) width="7" height="7" {} },
+        _ => html! {
+            polygon class={ "dot " (series) }
+                points=(format!("{x:.1},{:.1} {:.1},{y:.1} {x:.1},{:.1} {:.1},{y:.1}", y - 4.5, x + 4.5, y + 4.5, x - 4.5)) {}
+        },
+    }
+}
+
 /// Lines with markers: p50, p90 and p99 run time per day (days with no run are gaps).
 pub fn durations(days: &[DayUsage]) -> Markup {
     let max = nice_max(
@@ -115,7 +138,7 @@ pub fn durations(days: &[DayUsage]) -> Markup {
             .filter_map(|d| d.durations.map(|p| p.p99))
             .fold(0.0, f64::max),
     );
-    let slot = (W - LEFT) / days.len().max(1) as f64;
+    let slot = slot(days.len());
     let series: [(&str, fn(&ao_core::usage::Percentiles) -> f64); 3] =
         [("p50", |p| p.p50), ("p90", |p| p.p90), ("p99", |p| p.p99)];
     let body = html! {
@@ -126,12 +149,14 @@ pub fn durations(days: &[DayUsage]) -> Markup {
                 .collect();
             @let path: String = points.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ");
             polyline class={ "line " (name) } points=(path) {}
-            @for (x, y) in &points {
-                circle class={ "dot " (name) } cx=(x) cy=(y) r="3" {}
-            }
+            @for (x, y) in &points { (marker(name, *x, *y)) }
         }
     };
-    svg("Run time percentiles per day (seconds)", "chart-durations", body)
+    svg(
+        "Run time percentiles per day (seconds)",
+        "chart-durations",
+        body,
+    )
 }
 
 #[cfg(test)]

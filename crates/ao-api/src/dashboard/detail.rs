@@ -17,7 +17,7 @@ use maud::{Markup, html};
 
 use super::forms;
 use super::session::CsrfToken;
-use super::view::{self, Nav, Shell};
+use super::view::{self, Nav, PageError, Shell};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::tasks::{self, task_id};
@@ -139,7 +139,7 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let (t, history) = load(&state, &raw).await?;
     let id = t.id;
     let body = html! {
@@ -179,7 +179,7 @@ pub async fn status(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let (t, history) = load(&state, &raw).await?;
     Ok(view::respond(StatusCode::OK, live(&t, &history, &csrf.0)))
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 
 use super::session::CsrfToken;
-use super::view::{self, Nav, Shell};
+use super::view::{self, Nav, PageError, Shell};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::tasks::list_query;
@@ -176,7 +176,7 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
     RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let now = Utc::now();
     let f = Filters::parse(raw.as_deref().unwrap_or(""));
     let (listed, status) = match f.store_query() {
@@ -187,7 +187,7 @@ pub async fn page(
         Err(e) => (Err(e), StatusCode::UNPROCESSABLE_ENTITY),
     };
     if let Err(e @ ApiError::Internal(_)) = listed {
-        return Err(e);
+        return Err(e.into());
     }
     let counts = counts(&state, now).await?;
     let live = format!("/ui/rows?{}", f.query(f.cursor.as_deref()));
@@ -232,7 +232,7 @@ pub async fn page(
 pub async fn fragment(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let now = Utc::now();
     let f = Filters::parse(raw.as_deref().unwrap_or(""));
     let page = state.store.list(&f.store_query()?).await?;

@@ -38,7 +38,10 @@ fn login_page(csrf: &str, error: Option<&str>) -> Markup {
 }
 
 /// `GET /login`: the form, or the tasks page when no token is needed.
-pub async fn show(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Response {
     if !state.tokens.is_enabled() {
         return Redirect::to("/").into_response();
     }
@@ -81,7 +84,12 @@ pub async fn logout(headers: HeaderMap, body: Body) -> Response {
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut().append(
         header::SET_COOKIE,
-        session::set_cookie(session::SESSION_COOKIE, "", Some(0), session::over_tls(&headers)),
+        session::set_cookie(
+            session::SESSION_COOKIE,
+            "",
+            Some(0),
+            session::over_tls(&headers),
+        ),
     );
     resp
 }

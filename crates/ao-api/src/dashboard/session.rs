@@ -123,8 +123,10 @@ pub async fn csrf_cookie(mut req: Request, next: Next) -> Response {
     req.extensions_mut().insert(CsrfToken(value.clone()));
     let mut resp = next.run(req).await;
     if fresh {
-        resp.headers_mut()
-            .append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &value, None, tls));
+        resp.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(CSRF_COOKIE, &value, None, tls),
+        );
     }
     resp
 }
@@ -151,7 +153,9 @@ pub fn check(headers: &HeaderMap, field: Option<&str>) -> Result<(), CsrfError> 
     }
     let cookie = cookie(headers, CSRF_COOKIE).unwrap_or("");
     match field {
-        Some(f) if !cookie.is_empty() && token::constant_time_eq(f.as_bytes(), cookie.as_bytes()) => {
+        Some(f)
+            if !cookie.is_empty() && token::constant_time_eq(f.as_bytes(), cookie.as_bytes()) =>
+        {
             Ok(())
         }
         _ => Err(CsrfError::Mismatch),
@@ -217,6 +221,11 @@ mod tests {
         let c = session_cookie("s3cret", true);
         let c = c.to_str().unwrap();
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("Secure"));
-        assert!(!session_cookie("s", false).to_str().unwrap().contains("Secure"));
+        assert!(
+            !session_cookie("s", false)
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
     }
 }

@@ -21,11 +21,36 @@ use crate::extract;
 
 /// The form's inputs: name, label, hint, and the API fields whose errors show under it.
 const INPUTS: [(&str, &str, &str, &[&str]); 6] = [
-    ("repo_url", "Repository URL", "optional; https or ssh clone URL", &["repository.url", "repository"]),
-    ("repo_ref", "Ref", "branch, tag or commit to start from", &["repository.ref"]),
-    ("model", "Model", "optional, e.g. claude-sonnet-4-5", &["model"]),
-    ("timeout_seconds", "Timeout (seconds)", "optional; the server's default otherwise", &["timeout_seconds"]),
-    ("max_budget_usd", "Budget (USD)", "optional spending cap for the agent", &["max_budget_usd"]),
+    (
+        "repo_url",
+        "Repository URL",
+        "optional; https or ssh clone URL",
+        &["repository.url", "repository"],
+    ),
+    (
+        "repo_ref",
+        "Ref",
+        "branch, tag or commit to start from",
+        &["repository.ref"],
+    ),
+    (
+        "model",
+        "Model",
+        "optional, e.g. claude-sonnet-4-5",
+        &["model"],
+    ),
+    (
+        "timeout_seconds",
+        "Timeout (seconds)",
+        "optional; the server's default otherwise",
+        &["timeout_seconds"],
+    ),
+    (
+        "max_budget_usd",
+        "Budget (USD)",
+        "optional spending cap for the agent",
+        &["max_budget_usd"],
+    ),
     ("labels", "Labels", "one key=value per line", &["labels"]),
 ];
 
@@ -76,7 +101,8 @@ fn request(f: &Fields) -> Result<TaskRequest, ApiError> {
             body.insert("labels".into(), Value::Object(labels));
         }
     }
-    let bytes = serde_json::to_vec(&Value::Object(body)).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let bytes =
+        serde_json::to_vec(&Value::Object(body)).map_err(|e| ApiError::Internal(Box::new(e)))?;
     extract::parse(&bytes)
 }
 
@@ -101,7 +127,12 @@ fn error_for<'a>(error: Option<&'a ValidationError>, input: &str) -> Option<&'a 
         .map(|e| e.message.as_str())
 }
 
-fn form(csrf: &str, values: &Fields, error: Option<&ValidationError>, general: Option<&str>) -> Markup {
+fn form(
+    csrf: &str,
+    values: &Fields,
+    error: Option<&ValidationError>,
+    general: Option<&str>,
+) -> Markup {
     let prompt_err = error_for(error, "prompt");
     html! {
         h1 { "Submit a task" }
@@ -148,7 +179,10 @@ fn shell<'a>(state: &AppState, csrf: &'a str) -> Shell<'a> {
 }
 
 /// `GET /new`.
-pub async fn show(State(state): State<AppState>, Extension(csrf): Extension<CsrfToken>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    Extension(csrf): Extension<CsrfToken>,
+) -> Response {
     let body = form(&csrf.0, &Fields::default(), None, None);
     view::respond(StatusCode::OK, view::page(shell(&state, &csrf.0), body))
 }

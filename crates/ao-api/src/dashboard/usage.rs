@@ -11,9 +11,8 @@ use maud::{Markup, html};
 
 use super::charts;
 use super::session::CsrfToken;
-use super::view::{self, Nav, Shell};
+use super::view::{self, Nav, PageError, Shell};
 use crate::AppState;
-use crate::error::ApiError;
 
 /// Days the page covers, today included.
 const DAYS: u32 = 14;
@@ -67,7 +66,7 @@ fn legend() -> Markup {
 pub async fn page(
     State(state): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, PageError> {
     let now = Utc::now();
     let since = usage::window_start(now, DAYS);
     let days = usage::daily(&state.store.finished_since(since).await?, since, now);
@@ -89,9 +88,9 @@ pub async fn page(
         section aria-labelledby="u-dur" {
             h2 id="u-dur" { "Run time percentiles" }
             ul class="legend" aria-hidden="true" {
-                li { span class="swatch p50" {} "p50 (solid)" }
-                li { span class="swatch p90" {} "p90 (dashed)" }
-                li { span class="swatch p99" {} "p99 (dotted)" }
+                li { span class="swatch p50" {} "p50 (solid line, circles)" }
+                li { span class="swatch p90" {} "p90 (dashed, squares)" }
+                li { span class="swatch p99" {} "p99 (dotted, diamonds)" }
             }
             (charts::durations(&days))
             details { summary { "Table" } (durations) }

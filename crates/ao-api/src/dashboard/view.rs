@@ -11,6 +11,8 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::assets;
+use crate::error::ApiError;
+use ao_core::store::StoreError;
 
 /// Which page of the navigation is current.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,45 @@ pub fn task_cost(t: &Task) -> String {
 /// A short message in a box (errors, notices), announced to screen readers.
 pub fn notice(kind: &str, text: &str) -> Markup {
     html! { p class={ "notice " (kind) } role="alert" { (text) } }
+}
+
+/// An API error answered as an HTML page (the API's routes answer JSON). 5xx errors are
+/// logged with their cause by [`ApiError`]'s own response, and show only that they failed.
+#[derive(Debug)]
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.status();
+        let message = self.0.to_string();
+        if status.is_server_error() {
+            // Logs the cause; its JSON body is dropped.
+            drop(self.0.into_response());
+        }
+        let shell = Shell {
+            title: "Error",
+            nav: Nav::None,
+            logout_csrf: None,
+        };
+        let body = html! {
+            h1 { (status.canonical_reason().unwrap_or("Error")) }
+            (notice("error", &message))
+            p { a href="/" { "Back to the tasks" } }
+        };
+        respond(status, page(shell, body))
+    }
 }
 
 /// Pre-escaped text for the few fixed strings that carry an entity.

@@ -119,7 +119,16 @@ function render(list, type, ev) {
   } else if (type === "assistant") {
     for (const c of content) {
       if (c.type === "text" && c.text) item(list, "text", "assistant", c.text);
-      if (c.type === "tool_use") item(list, "tool", `tool ${c.name || "?"}`, keyArgument(c.input));
+      if (c.type === "tool_use") {
+        const li = item(list, "tool", "tool");
+        const name = document.createElement("strong");
+        name.className = "t-name";
+        name.textContent = c.name || "?";
+        const arg = document.createElement("span");
+        arg.className = "t-text";
+        arg.textContent = keyArgument(c.input);
+        li.append(name, " ", arg);
+      }
     }
   } else if (type === "user") {
     for (const c of content) {
@@ -168,14 +177,18 @@ async function followLogs(pre) {
   pre.dataset.ended = "true";
 }
 
-function tabs(list) {
+// The Transcript/Logs tabs. The logs are only followed once their tab is first shown, so a
+// task page holds one long-lived connection (the events) unless the logs are wanted.
+function tabs(list, onShow) {
   const all = [...list.querySelectorAll('[role="tab"]')];
   const select = (tab) => {
     for (const t of all) {
       const on = t === tab;
       t.setAttribute("aria-selected", String(on));
       t.tabIndex = on ? 0 : -1;
-      document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+      const pane = document.getElementById(t.getAttribute("aria-controls"));
+      pane.hidden = !on;
+      if (on) onShow(pane);
     }
   };
   all.forEach((t, i) => {
@@ -199,9 +212,15 @@ function main() {
   const list = document.getElementById("transcript");
   if (list) transcript(list, () => refresh && refresh().catch(() => {}));
   const logs = document.getElementById("logs");
-  if (logs) followLogs(logs).catch((e) => console.warn("logs", e));
   const tablist = document.querySelector('[role="tablist"]');
-  if (tablist) tabs(tablist);
+  if (tablist) {
+    tabs(tablist, (pane) => {
+      if (logs && pane.contains(logs) && !logs.dataset.started) {
+        logs.dataset.started = "true";
+        followLogs(logs).catch((e) => console.warn("logs", e));
+      }
+    });
+  }
 }
 
 main();

@@ -146,7 +146,11 @@ pub async fn list_with_thousands_of_label_filters(s: Arc<dyn TaskStore>) {
 /// the other filters; `%` and `_` are plain characters.
 pub async fn list_searches_prompts(s: Arc<dyn TaskStore>) {
     let fix = create(&*s, new_task("Fix the Login page", &[("team", "a")], None)).await;
-    let docs = create(&*s, new_task("write docs for login", &[("team", "b")], None)).await;
+    let docs = create(
+        &*s,
+        new_task("write docs for login", &[("team", "b")], None),
+    )
+    .await;
     let pct = create(&*s, new_task("raise coverage to 100%", &[], None)).await;
     let search = |text: &str| ListQuery {
         limit: 10,
