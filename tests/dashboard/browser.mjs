@@ -122,7 +122,7 @@ try {
     await submit(page, { prompt: "Task A: list the files\nsecond line", labels: "team=core" });
     await page.waitForURL(/\/tasks\/[0-9a-f-]+$/, { timeout: WAIT });
     a = taskId(page);
-    await page.waitForSelector('#task-live [data-status="running"]', { timeout: WAIT });
+    await page.waitForSelector('#task-live .status-line [data-status="running"]', { timeout: WAIT });
     await page.waitForSelector('#transcript .t-tool:has-text("ls -la")', { timeout: WAIT });
     await page.waitForSelector('#transcript .t-text:has-text("Looking at the files")', { timeout: WAIT });
     check(!(await page.$("#transcript .t-end")), "the transcript has not ended while running");
@@ -170,7 +170,7 @@ try {
     await submit(page, { prompt: "Task C: runs until cancelled" });
     await page.waitForURL(/\/tasks\/[0-9a-f-]+$/, { timeout: WAIT });
     c = taskId(page);
-    await page.waitForSelector('#task-live [data-status="running"]', { timeout: WAIT });
+    await page.waitForSelector('#task-live .status-line [data-status="running"]', { timeout: WAIT });
     await page.click("details.cancel summary");
     await shoot(page, "task-cancel");
     await page.click('details.cancel button[type="submit"]');

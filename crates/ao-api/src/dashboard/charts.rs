@@ -118,6 +118,9 @@ pub fn cost_per_day(days: &[DayUsage]) -> Markup {
     svg("Cost per day (USD)", "chart-cost", body)
 }
 
+/// Picks one percentile of a day.
+type Pick = fn(&ao_core::usage::Percentiles) -> f64;
+
 /// A point's marker: a circle for p50, a square for p90, a diamond for p99, so the series
 /// differ by shape as well as by colour and dash.
 fn marker(series: &str, x: f64, y: f64) -> Markup {
@@ -139,8 +142,7 @@ pub fn durations(days: &[DayUsage]) -> Markup {
             .fold(0.0, f64::max),
     );
     let slot = slot(days.len());
-    let series: [(&str, fn(&ao_core::usage::Percentiles) -> f64); 3] =
-        [("p50", |p| p.p50), ("p90", |p| p.p90), ("p99", |p| p.p99)];
+    let series: [(&str, Pick); 3] = [("p50", |p| p.p50), ("p90", |p| p.p90), ("p99", |p| p.p99)];
     let body = html! {
         (frame(days, max, &|v| format!("{v:.0}s")))
         @for (name, get) in series {

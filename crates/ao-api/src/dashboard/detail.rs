@@ -123,14 +123,22 @@ fn facts(t: &Task) -> Markup {
     }
 }
 
+/// The task and its history, consistent with each other: the task is read again when a move
+/// landed between the two reads, so the status line and the timeline's last entry agree.
 async fn load(state: &AppState, raw: &str) -> Result<(Task, Vec<TransitionRecord>), ApiError> {
     let id = task_id(raw)?;
-    let task = state
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(ApiError::not_found_task)?;
+    let read = || async {
+        state
+            .store
+            .get(id)
+            .await?
+            .ok_or_else(ApiError::not_found_task)
+    };
+    let mut task = read().await?;
     let history = state.store.history(id).await?;
+    if history.last().is_some_and(|h| h.to != task.status) {
+        task = read().await?;
+    }
     Ok((task, history))
 }
 
