@@ -204,10 +204,10 @@ pub async fn cancel(
     }
     let id = match task_id(&raw) {
         Ok(id) => id,
-        Err(e) => return e.into_response(),
+        Err(e) => return PageError(e).into_response(),
     };
     match tasks::cancel(State(state), Path(raw)).await {
         Ok(_) | Err(ApiError::Conflict(_)) => Redirect::to(&format!("/tasks/{id}")).into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => PageError(e).into_response(),
     }
 }

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::forms::{self, Fields};
 use super::session::CsrfToken;
-use super::view::{self, Nav, Shell};
+use super::view::{self, Nav, PageError, Shell};
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract;
@@ -208,7 +208,7 @@ pub async fn submit(
             StatusCode::UNPROCESSABLE_ENTITY,
             form(&csrf.0, &fields, Some(&v), None),
         ),
-        Err(e @ ApiError::Internal(_)) => return e.into_response(),
+        Err(e @ ApiError::Internal(_)) => return PageError(e).into_response(),
         Err(e) => {
             let status = e.status();
             (status, form(&csrf.0, &fields, None, Some(&e.to_string())))
