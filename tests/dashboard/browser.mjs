@@ -27,7 +27,8 @@ for (const [k, v] of Object.entries({ AO_URL: base, AO_TOKEN: token, AO_GATES: g
 }
 mkdirSync(shots, { recursive: true });
 
-const WAIT = 20_000;
+// Generous: CI runs this beside the whole workspace's tests on two cores.
+const WAIT = 30_000;
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 360, height: 740 };
 

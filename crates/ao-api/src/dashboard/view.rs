@@ -1,14 +1,14 @@
 //! The page shell and the small pieces every page shows: status badges (a symbol and the
 //! word, not only a colour), relative ages, durations and costs. Everything goes through
 //! maud, which escapes every interpolated string, so a prompt or an agent's output can only
-//! ever be text.
+//! ever be text. [`PageError`] answers an API error as an HTML page.
 
 use ao_core::lifecycle::TaskStatus;
 use ao_core::task::Task;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::assets;
 use crate::error::ApiError;
@@ -213,11 +213,6 @@ impl IntoResponse for PageError {
         };
         respond(status, page(shell, body))
     }
-}
-
-/// Pre-escaped text for the few fixed strings that carry an entity.
-pub fn raw(s: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(s)
 }
 
 #[cfg(test)]
