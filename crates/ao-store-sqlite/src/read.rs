@@ -1,10 +1,10 @@
 //! Reads of task rows: one task, pages with status, label and prompt-text filters, the queue
 //! and the active set, the tasks finished since a time, history and the status counters.
 //!
-//! Label filters are one bound parameter (a JSON object of the wanted pairs) joined with
-//! `json_each` and matched with `GROUP BY .. HAVING COUNT(*) = n`, so the statement has the
-//! same shape for one filter or thousands (a clause per filter once hit SQLite's expression
-//! depth limit at 932 filters).
+//! Label filters are one bound parameter (a JSON object of the wanted pairs) read with
+//! `json_each`, each pair looked up in the `(key, value)` index, and matched with
+//! `GROUP BY .. HAVING COUNT(*) = n`, so the statement has the same shape for one filter or
+//! thousands (a clause per filter once hit SQLite's expression depth limit at 932 filters).
 
 use ao_core::Reason;
 use ao_core::lifecycle::TaskStatus;
@@ -54,17 +54,17 @@ impl SqliteStore {
         }
         if !labels.is_empty() {
             let wanted = serde_json::to_string(&labels).map_err(StoreError::backend)?;
-            b.push(
-                " AND id IN (SELECT l.task_id FROM task_labels l \
-                 JOIN json_each(",
-            )
-            .push_bind(wanted)
-            .push(
-                ") f ON l.key = f.key AND l.value = f.value \
-                 GROUP BY l.task_id HAVING COUNT(*) = ",
-            )
-            .push_bind(i64::try_from(labels.len()).unwrap_or(i64::MAX))
-            .push(")");
+            // CROSS JOIN keeps the wanted pairs as the outer loop, so each is one lookup in
+            // `task_labels_kv`; left to itself the planner scanned `task_labels` instead
+            // (100,000 tasks: 90-120 ms per page, now 0-25 ms).
+            b.push(" AND id IN (SELECT l.task_id FROM json_each(")
+                .push_bind(wanted)
+                .push(
+                    ") f CROSS JOIN task_labels l ON l.key = f.key AND l.value = f.value \
+                     GROUP BY l.task_id HAVING COUNT(*) = ",
+                )
+                .push_bind(i64::try_from(labels.len()).unwrap_or(i64::MAX))
+                .push(")");
         }
         if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
             // `instr` on lower-cased text: a plain substring, with no LIKE wildcards to escape.
