@@ -2,7 +2,8 @@
 # test.sh - the project's one test command (README). Idempotent and non-interactive: on a
 # fresh Debian machine (as root) it installs what the tests need, then runs every suite:
 #   - the Rust workspace (unit, API, lifecycle, crash, Kubernetes-simulator and
-#     Claude Code end-to-end tests; the latter use the real, pinned Claude Code CLI),
+#     Claude Code end-to-end tests; the latter use the real, pinned Claude Code CLI; the
+#     dashboard in Debian's chromium through playwright-core, scripts/install-browser-test.sh),
 #     including the tests on a real Kubernetes API server: this script builds the pinned
 #     etcd, kube-apiserver and kube-controller-manager (scripts/kube-testenv.sh build; needs
 #     Go), the tests start the environment on demand, and it is stopped when the run ends,
@@ -57,8 +58,18 @@ else
     trap 'exit 143' TERM
 fi
 
+# The dashboard's browser test (crates/agent-orchestrator/tests/dashboard_browser.rs) drives
+# Debian's chromium with the pinned playwright-core; it fails when either is missing.
+log "installing chromium and playwright-core for the dashboard's browser test"
+bash scripts/install-browser-test.sh
+
 log "cargo test (workspace)"
 cargo test --workspace --locked
+
+# The dashboard list-page benchmark in its quick mode (crates/ao-api/benches/dashboard_list.rs):
+# a smoke run of its 100,000-task fill and pages; its figures are measured with `cargo bench`.
+log "benchmark smoke run (dashboard_list --quick)"
+cargo test --locked -p ao-api --bench dashboard_list -- --quick
 
 # The real-API-server benchmark in its quick mode (crates/agent-orchestrator/benches/kube_api.rs):
 # a smoke run that checks its correctness asserts; its figures are measured with `cargo bench`.

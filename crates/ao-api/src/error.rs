@@ -62,6 +62,11 @@ impl ApiError {
         ApiError::NotFound("task not found".into())
     }
 
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -8,6 +8,8 @@
 //! - [`health`]: liveness, readiness, metrics, and the OpenAPI document,
 //! - [`readiness`]: whether the built-in agent can run (submissions get 503 while it can't)
 //!   and the start-up checks `/readyz` shows,
+//! - [`dashboard`]: the web dashboard at `/` (server-rendered pages, a login when the server
+//!   has tokens, CSRF-protected forms, a strict CSP),
 //! - [`auth`] and [`telemetry`]: bearer tokens, the access log (a request span) and HTTP
 //!   metrics.
 //!
@@ -16,6 +18,7 @@
 
 pub mod auth;
 pub mod compat;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -103,8 +106,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(health::openapi));
     let limit = state.body_limit;
+    let dashboard = dashboard::router(&state);
     api.merge(callbacks)
         .merge(open)
+        .merge(dashboard)
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(axum::Extension(extract::BodyLimit(limit)))

@@ -22,6 +22,8 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
 /// Most `label=` filters one list request may carry.
 pub const MAX_LABEL_FILTERS: usize = 20;
+/// Longest prompt search text (`q=`).
+pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// A task as the API shows it: the stored task, plus what the runtime can tell about it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -177,21 +179,10 @@ pub(crate) fn submitted_response(body: Response, location: &str, replayed: bool)
     resp
 }
 
-/// List tasks, newest first.
-#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
-    params(
-        ("status" = Option<TaskStatus>, Query, description = "Only tasks in this status"),
-        ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat to require several"),
-        ("limit" = Option<usize>, Query, description = "Page size, default 50, capped at 200"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-    ),
-    responses((status = 200, body = TaskPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn list(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<TaskPage>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+/// Parse the list route's query string (`status`, `label`, `limit`, `cursor`, `q`); the
+/// dashboard's tasks page takes the same parameters.
+pub(crate) fn list_query(raw: &str) -> Result<ListQuery, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
         .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))?;
     let mut q = ListQuery {
         limit: DEFAULT_PAGE,
@@ -226,14 +217,42 @@ pub async fn list(
                 q.limit = n.min(MAX_PAGE);
             }
             "cursor" => q.cursor = Some(v),
+            "q" => {
+                if v.chars().count() > MAX_SEARCH_CHARS {
+                    return Err(invalid(
+                        "q",
+                        format!("at most {MAX_SEARCH_CHARS} characters"),
+                    ));
+                }
+                q.search = Some(v).filter(|v| !v.is_empty());
+            }
             other => {
                 return Err(invalid(
                     other,
-                    "unknown query parameter (expected status, label, limit, cursor)",
+                    "unknown query parameter (expected status, label, limit, cursor, q)",
                 ));
             }
         }
     }
+    Ok(q)
+}
+
+/// List tasks, newest first.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks",
+    params(
+        ("status" = Option<TaskStatus>, Query, description = "Only tasks in this status"),
+        ("label" = Option<Vec<String>>, Query, description = "`key=value`; repeat to require several"),
+        ("limit" = Option<usize>, Query, description = "Page size, default 50, capped at 200"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("q" = Option<String>, Query, description = "Only tasks whose prompt contains this text (ASCII case ignored), at most 200 characters"),
+    ),
+    responses((status = 200, body = TaskPage), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<TaskPage>, ApiError> {
+    let q = list_query(raw.as_deref().unwrap_or(""))?;
     let page = state.store.list(&q).await?;
     Ok(Json(TaskPage {
         items: page

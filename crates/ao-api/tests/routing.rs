@@ -10,7 +10,14 @@ use support::{App, Authed, Options, empty, json};
 #[tokio::test]
 async fn unknown_routes_are_json_404s() {
     let app = App::new().await;
-    for uri in ["/", "/api", "/api/v2/tasks", "/api/tasks/x", "/nope?x=1"] {
+    // `/` is the dashboard (tests/dashboard.rs).
+    for uri in [
+        "/api",
+        "/api/v2/tasks",
+        "/api/tasks/x",
+        "/nope?x=1",
+        "/tasks",
+    ] {
         let r = app.send(empty(Method::GET, uri).authed()).await;
         r.error(StatusCode::NOT_FOUND, "not_found");
     }

@@ -9,7 +9,8 @@
 //! - the pipeline that copies worker output into the store for every runtime ([`output`]),
 //! - the metrics that the scheduler and the API share ([`metrics`]),
 //! - the injectable [`clock::Clock`] the scheduler reads time from, so tests move it by hand,
-//! - the contract between the orchestrator and its workers ([`worker`]).
+//! - the contract between the orchestrator and its workers ([`worker`]),
+//! - usage reports (finished tasks, cost and run time per day) for every backend ([`usage`]).
 
 pub mod clock;
 pub mod lifecycle;
@@ -21,6 +22,7 @@ pub mod scheduler;
 pub mod store;
 pub mod task;
 pub mod token;
+pub mod usage;
 pub mod validation;
 pub mod worker;
 

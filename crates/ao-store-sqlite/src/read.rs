@@ -1,15 +1,16 @@
-//! Reads of task rows: one task, pages with status and label filters, the queue and the
-//! active set, history and the status counters.
+//! Reads of task rows: one task, pages with status, label and prompt-text filters, the queue
+//! and the active set, the tasks finished since a time, history and the status counters.
 //!
-//! Label filters are one bound parameter (a JSON object of the wanted pairs) joined with
-//! `json_each` and matched with `GROUP BY .. HAVING COUNT(*) = n`, so the statement has the
-//! same shape for one filter or thousands (a clause per filter once hit SQLite's expression
-//! depth limit at 932 filters).
+//! Label filters are one bound parameter (a JSON object of the wanted pairs) read with
+//! `json_each`, each pair looked up in the `(key, value)` index, and matched with
+//! `GROUP BY .. HAVING COUNT(*) = n`, so the statement has the same shape for one filter or
+//! thousands (a clause per filter once hit SQLite's expression depth limit at 932 filters).
 
 use ao_core::Reason;
 use ao_core::lifecycle::TaskStatus;
-use ao_core::store::{ListQuery, Page, StoreError, StoreResult};
+use ao_core::store::{FinishedTask, ListQuery, Page, StoreError, StoreResult};
 use ao_core::task::{Task, TaskId, TransitionRecord};
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::row::{self, task_columns};
@@ -53,17 +54,25 @@ impl SqliteStore {
         }
         if !labels.is_empty() {
             let wanted = serde_json::to_string(&labels).map_err(StoreError::backend)?;
-            b.push(
-                " AND id IN (SELECT l.task_id FROM task_labels l \
-                 JOIN json_each(",
-            )
-            .push_bind(wanted)
-            .push(
-                ") f ON l.key = f.key AND l.value = f.value \
-                 GROUP BY l.task_id HAVING COUNT(*) = ",
-            )
-            .push_bind(i64::try_from(labels.len()).unwrap_or(i64::MAX))
-            .push(")");
+            // CROSS JOIN keeps the wanted pairs as the outer loop, so each is one lookup in
+            // `task_labels_kv` (left to itself the planner scanned `task_labels`), and `+id`
+            // keeps the outer query walking `seq` backwards until the page is full, instead of
+            // fetching and sorting every match. On 100,000 tasks a label a third of them carry
+            // went from about 120 ms to 12 ms a page, a rare one from 90 ms to 9 ms.
+            b.push(" AND +id IN (SELECT l.task_id FROM json_each(")
+                .push_bind(wanted)
+                .push(
+                    ") f CROSS JOIN task_labels l ON l.key = f.key AND l.value = f.value \
+                     GROUP BY l.task_id HAVING COUNT(*) = ",
+                )
+                .push_bind(i64::try_from(labels.len()).unwrap_or(i64::MAX))
+                .push(")");
+        }
+        if let Some(text) = q.search.as_deref().filter(|t| !t.is_empty()) {
+            // `instr` on lower-cased text: a plain substring, with no LIKE wildcards to escape.
+            b.push(" AND instr(lower(json_extract(spec, '$.prompt')), lower(")
+                .push_bind(text.to_string())
+                .push(")) > 0");
         }
         if let Some(c) = cursor {
             b.push(" AND seq < ").push_bind(c);
@@ -82,6 +91,38 @@ impl SqliteStore {
             .then(|| last_seq.map(|s| s.to_string()))
             .flatten();
         Ok(Page { items, next_cursor })
+    }
+
+    pub(crate) async fn finished_from(
+        &self,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<FinishedTask>> {
+        let rows = sqlx::query(
+            "SELECT id, status, started_at, finished_at, json_extract(result, '$.cost_usd') AS cost \
+             FROM tasks WHERE finished_at >= ? ORDER BY finished_at",
+        )
+        .bind(row::ts(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let started: Option<String> = r.try_get("started_at").map_err(db_err)?;
+                Ok(FinishedTask {
+                    id: r
+                        .try_get::<String, _>("id")
+                        .map_err(db_err)?
+                        .parse()
+                        .map_err(StoreError::backend)?,
+                    status: row::status(&r.try_get::<String, _>("status").map_err(db_err)?)?,
+                    started_at: started.as_deref().map(row::parse_ts).transpose()?,
+                    finished_at: row::parse_ts(
+                        &r.try_get::<String, _>("finished_at").map_err(db_err)?,
+                    )?,
+                    cost_usd: r.try_get::<Option<f64>, _>("cost").map_err(db_err)?,
+                })
+            })
+            .collect()
     }
 
     pub(crate) async fn oldest_queued(&self, limit: usize) -> StoreResult<Vec<Task>> {

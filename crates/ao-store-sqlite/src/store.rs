@@ -4,11 +4,12 @@ use crate::output::Stream;
 use crate::{SqliteStore, db_err};
 use ao_core::lifecycle::TaskStatus;
 use ao_core::store::{
-    Created, EventRecord, ListQuery, LogLine, Page, StoreError, StoreResult, Subscription,
-    TaskStore, Transition,
+    Created, EventRecord, FinishedTask, ListQuery, LogLine, Page, StoreError, StoreResult,
+    Subscription, TaskStore, Transition,
 };
 use ao_core::task::{NewTask, Task, TaskId, TaskResult, TransitionRecord};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 #[async_trait]
 impl TaskStore for SqliteStore {
@@ -42,6 +43,10 @@ impl TaskStore for SqliteStore {
 
     async fn active(&self) -> StoreResult<Vec<Task>> {
         self.starting_or_running().await
+    }
+
+    async fn finished_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<FinishedTask>> {
+        self.finished_from(since).await
     }
 
     async fn count_by_status(&self) -> StoreResult<Vec<(TaskStatus, u64)>> {

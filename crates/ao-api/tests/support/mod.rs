@@ -141,6 +141,11 @@ impl App {
         }
     }
 
+    /// The SQLite file of the app's store (benches fill it directly).
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("t.db")
+    }
+
     /// Send one request through the router.
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.router.clone().oneshot(req).await.unwrap();

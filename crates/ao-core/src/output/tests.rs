@@ -118,6 +118,12 @@ impl TaskStore for FakeStore {
     async fn count_by_status(&self) -> StoreResult<Vec<(TaskStatus, u64)>> {
         unused()
     }
+    async fn finished_since(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<crate::store::FinishedTask>> {
+        unused()
+    }
     async fn set_worker_token_hash(&self, _: TaskId, _: &str) -> StoreResult<()> {
         unused()
     }

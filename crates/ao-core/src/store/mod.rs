@@ -134,6 +134,8 @@ pub struct ListQuery {
     pub limit: usize,
     /// Opaque cursor from a previous page.
     pub cursor: Option<String>,
+    /// Only tasks whose prompt contains this text (case-insensitive for ASCII letters).
+    pub search: Option<String>,
 }
 
 impl ListQuery {
@@ -157,6 +159,18 @@ impl ListQuery {
 pub struct Page {
     pub items: Vec<Task>,
     pub next_cursor: Option<String>,
+}
+
+/// A task that reached a terminal status: what usage reports are made of
+/// ([`TaskStore::finished_since`], aggregated by [`crate::usage`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedTask {
+    pub id: TaskId,
+    pub status: TaskStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    /// The agent's reported cost, when it reported one.
+    pub cost_usd: Option<f64>,
 }
 
 /// One line of worker output.
@@ -202,6 +216,10 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn queued(&self, limit: usize) -> StoreResult<Vec<Task>>;
     /// Tasks in `starting` or `running`.
     async fn active(&self) -> StoreResult<Vec<Task>>;
+    /// Tasks that reached a terminal status at or after `since`, oldest first. Backends
+    /// index the finish time, so the cost follows the number of tasks returned, not the
+    /// number stored.
+    async fn finished_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<FinishedTask>>;
     /// Tasks per status, from counters kept with every status change (not a scan). Statuses
     /// with no task may be missing or zero.
     async fn count_by_status(&self) -> StoreResult<Vec<(TaskStatus, u64)>>;

@@ -59,6 +59,12 @@ impl TaskStore for LogStore {
     async fn count_by_status(&self) -> StoreResult<Vec<(TaskStatus, u64)>> {
         Ok(vec![])
     }
+    async fn finished_since(
+        &self,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Vec<FinishedTask>> {
+        Ok(vec![])
+    }
     async fn set_worker_token_hash(&self, _: TaskId, _: &str) -> StoreResult<()> {
         Ok(())
     }

@@ -1,10 +1,11 @@
-//! Conformance cases for listing: newest-first pages, cursors, status and label filters, and
+//! Conformance cases for listing: newest-first pages, cursors, status, label and text filters,
+//! the finished tasks of a window (usage reports), and
 //! a query with thousands of label filters (which once made SQLite answer "Expression tree
 //! is too large").
 
 use std::sync::Arc;
 
-use super::{create, new_task};
+use super::{advance, create, new_task};
 use crate::lifecycle::TaskStatus;
 use crate::store::{ListQuery, StoreError, TaskStore};
 use crate::task::TaskId;
@@ -139,4 +140,65 @@ pub async fn list_with_thousands_of_label_filters(s: Arc<dyn TaskStore>) {
         .map(|i| (format!("x{i}"), "y".to_string()))
         .collect();
     assert!(ids(&*s, &by_labels(&unknown)).await.is_empty());
+}
+
+/// The text search matches a substring of the prompt, ignoring ASCII case, and combines with
+/// the other filters; `%` and `_` are plain characters.
+pub async fn list_searches_prompts(s: Arc<dyn TaskStore>) {
+    let fix = create(&*s, new_task("Fix the Login page", &[("team", "a")], None)).await;
+    let docs = create(
+        &*s,
+        new_task("write docs for login", &[("team", "b")], None),
+    )
+    .await;
+    let pct = create(&*s, new_task("raise coverage to 100%", &[], None)).await;
+    let search = |text: &str| ListQuery {
+        limit: 10,
+        search: Some(text.into()),
+        ..ListQuery::default()
+    };
+    assert_eq!(ids(&*s, &search("LOGIN")).await, [docs.id, fix.id]);
+    assert_eq!(ids(&*s, &search("100%")).await, [pct.id]);
+    assert!(ids(&*s, &search("_")).await.is_empty(), "no wildcards");
+    let mut team = search("login");
+    team.labels = pairs(&[("team", "a")]);
+    assert_eq!(ids(&*s, &team).await, [fix.id]);
+    assert_eq!(ids(&*s, &search("")).await.len(), 3, "empty matches all");
+}
+
+/// `finished_since` returns terminal tasks finished at or after the time, oldest first,
+/// with their cost.
+pub async fn finished_since_returns_terminal_tasks(s: Arc<dyn TaskStore>) {
+    let before = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let a = create(&*s, new_task("a", &[], None)).await;
+    let b = create(&*s, new_task("b", &[], None)).await;
+    let _queued = create(&*s, new_task("c", &[], None)).await;
+    s.request_cancel(a.id).await.unwrap();
+    advance(
+        &*s,
+        b.id,
+        &[
+            TaskStatus::Starting,
+            TaskStatus::Running,
+            TaskStatus::Succeeded,
+        ],
+    )
+    .await;
+    let result: crate::task::TaskResult = serde_json::from_value(serde_json::json!({
+        "outcome": "answered", "cost_usd": 0.25
+    }))
+    .expect("a result");
+    s.set_result(b.id, &result).await.unwrap();
+    let done = s.finished_since(before).await.unwrap();
+    let got: Vec<_> = done.iter().map(|t| (t.id, t.status, t.cost_usd)).collect();
+    assert_eq!(
+        got,
+        [
+            (a.id, TaskStatus::Cancelled, None),
+            (b.id, TaskStatus::Succeeded, Some(0.25))
+        ]
+    );
+    assert!(done[0].started_at.is_none() && done[1].started_at.is_some());
+    let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+    assert!(s.finished_since(later).await.unwrap().is_empty());
 }

@@ -52,6 +52,8 @@ macro_rules! store_conformance_suite {
             list_filters_and_paginates_newest_first,
             list_label_filters_match_all_pairs,
             list_with_thousands_of_label_filters,
+            list_searches_prompts,
+            finished_since_returns_terminal_tasks,
             logs_and_events_append_in_order,
             output_of_unknown_task,
             subscription_wakes_only_for_its_task,
