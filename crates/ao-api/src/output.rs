@@ -121,7 +121,7 @@ pub struct LogParams {
     pub after: Option<i64>,
 }
 
-async fn existing(state: &AppState, raw: &str) -> Result<TaskId, ApiError> {
+pub(crate) async fn existing(state: &AppState, raw: &str) -> Result<TaskId, ApiError> {
     let id = task_id(raw)?;
     state
         .store

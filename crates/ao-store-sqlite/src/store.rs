@@ -4,8 +4,8 @@ use crate::output::Stream;
 use crate::{SqliteStore, db_err};
 use ao_core::lifecycle::TaskStatus;
 use ao_core::store::{
-    Created, EventRecord, FinishedTask, ListQuery, LogLine, Page, StoreError, StoreResult,
-    Subscription, TaskStore, Transition,
+    Created, EventRecord, FinishedTask, ListQuery, ListSubscription, LogLine, Page, StoreError,
+    StoreResult, Subscription, TaskStore, Transition,
 };
 use ao_core::task::{NewTask, Task, TaskId, TaskResult, TransitionRecord};
 use async_trait::async_trait;
@@ -121,5 +121,9 @@ impl TaskStore for SqliteStore {
 
     fn subscribe(&self, id: TaskId) -> Subscription {
         self.changes.subscribe(id)
+    }
+
+    fn subscribe_list(&self) -> ListSubscription {
+        self.changes.subscribe_list()
     }
 }

@@ -150,7 +150,7 @@ impl SqliteStore {
         )
         .await?;
         tx.commit().await.map_err(db_err)?;
-        self.changes.notify(task.id);
+        self.changes.notify_task(task.id);
         Ok(Created::New(task))
     }
 
@@ -200,7 +200,7 @@ impl SqliteStore {
         count_move(&mut tx, from, t.to).await?;
         record(&mut tx, id, Some(from), t.to, &t.reason, t.at).await?;
         tx.commit().await.map_err(db_err)?;
-        self.changes.notify(id);
+        self.changes.notify_task(id);
         Ok(task)
     }
 
@@ -227,7 +227,7 @@ impl SqliteStore {
                 .await
                 .map_err(db_err)?;
             if let Some(row) = flagged {
-                self.changes.notify(id);
+                self.changes.notify_task(id);
                 return row::task(&row);
             }
         }
@@ -244,7 +244,7 @@ impl SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.changes.notify(id);
+        self.changes.notify_task(id);
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! the task's streams: the agent's transcript (events, SSE) and the worker's logs.
 //!
 //! The part that changes as the task moves (`#task-live`) is also served alone
-//! (`/ui/tasks/{id}/status`), for the script to swap in while the task is active.
+//! (`/ui/tasks/{id}/status`), for the script to swap in when [`super::live`] says the task
+//! changed.
 
 use ao_core::task::{Task, TransitionRecord};
 use axum::Extension;
@@ -159,7 +160,9 @@ pub async fn page(
         }
         (facts(&t))
         p { a href={ "/ui/tasks/" (id) "/json" } { "Raw JSON" } }
-        section data-live={ "/ui/tasks/" (id) "/status" } { (live(&t, &history, &csrf.0)) }
+        section data-live={ "/ui/tasks/" (id) "/status" } data-changes={ "/ui/changes?task=" (id) } {
+            (live(&t, &history, &csrf.0))
+        }
         section class="output" aria-label="Output" {
             div role="tablist" aria-label="Output" class="tabs" {
                 button type="button" role="tab" id="tab-transcript" aria-controls="pane-transcript" aria-selected="true" { "Transcript" }

@@ -1,6 +1,7 @@
 //! The tasks page: counts by status and today's cost, filters (status, label, prompt text),
 //! a page of tasks from the store's cursor, and the fragment (`/ui/rows`) that the page's
-//! script fetches every two seconds to update the counts and rows in place.
+//! script fetches to update the counts and rows in place when [`super::live`] says the list
+//! changed.
 
 use ao_core::lifecycle::TaskStatus;
 use ao_core::store::ListQuery;
@@ -199,7 +200,7 @@ pub async fn page(
             Err(e) => (view::notice("error", &e.to_string())),
             Ok(p) => {
                 div class="table-wrap" {
-                    table class="tasks" data-live=(live) {
+                    table class="tasks" data-live=(live) data-changes="/ui/changes" {
                         caption class="visually-hidden" { "Tasks, newest first" }
                         thead { tr {
                             th scope="col" { "Status" } th scope="col" { "Prompt" }

@@ -3,12 +3,13 @@
 //!
 //! The pages are rendered on the server with maud (compile-time templates that escape every
 //! interpolated value, so prompts and agent output are always text), styled by one embedded
-//! stylesheet, and brought to life by one short, hand-written script module ([`assets`]): it
-//! swaps in the tasks page's rows every two seconds, follows a task's events (SSE) and logs
-//! through the same handlers as the API, and refreshes the task's status while it is active.
+//! stylesheet, and brought to life by one short, hand-written script module ([`assets`]): told
+//! by [`live`] (SSE) that something changed, it swaps in the tasks page's rows or the task's
+//! status; it follows a task's events (SSE) and logs through the same handlers as the API.
 //! No package is vendored and nothing is built at compile time besides the Rust crate.
 //!
-//! - [`list`], [`detail`], [`submit`], [`usage`] (with [`charts`]): the pages,
+//! - [`list`], [`detail`], [`submit`], [`usage`] (with [`charts`]): the pages, and [`live`]
+//!   the stream that says when to refresh them,
 //! - [`session`], [`login`], [`forms`]: the login (when the server has API tokens), the session
 //!   cookie, CSRF protection, and form reading after the session check,
 //! - [`view`]: the page shell and the pieces every page shows.
@@ -21,6 +22,7 @@ pub mod charts;
 pub mod detail;
 pub mod forms;
 pub mod list;
+pub mod live;
 pub mod login;
 pub mod session;
 pub mod submit;
@@ -67,6 +69,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let private = Router::new()
         .route("/", get(list::page))
         .route("/ui/rows", get(list::fragment))
+        .route("/ui/changes", get(live::changes))
         .route("/tasks/{id}", get(detail::page))
         .route("/tasks/{id}/cancel", post(detail::cancel))
         .route("/ui/tasks/{id}/status", get(detail::status))

@@ -156,6 +156,9 @@ impl TaskStore for FakeStore {
     fn subscribe(&self, _id: TaskId) -> crate::store::Subscription {
         unused()
     }
+    fn subscribe_list(&self) -> crate::store::ListSubscription {
+        unused()
+    }
 }
 
 fn pipeline(

@@ -1,9 +1,14 @@
-//! The change feed: per-task wake-ups for followers of a task's output and status.
+//! The change feed: per-task wake-ups for followers of a task's output and status, and one
+//! wake-up for followers of the task list.
 //!
 //! A follower (the `/logs?follow` and `/events` streams) holds a [`Subscription`] for one task
 //! and re-reads the store when it changes, instead of polling. Writes to other tasks never wake
 //! it. The feed keeps one `watch` channel per task that has subscribers; the channel is dropped
 //! with its last subscription, so tasks nobody follows cost nothing.
+//!
+//! A follower of the list (the dashboard's tasks page) holds a [`ListSubscription`]: it fires
+//! when any task is created or changes status or result ([`ChangeFeed::notify_task`]), not
+//! for a task's output, so a busy agent's events don't wake it.
 //!
 //! The feed is in-process. A store shared by several orchestrator processes (PostgreSQL)
 //! feeds it from the database's own notifications (`LISTEN`/`NOTIFY`) so that the contract of
@@ -26,9 +31,20 @@ fn lock(senders: &Senders) -> MutexGuard<'_, HashMap<TaskId, watch::Sender<u64>>
 }
 
 /// Per-task change notifications, shared by a store and its subscribers.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ChangeFeed {
     senders: Senders,
+    /// Bumped by every change to a task itself (not its output).
+    list: Arc<watch::Sender<u64>>,
+}
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        ChangeFeed {
+            senders: Senders::default(),
+            list: Arc::new(watch::channel(0).0),
+        }
+    }
 }
 
 impl ChangeFeed {
@@ -50,6 +66,20 @@ impl ChangeFeed {
     pub fn notify(&self, id: TaskId) {
         if let Some(tx) = lock(&self.senders).get(&id) {
             tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+
+    /// Wake the followers of `id` and of the list: the task itself changed (created, new
+    /// status, result). Call it after the write is committed.
+    pub fn notify_task(&self, id: TaskId) {
+        self.notify(id);
+        self.list.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Follow the list: fires on the next [`ChangeFeed::notify_task`] of any task.
+    pub fn subscribe_list(&self) -> ListSubscription {
+        ListSubscription {
+            rx: self.list.subscribe(),
         }
     }
 
@@ -95,6 +125,33 @@ impl Subscription {
     }
 }
 
+/// A follower's handle on the task list's changes (any task created or changed).
+#[derive(Debug)]
+pub struct ListSubscription {
+    rx: watch::Receiver<u64>,
+}
+
+impl ListSubscription {
+    /// Wait until some task changes after the last [`ListSubscription::mark_seen`] (or since
+    /// the subscription was made).
+    pub async fn changed(&mut self) {
+        // The feed (and its sender) outlives every subscription made from it.
+        if self.rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Whether some task changed since the last [`ListSubscription::mark_seen`].
+    pub fn has_changed(&self) -> bool {
+        self.rx.has_changed().unwrap_or(false)
+    }
+
+    /// Count everything so far as seen; call it before re-reading the store.
+    pub fn mark_seen(&mut self) {
+        self.rx.borrow_and_update();
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut senders = lock(&self.senders);
@@ -125,6 +182,21 @@ mod tests {
         assert!(sub_a.has_changed());
         sub_a.mark_seen();
         assert!(!sub_a.has_changed());
+    }
+
+    #[test]
+    fn a_task_change_wakes_the_list_and_output_does_not() {
+        let feed = ChangeFeed::default();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let mut list = feed.subscribe_list();
+        let sub_a = feed.subscribe(a);
+        feed.notify(a);
+        assert!(!list.has_changed(), "output woke the list");
+        assert!(sub_a.has_changed());
+        feed.notify_task(b);
+        assert!(list.has_changed());
+        list.mark_seen();
+        assert!(!list.has_changed());
     }
 
     #[test]

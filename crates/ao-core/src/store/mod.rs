@@ -34,7 +34,7 @@ mod feed;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use feed::{ChangeFeed, Subscription};
+pub use feed::{ChangeFeed, ListSubscription, Subscription};
 
 use std::collections::BTreeMap;
 
@@ -254,6 +254,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// (status, cancel flag, result, log lines, events) and never for other tasks. It carries
     /// no data; the follower re-reads the store.
     fn subscribe(&self, id: TaskId) -> Subscription;
+    /// Follow the task list: the subscription fires after each committed write that creates
+    /// a task or changes one (status, cancel flag, result), not for output.
+    fn subscribe_list(&self) -> ListSubscription;
 }
 
 #[cfg(test)]

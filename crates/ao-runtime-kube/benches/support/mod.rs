@@ -104,6 +104,9 @@ impl TaskStore for LogStore {
     fn subscribe(&self, id: TaskId) -> Subscription {
         self.feed.subscribe(id)
     }
+    fn subscribe_list(&self) -> ao_core::store::ListSubscription {
+        self.feed.subscribe_list()
+    }
 }
 
 pub fn runtime(client: kube::Client, cfg: KubeConfig) -> (Arc<KubeRuntime>, EventReceiver) {

@@ -1,10 +1,12 @@
 // Agent Orchestrator dashboard: live updates for server-rendered pages.
-// - tasks page: swap in the counts and rows of the same filters every 2 s (/ui/rows),
+// - tasks page: when the server says the list changed (/ui/changes, SSE), swap in the counts
+//   and rows of the same filters (/ui/rows); every 30 s too, for the relative ages,
 // - task page: follow the agent's events (SSE) as a transcript, follow the worker's logs,
-//   refresh the status part while the task is active, and switch the Transcript/Logs tabs.
+//   swap in the status part when the task changes (/ui/changes?task=ID), and switch the
+//   Transcript/Logs tabs.
 // Everything received is inserted as text (textContent) or as HTML the server escaped.
 
-const POLL_MS = 2000;
+const AGES_MS = 30000;
 
 async function fetchHtml(url) {
   const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
@@ -30,37 +32,67 @@ function swap(old, fresh) {
   }
 }
 
-function every(ms, step) {
-  let busy = false;
-  const timer = setInterval(async () => {
-    if (busy || document.hidden) return;
-    busy = true;
+// Run `step` once at a time: a call while it runs makes it run once more afterwards. It
+// returns false when there is nothing more to follow.
+function serial(step) {
+  let running = false;
+  let again = false;
+  let done = false;
+  const run = async () => {
+    if (done) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
     try {
-      if ((await step()) === false) clearInterval(timer);
+      do {
+        again = false;
+        if ((await step()) === false) done = true;
+      } while (again && !done);
     } catch (e) {
       console.warn("refresh failed", e);
     } finally {
-      busy = false;
+      running = false;
     }
-  }, ms);
+  };
+  run.done = () => done;
+  return run;
+}
+
+// Call `refresh` on each `changed` event of `url`, and after the stream reconnects (changes
+// may have been missed meanwhile); stop when `refresh` says there is nothing more to follow.
+function onChanges(url, refresh) {
+  const source = new EventSource(url);
+  let opened = false;
+  source.addEventListener("changed", () => {
+    refresh().then(() => refresh.done() && source.close());
+  });
+  source.addEventListener("open", () => {
+    if (opened) refresh();
+    opened = true;
+  });
+  return source;
 }
 
 function liveTasks(table) {
-  every(POLL_MS, async () => {
+  const refresh = serial(async () => {
     const doc = await fetchHtml(table.dataset.live);
     swap(document.getElementById("counts"), doc.getElementById("counts"));
     swap(document.getElementById("task-rows"), doc.getElementById("task-rows"));
   });
+  onChanges(table.dataset.changes, refresh);
+  setInterval(() => document.hidden || refresh(), AGES_MS);
 }
 
 function liveStatus(section) {
-  const refresh = async () => {
+  const terminal = () => document.getElementById("task-live")?.dataset.terminal === "true";
+  const refresh = serial(async () => {
     const doc = await fetchHtml(section.dataset.live);
     swap(document.getElementById("task-live"), doc.getElementById("task-live"));
-    return document.getElementById("task-live")?.dataset.terminal !== "true";
-  };
-  if (document.getElementById("task-live")?.dataset.terminal === "true") return refresh;
-  every(POLL_MS, refresh);
+    return !terminal();
+  });
+  if (!terminal()) onChanges(section.dataset.changes, refresh);
   return refresh;
 }
 

@@ -57,6 +57,7 @@ macro_rules! store_conformance_suite {
             logs_and_events_append_in_order,
             output_of_unknown_task,
             subscription_wakes_only_for_its_task,
+            list_subscription_wakes_for_tasks_not_output,
             racing_compare_and_set_has_one_winner,
             concurrent_creates_never_exceed_the_bound,
             concurrent_idempotent_creates_make_one_task,

@@ -109,3 +109,35 @@ pub async fn subscription_wakes_only_for_its_task(s: Arc<dyn TaskStore>) {
     writer.await.unwrap().unwrap();
     assert_eq!(s.log_count(a.id).await.unwrap(), 2);
 }
+
+/// A follower of the list wakes for every change to a task (created, status, cancel flag,
+/// result) and for none of its output.
+pub async fn list_subscription_wakes_for_tasks_not_output(s: Arc<dyn TaskStore>) {
+    let mut list = s.subscribe_list();
+    assert!(!list.has_changed(), "a new subscription starts seen");
+    let a = create(&*s, new_task("a", &[], None)).await;
+    assert!(list.has_changed(), "a new task did not wake the list");
+    list.mark_seen();
+    s.append_logs(a.id, &["a".into()]).await.unwrap();
+    s.append_events(a.id, &[serde_json::json!({"type": "x"})])
+        .await
+        .unwrap();
+    assert!(!list.has_changed(), "output woke the list");
+    advance(&*s, a.id, &[TaskStatus::Starting]).await;
+    assert!(list.has_changed(), "a status change did not wake the list");
+    list.mark_seen();
+    s.request_cancel(a.id).await.unwrap();
+    assert!(list.has_changed(), "a cancel request did not wake the list");
+    list.mark_seen();
+    let result: TaskResult =
+        serde_json::from_value(serde_json::json!({"outcome": "answered"})).expect("a result");
+    s.set_result(a.id, &result).await.unwrap();
+    assert!(list.has_changed(), "a result did not wake the list");
+    list.mark_seen();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move { create(&*s, new_task("b", &[], None)).await })
+    };
+    list.changed().await;
+    writer.await.unwrap();
+}
