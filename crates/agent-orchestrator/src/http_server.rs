@@ -67,7 +67,13 @@ impl From<&HttpArgs> for HttpLimits {
     }
 }
 
-/// Serve `app` on `listener` until `shutdown` resolves, then drain the open connections.
+/// The longest shutdown waits for open connections to finish. A stream that never ends by
+/// itself (an open dashboard's change stream, a follow of a running task's events) would
+/// otherwise hold the process up for as long as its client stays.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Serve `app` on `listener` until `shutdown` resolves, then drain the open connections, for
+/// at most [`DRAIN_LIMIT`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -110,7 +116,15 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(DRAIN_LIMIT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            drain_limit_seconds = DRAIN_LIMIT.as_secs(),
+            "connections still open after the drain limit (streams); closing them"
+        );
+    }
     Ok(())
 }
 

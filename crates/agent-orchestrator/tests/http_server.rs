@@ -1,10 +1,11 @@
-//! The HTTP server's read timeouts and connection cap, through real loopback sockets and
-//! tokio's paused clock: time only moves when every task waits, so a stalled client meets
-//! the server's timers at once, and the elapsed virtual time shows which timer fired.
+//! The HTTP server's read timeouts, connection cap and shutdown drain, through real loopback
+//! sockets and tokio's paused clock: time only moves when every task waits, so a stalled
+//! client meets the server's timers at once, and the elapsed virtual time shows which timer
+//! fired.
 
 use std::time::Duration;
 
-use agent_orchestrator::http_server::{HttpLimits, serve};
+use agent_orchestrator::http_server::{DRAIN_LIMIT, HttpLimits, serve};
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
@@ -25,7 +26,14 @@ struct Server {
 async fn start(max_connections: usize) -> Server {
     let app = Router::new()
         .route("/", get(|| async { "hello" }))
-        .route("/echo", post(|b: Bytes| async move { b }));
+        .route("/echo", post(|b: Bytes| async move { b }))
+        .route(
+            "/endless",
+            get(|| async {
+                let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
+                axum::body::Body::from_stream(never)
+            }),
+        );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = HttpLimits {
@@ -152,4 +160,28 @@ async fn shutdown_stops_accepting_and_returns() {
         .unwrap()
         .unwrap();
     assert!(TcpStream::connect(srv.addr).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_that_never_ends_holds_shutdown_up_to_the_drain_limit_only() {
+    let srv = start(8).await;
+    let mut c = TcpStream::connect(srv.addr).await.unwrap();
+    c.write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 17];
+    c.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"HTTP/1.1 200 OK\r\n");
+    let asked = Instant::now();
+    srv.stop.cancel();
+    timeout(DRAIN_LIMIT + Duration::from_secs(1), srv.task)
+        .await
+        .expect("serve returned despite the open stream")
+        .unwrap()
+        .unwrap();
+    assert!(
+        asked.elapsed() >= DRAIN_LIMIT,
+        "returned after {:?}, before the drain limit",
+        asked.elapsed()
+    );
 }
