@@ -94,6 +94,10 @@ impl Runtime for FakeRuntime {
             .contains(&spec.task.id);
         if hold {
             self.0.release.notified().await;
+            // A held launch may end refused (the task was put in `refuse` meanwhile).
+            if self.0.refuse.lock().unwrap().contains(&spec.task.id) {
+                return Err(RuntimeError::Throttled("429 Too Many Requests".into()));
+            }
         }
         Ok(worker(spec.task.id))
     }

@@ -4,6 +4,7 @@
 mod harness;
 mod launch;
 mod recovery;
+mod refused;
 mod throttle;
 
 use std::time::Duration;

@@ -58,6 +58,13 @@ struct Refused {
     backoff: ExponentialBackoff,
 }
 
+/// How long a backing-off task has been due at `now` without being tried, beyond what a
+/// launch and the loop's own wake-ups take ([`MAX_WAIT`]): time spent waiting for a slot.
+fn waited_for_a_slot(r: &Refused, now: Instant) -> Duration {
+    now.saturating_duration_since(r.due)
+        .saturating_sub(MAX_WAIT)
+}
+
 /// The tasks whose last launch was refused, with when each may try again.
 #[derive(Debug, Default)]
 pub(super) struct LaunchBackoff {
@@ -75,9 +82,13 @@ impl LaunchBackoff {
         self.tasks.get(&id).is_none_or(|r| r.due <= now)
     }
 
-    /// When the first refused launch of `id` ended, if it had one.
-    pub(super) fn first_refusal(&self, id: TaskId) -> Option<Instant> {
-        self.tasks.get(&id).map(|r| r.first)
+    /// Where the launch deadline of `id` counts from at `now`, if it had a refused launch:
+    /// its first refusal, moved on by the time it was due but not tried (every slot busy), so
+    /// that only time spent being refused counts.
+    pub(super) fn first_refusal(&self, id: TaskId, now: Instant) -> Option<Instant> {
+        self.tasks
+            .get(&id)
+            .map(|r| r.first + waited_for_a_slot(r, now))
     }
 
     /// `id`'s launch was refused at `now`: it waits its next backoff. Returns the wait.
@@ -87,6 +98,7 @@ impl LaunchBackoff {
             due: now,
             backoff: task_backoff(),
         });
+        r.first += waited_for_a_slot(r, now);
         let wait = r.backoff.next().unwrap_or(MAX_WAIT);
         r.due = now + wait;
         wait
@@ -124,7 +136,7 @@ mod tests {
         let w2 = b.refused(a, t0 + w1);
         assert!(w2 >= 2 * FIRST_WAIT, "doubles: {w2:?}");
         assert_eq!(
-            b.first_refusal(a),
+            b.first_refusal(a, t0 + w1 + w2),
             Some(t0),
             "the deadline counts from the first"
         );
@@ -140,6 +152,24 @@ mod tests {
         );
         b.retain_queued(&[c]);
         assert_eq!(b.len(), 0);
+    }
+
+    #[test]
+    fn time_due_but_waiting_for_a_slot_does_not_count_towards_the_deadline() {
+        let t0 = Instant::now();
+        let mut b = LaunchBackoff::default();
+        let a = TaskId::new();
+        let w = b.refused(a, t0);
+        // Due at t0 + w, but every slot stays busy for ten minutes.
+        let tried = t0 + w + Duration::from_secs(600);
+        let since = b.first_refusal(a, tried).unwrap();
+        assert_eq!(since, t0 + Duration::from_secs(600) - MAX_WAIT);
+        b.refused(a, tried);
+        assert_eq!(
+            b.first_refusal(a, tried),
+            Some(since),
+            "kept once refused again"
+        );
     }
 
     #[test]

@@ -145,6 +145,20 @@ impl Launcher {
                 Ok(Launch::Failed(done))
             }
             Err(e) if e.is_passing() => {
+                // Cancelled while the launch was in flight: nothing was started, so the task
+                // ends here rather than going back to the queue to be launched again.
+                if self
+                    .store
+                    .get(id)
+                    .await?
+                    .is_some_and(|t| t.cancel_requested)
+                {
+                    info!(task_id = %id, "cancelled during a refused launch");
+                    let t = stamp(clock, TaskStatus::Cancelled, Reason::CancelledByUser)
+                        .message(format!("cancelled while launching ({})", e.detail()));
+                    let done = self.store.transition(id, TaskStatus::Starting, t).await?;
+                    return Ok(Launch::Failed(done));
+                }
                 let msg = e.detail();
                 warn!(task_id = %id, error = %msg, "launch refused for now; task goes back to the queue");
                 let t = stamp(clock, TaskStatus::Queued, Reason::Requeued).message(msg);
@@ -194,6 +208,7 @@ impl Scheduler {
         let mut settled: Vec<(usize, TaskId, Settled)> = Vec::new();
         let mut first_error = None;
         let mut poked = false;
+        let mut refill_failed = false;
         loop {
             while in_flight.len() < width
                 && !launcher.stopping.load(Ordering::SeqCst)
@@ -218,6 +233,7 @@ impl Scheduler {
                     .saturating_sub(self.active.len() + in_flight.len()),
             );
             let refill = room > 0
+                && !refill_failed
                 && waiting.is_empty()
                 && !launcher.stopping.load(Ordering::SeqCst)
                 && !launcher.halted.load(Ordering::SeqCst);
@@ -230,7 +246,16 @@ impl Scheduler {
                 () = notify.notified(), if refill => {
                     poked = true;
                     let now = self.clock.now();
-                    waiting = self.due_queued(room, &seen, now).await?;
+                    // A failed read ends the refill, never the launches in flight: returning
+                    // here would drop them half-way and leave their tasks `starting`.
+                    match self.due_queued(room, &seen, now).await {
+                        Ok(more) => waiting = more,
+                        Err(e) => {
+                            warn!(error = %e, "the queue could not be read to refill the launch window");
+                            refill_failed = true;
+                            first_error.get_or_insert(e);
+                        }
+                    }
                     continue;
                 }
             };
@@ -290,7 +315,7 @@ impl Scheduler {
             .filter(|t| !seen.contains(&t.id) && self.refused.is_due(t.id, now))
             .take(room)
             .map(|t| {
-                let since = self.refused.first_refusal(t.id);
+                let since = self.refused.first_refusal(t.id, now);
                 (t, since)
             })
             .collect())
