@@ -85,6 +85,9 @@ pub struct Faults {
     pub latency: Duration,
     /// The next requests are answered with these HTTP codes, one each (e.g. 500, 503, 429).
     pub fail_next: VecDeque<u16>,
+    /// The next requests of a method whose path ends with a suffix (`("POST", "/pods")`) are
+    /// answered with these codes, one each, in order; other requests pass.
+    pub fail_next_of: VecDeque<(String, String, u16)>,
     /// Fail this fraction of requests with `fail_code`, using a seeded generator.
     pub fail_probability: f64,
     pub fail_code: u16,
@@ -120,12 +123,18 @@ impl Faults {
     }
 
     /// The failure to answer this request with, if any.
-    fn failure(&mut self) -> Option<u16> {
+    fn failure(&mut self, method: &str, path: &str) -> Option<u16> {
         if self.unreachable {
             return Some(503);
         }
         if let Some(c) = self.fail_next.pop_front() {
             return Some(c);
+        }
+        if let Some((m, suffix, _)) = self.fail_next_of.front()
+            && m == method
+            && path.ends_with(suffix.as_str())
+        {
+            return self.fail_next_of.pop_front().map(|(_, _, c)| c);
         }
         self.roll().then_some(self.fail_code)
     }
@@ -151,7 +160,10 @@ pub(crate) async fn layer(State(sim): State<Sim>, req: Request, next: Next) -> R
     sim.touch();
     let (latency, failure) = {
         let mut f = sim.faults();
-        (f.latency, f.failure())
+        (
+            f.latency,
+            f.failure(parts.method.as_str(), parts.uri.path()),
+        )
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

@@ -152,16 +152,21 @@ impl KubeRuntime {
         }
     }
 
-    async fn create_token_secret(&self, id: TaskId, token: &str) -> Result<(), kube::Error> {
+    /// Create the task's token Secret; returns its uid (a failed launch deletes exactly it).
+    async fn create_token_secret(
+        &self,
+        id: TaskId,
+        token: &str,
+    ) -> Result<Option<String>, kube::Error> {
         let secret = pod::build_token_secret(&self.inner.cfg, id, token);
         let pp = PostParams::default();
         let retry = self.inner.cfg.retry;
-        match crate::error::retry_api(&retry, id, "create secret", || {
+        let created = match crate::error::retry_api(&retry, id, "create secret", || {
             self.inner.secrets.create(&pp, &secret)
         })
         .await
         {
-            Ok(_) => Ok(()),
+            Ok(s) => s,
             Err(e) if is_already_exists(&e) => {
                 // Left from an earlier attempt, with an older token: replace it (the RBAC
                 // allows create and delete only).
@@ -170,11 +175,42 @@ impl KubeRuntime {
                 crate::error::retry_api(&retry, id, "create secret", || {
                     self.inner.secrets.create(&pp, &secret)
                 })
-                .await
-                .map(|_| ())
+                .await?
             }
-            Err(e) => Err(e),
-        }
+            Err(e) => return Err(e),
+        };
+        Ok(created.metadata.uid)
+    }
+
+    /// Delete the token Secret of a launch whose pod create failed, in the background (under
+    /// throttling it would hold the launch, and the scheduler's step, as long as the create
+    /// did), and only if it is still the one that launch made (`uid` precondition): a later
+    /// launch of the task may have replaced it already.
+    fn forget_token_secret(&self, id: TaskId, uid: String) {
+        let secrets = self.inner.secrets.clone();
+        let retry = self.inner.cfg.retry;
+        tokio::spawn(async move {
+            let name = token_secret_name(id);
+            let dp = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match crate::error::retry_api(&retry, id, "delete secret", || {
+                secrets.delete(&name, &dp)
+            })
+            .await
+            {
+                Ok(_) => debug!(task_id = %id, "token secret of the failed launch deleted"),
+                // Gone, or 409: replaced by a later launch (the uid precondition failed).
+                Err(e) if is_not_found(&e) || is_already_exists(&e) => {}
+                Err(e) => {
+                    warn!(task_id = %id, error = %e, "the token secret of a failed launch was not deleted; the task's cleanup deletes it")
+                }
+            }
+        });
     }
 
     async fn delete_secret(&self, id: TaskId) -> Result<(), kube::Error> {
@@ -254,12 +290,16 @@ impl Runtime for KubeRuntime {
             debug!(task_id = %id, "launch of a task already followed");
             return Ok(Self::worker_ref(id));
         };
-        if let Some(cb) = &spec.callback
-            && let Err(e) = self.create_token_secret(id, &cb.token).await
-        {
-            self.untrack(id);
-            warn!(task_id = %id, error = %e, "creating the worker token secret failed");
-            return Err(to_runtime(e, RuntimeError::Launch));
+        let mut secret_uid = None;
+        if let Some(cb) = &spec.callback {
+            match self.create_token_secret(id, &cb.token).await {
+                Ok(uid) => secret_uid = uid,
+                Err(e) => {
+                    self.untrack(id);
+                    warn!(task_id = %id, error = %e, "creating the worker token secret failed");
+                    return Err(to_runtime(e, RuntimeError::Launch));
+                }
+            }
         }
         let pod = pod::build_pod(&self.inner.cfg, &spec);
         let pp = PostParams::default();
@@ -274,9 +314,9 @@ impl Runtime for KubeRuntime {
             }
             Err(e) => {
                 self.untrack(id);
-                // The token Secret stays: a requeued launch replaces it, and a failed task's
-                // cleanup deletes it. Deleting it here would hold the launch (and under
-                // throttling the scheduler's step) for a call as throttled as the create.
+                if let Some(uid) = secret_uid {
+                    self.forget_token_secret(id, uid);
+                }
                 warn!(task_id = %id, error = %e, "creating the worker pod failed");
                 return Err(to_runtime(e, RuntimeError::Launch));
             }

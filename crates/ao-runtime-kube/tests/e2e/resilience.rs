@@ -192,3 +192,44 @@ async fn a_launch_throttled_through_its_retries_is_requeued_then_succeeds() {
     let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(20)).await;
     assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.message);
 }
+
+#[tokio::test]
+async fn the_token_secret_of_a_refused_pod_create_is_deleted_by_uid_in_the_background() {
+    let mut e = env().await;
+    let id = submit(&e.store, spec("a")).await;
+    // The Secret is created; the pod create is throttled through the client's retries.
+    e.sim
+        .faults()
+        .fail_next_of
+        .extend((0..3).map(|_| ("POST".into(), "/pods".into(), 429)));
+    let report = e.sched.tick().await.unwrap();
+    assert_eq!(report.requeued, [id]);
+    // The delete runs in the background, with the created Secret's uid as precondition.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let delete = loop {
+        let found = e.sim.requests().into_iter().find(|r| {
+            r.method == "DELETE"
+                && r.path.ends_with(&format!(
+                    "/secrets/{}",
+                    ao_runtime_kube::pod::token_secret_name(id)
+                ))
+        });
+        if let Some(r) = found {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the token Secret was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let body: serde_json::Value = serde_json::from_slice(&delete.body).unwrap();
+    assert!(
+        body["preconditions"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty()),
+        "{body}"
+    );
+    let t = run_to_end(&mut e.sched, &e.store, id, Duration::from_secs(20)).await;
+    assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.message);
+}
