@@ -98,10 +98,41 @@ fn remove_entry(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// The opened file, if it is a regular file with one name: a hard link the worker made to a
+/// file elsewhere (possible where `fs.protected_hardlinks` is off) has two.
 fn regular(f: File) -> std::io::Result<File> {
-    if f.metadata()?.is_file() {
-        Ok(f)
-    } else {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata()?;
+    if !m.is_file() {
         Err(std::io::Error::other("not a regular file"))
+    } else if m.nlink() != 1 {
+        Err(std::io::Error::other(
+            "a file with other names (a hard link)",
+        ))
+    } else {
+        Ok(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_of_either_kind_is_not_read_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, b"not for the worker").unwrap();
+        let hard = dir.path().join("hard.log");
+        std::fs::hard_link(&secret, &hard).unwrap();
+        let e = open_read(&hard).unwrap_err();
+        assert!(e.to_string().contains("hard link"), "{e}");
+        assert!(append_private(&hard).is_err());
+        let soft = dir.path().join("soft.log");
+        std::os::unix::fs::symlink(&secret, &soft).unwrap();
+        assert!(open_read(&soft).is_err());
+        let plain = dir.path().join("plain.log");
+        std::fs::write(&plain, b"ok").unwrap();
+        assert_eq!(read_small(&plain, 10).unwrap(), b"ok");
     }
 }

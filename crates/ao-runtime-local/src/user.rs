@@ -44,7 +44,7 @@ pub enum WorkerUserError {
     NoSuchUser(String),
     #[error("no such group `{0}`")]
     NoSuchGroup(String),
-    #[error("the worker user must not be root")]
+    #[error("the worker user must not be root, nor run with group root (gid 0)")]
     Root,
     #[error("looking up `{name}` failed")]
     Lookup {
@@ -155,7 +155,9 @@ pub fn resolve_worker_user(spec: &str) -> Result<WorkerUser, WorkerUserError> {
                 .as_raw(),
         },
     };
-    if uid == 0 {
+    // Group root too: files an image or a host leaves writable to group 0 would be the
+    // worker's.
+    if uid == 0 || gid == 0 {
         return Err(WorkerUserError::Root);
     }
     Ok(WorkerUser { name, uid, gid })

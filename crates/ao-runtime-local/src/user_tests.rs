@@ -52,6 +52,12 @@ fn names_and_ids_resolve_and_root_is_refused() {
         resolve_worker_user("0:100"),
         Err(WorkerUserError::Root)
     ));
+    for group_root in ["nobody:0", "nobody:root", "65534:0"] {
+        assert!(
+            matches!(resolve_worker_user(group_root), Err(WorkerUserError::Root)),
+            "{group_root}"
+        );
+    }
     let e = resolve_worker_user("no-such-user-ao").unwrap_err();
     assert!(matches!(e, WorkerUserError::NoSuchUser(ref u) if u == "no-such-user-ao"));
     assert!(e.fix().contains("useradd"), "{}", e.fix());

@@ -37,10 +37,17 @@ pub(crate) async fn checks(args: &ServeArgs, purpose: Purpose) -> Vec<Check> {
             )];
         }
     };
-    // Any answer will do (a 404 from a server without `/version` too): only a server that
-    // does not answer at all is unreachable. Not a pod list: that would show in the audit
+    // Any answer will do (a 404 from a server without `/version` too) but a refusal of the
+    // credentials: only a server that does not answer at all is unreachable. Not a pod list: that would show in the audit
     // log as the runtime's own.
     match call(client.apiserver_version()).await {
+        Err(Call::Api(code @ (401 | 403), msg)) => {
+            return vec![fail(
+                KUBERNETES_CLUSTER,
+                format!("the Kubernetes API server refuses these credentials ({code}: {msg})"),
+                "check the kubeconfig's user (token or certificate): it may be expired or for another cluster",
+            )];
+        }
         Ok(_) | Err(Call::Api(..)) => {}
         Err(e) => {
             return vec![fail(

@@ -253,3 +253,24 @@ fn the_runtime_asks_for_exactly_what_deploy_grants() {
         .collect();
     assert_eq!(asked, granted);
 }
+
+/// An API server that refuses the credentials (401 on every call) blocks, with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = axum::Router::new().fallback(|| async { status(401, "Unauthorized") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let r = kube_doctor(dir.path(), addr);
+    assert_eq!(
+        r.code, 1,
+        "doctor passed with a 401 on every call:\n{}",
+        r.out
+    );
+    assert!(
+        r.out.contains("[FAIL] kubernetes_cluster") && r.out.contains("refuses these credentials"),
+        "{}",
+        r.out
+    );
+}
