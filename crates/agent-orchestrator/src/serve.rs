@@ -256,9 +256,14 @@ fn worker_user(
     };
     // A bare command name is found on the worker's PATH, which is not checked here.
     let worker = Path::new(&worker_command[0]);
-    let claude = std::env::var_os(ao_core::worker::settings::CLAUDE_BIN)
-        .map(PathBuf::from)
-        .filter(|p| args.worker_command.is_none() && p.is_absolute());
+    // The Claude Code the built-in worker would run (AO_CLAUDE_BIN, PATH, the pinned
+    // install), so that one the worker user can't reach is refused here, not by every task.
+    let claude = args.worker_command.is_none().then(|| {
+        let configured = std::env::var_os(ao_core::worker::settings::CLAUDE_BIN)
+            .map_or_else(|| PathBuf::from("claude"), PathBuf::from);
+        ao_worker::claude::first_candidate(&configured, std::env::var_os("PATH").as_deref())
+    });
+    let claude = claude.flatten();
     let programs: Vec<&Path> = std::iter::once(supervisor)
         .chain(worker.is_absolute().then_some(worker))
         .chain(claude.as_deref())

@@ -130,18 +130,26 @@ async fn locate_with(
         return check(configured, Source::Configured).await;
     }
     let name = configured.to_string_lossy().into_owned();
-    let mut candidates: Vec<(PathBuf, Source)> = path
+    let on_path: Vec<PathBuf> = path
         .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(&name))
+        .collect();
+    let mut candidates: Vec<(PathBuf, Source)> = on_path
+        .iter()
         .find(|p| is_executable(p))
-        .map(|p| (p, Source::Path))
+        .map(|p| (p.clone(), Source::Path))
         .into_iter()
         .collect();
-    if name == "claude" && pinned.exists() {
+    if name == "claude" && !absent(pinned) {
         candidates.push((pinned.to_path_buf(), Source::PinnedInstall));
+    }
+    // One this user cannot reach (a folder on the way closed to it) is checked last, so that
+    // the problem says so instead of "not found".
+    if let Some(closed) = on_path.iter().find(|p| closed_to_us(p)) {
+        candidates.push((closed.clone(), Source::Path));
     }
     let mut first_problem = None;
     for (bin, source) in candidates {
@@ -156,6 +164,16 @@ async fn locate_with(
         name,
         pinned: pinned.to_path_buf(),
     }))
+}
+
+/// Nothing is at `p` (a folder on the way that is closed to us is not "nothing").
+fn absent(p: &Path) -> bool {
+    matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// `p` can't be looked at because a folder on the way is closed to this user.
+fn closed_to_us(p: &Path) -> bool {
+    matches!(std::fs::metadata(p), Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// The file exists, is executable and is the pinned version.
@@ -238,6 +256,24 @@ async fn version(bin: &Path, mtime: Option<SystemTime>, len: u64) -> Result<Stri
     Ok(v)
 }
 
+/// The binary [`locate`] would try first, as this user sees the files (so that `serve` can
+/// check that a worker user may run it): `configured` when it is a path, else the first
+/// executable `claude` on `path`, else the pinned install if it is there.
+pub fn first_candidate(configured: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
+    if configured.components().count() > 1 {
+        return Some(configured.to_path_buf());
+    }
+    let on_path = path
+        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(configured))
+        .find(|p| is_executable(p));
+    let pinned = pinned_install();
+    on_path.or_else(|| (configured == Path::new("claude") && !absent(&pinned)).then_some(pinned))
+}
+
 fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -245,6 +281,7 @@ fn is_executable(p: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
 
     fn script(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
         let p = dir.join(name);
@@ -330,5 +367,67 @@ mod tests {
         let gone = tools.join("none");
         let e = locate_with(claude, Some(&path), &gone).await.unwrap_err();
         assert!(matches!(e, Unavailable::WrongVersion { .. }), "{e}");
+    }
+
+    /// As another user (nobody), a `claude` on PATH or a pinned install behind a folder closed
+    /// to it is "cannot be reached", not "not found": the test runs itself again as nobody
+    /// (it needs root to switch, and fails without it rather than skip).
+    #[test]
+    fn behind_a_closed_folder_is_not_reachable_rather_than_missing() {
+        const CHILD: &str = "AO_CLAUDE_CLOSED_TEST_DIR";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let closed = Path::new(&dir).join("closed");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let pinned = closed.join("pinned/claude");
+            let on_path = rt.block_on(locate_with(
+                Path::new("claude"),
+                Some(closed.as_os_str()),
+                &Path::new(&dir).join("none"),
+            ));
+            assert_eq!(
+                on_path,
+                Err(Unavailable::NotReachable {
+                    bin: closed.join("claude")
+                })
+            );
+            let pinned_only = rt.block_on(locate_with(Path::new("claude"), None, &pinned));
+            assert_eq!(pinned_only, Err(Unavailable::NotReachable { bin: pinned }));
+            return;
+        }
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test switches to nobody: run it as root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let closed = dir.path().join("closed");
+        std::fs::create_dir_all(closed.join("pinned")).unwrap();
+        script(&closed, "claude", "echo", 0o755);
+        script(&closed.join("pinned"), "claude", "echo", 0o755);
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let me = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(&me)
+            .args([
+                "claude::tests::behind_a_closed_folder_is_not_reachable_rather_than_missing",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(CHILD, dir.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "as nobody:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "the child ran no test"
+        );
     }
 }
