@@ -4,7 +4,7 @@
 //! (and its version only asked again when the file changed), so installing it opens
 //! submissions without a restart.
 
-use std::sync::{Mutex, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use ao_api::Readiness;
@@ -26,7 +26,10 @@ struct AgentProbe {
     env: Env,
     /// The API key check: the environment does not change while the server runs.
     api: Check,
-    last: Mutex<Option<(Instant, Check)>>,
+    /// The last answer, and the lock a probe holds while it runs: callers meanwhile wait for
+    /// it and share its answer, so unauthenticated `/readyz` traffic starts at most one
+    /// `claude --version` at a time, once a second at most, whether it succeeds or not.
+    last: tokio::sync::Mutex<Option<(Instant, Check)>>,
 }
 
 impl ServeReadiness {
@@ -35,7 +38,7 @@ impl ServeReadiness {
         let agent = builtin_agent.then(|| AgentProbe {
             api: local::anthropic_api(&env),
             env,
-            last: Mutex::new(None),
+            last: tokio::sync::Mutex::new(None),
         });
         ServeReadiness {
             agent,
@@ -51,13 +54,14 @@ impl ServeReadiness {
 
 impl AgentProbe {
     async fn claude(&self) -> Check {
-        if let Some((at, c)) = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        let mut last = self.last.lock().await;
+        if let Some((at, c)) = last.as_ref()
             && at.elapsed() < RECHECK_AFTER
         {
             return c.clone();
         }
         let c = local::claude_code(&self.env).await;
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), c.clone()));
+        *last = Some((Instant::now(), c.clone()));
         c
     }
 
@@ -143,5 +147,41 @@ mod tests {
             !why.contains("sk-ant-secret-value") && !why.contains("ANTHROPIC_API"),
             "{why}"
         );
+    }
+
+    /// Many callers at once (unauthenticated `/readyz` traffic) start one probe, whose answer
+    /// they share, even when the probe fails (a broken `claude` is not cached by version).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_callers_share_one_probe_even_a_failing_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let calls = dir.path().join("calls");
+        let bin = dir.path().join("claude");
+        std::fs::write(
+            &bin,
+            format!(
+                "#!/bin/sh\necho x >> {}\nsleep 0.3\nexit 1\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Env::from([
+            ("AO_CLAUDE_BIN", bin.to_str().unwrap()),
+            ("ANTHROPIC_API_KEY", "k"),
+        ]);
+        let r = std::sync::Arc::new(ServeReadiness::new(true, env));
+        let callers: Vec<_> = (0..8)
+            .map(|_| {
+                let r = r.clone();
+                tokio::spawn(async move { r.agent_unavailable().await })
+            })
+            .collect();
+        for c in callers {
+            let why = c.await.unwrap().expect("a failing claude gates");
+            assert!(why.contains("version"), "{why}");
+        }
+        let n = std::fs::read_to_string(&calls).unwrap().lines().count();
+        assert_eq!(n, 1, "{n} probes for 8 concurrent callers");
     }
 }
