@@ -66,13 +66,7 @@ impl FakeGitHub {
             .route("/rate_limit", get(rate_limit))
             .fallback(not_found)
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let (addr, task) = crate::serve::loopback(app).await;
         FakeGitHub { addr, inner, task }
     }
 

@@ -18,6 +18,7 @@ pub mod git;
 mod git_http;
 pub mod github;
 pub mod readme;
+mod serve;
 
 pub use anthropic::{Block, FakeAnthropic, RecordedRequest, Reply, Script, Turn, Usage};
 pub use claude::{claude_bin, claude_version};

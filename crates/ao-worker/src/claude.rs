@@ -130,13 +130,7 @@ async fn locate_with(
         return check(configured, Source::Configured).await;
     }
     let name = configured.to_string_lossy().into_owned();
-    let on_path: Vec<PathBuf> = path
-        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(&name))
-        .collect();
+    let on_path = on_path(configured, path);
     let mut candidates: Vec<(PathBuf, Source)> = on_path
         .iter()
         .find(|p| is_executable(p))
@@ -263,15 +257,21 @@ pub fn first_candidate(configured: &Path, path: Option<&OsStr>) -> Option<PathBu
     if configured.components().count() > 1 {
         return Some(configured.to_path_buf());
     }
-    let on_path = path
-        .map(|p| std::env::split_paths(p).collect::<Vec<_>>())
+    let pinned = pinned_install();
+    on_path(configured, path)
+        .into_iter()
+        .find(|p| is_executable(p))
+        .or_else(|| (configured == Path::new("claude") && !absent(&pinned)).then_some(pinned))
+}
+
+/// `name` in each absolute folder of `path`, in order.
+fn on_path(name: &Path, path: Option<&OsStr>) -> Vec<PathBuf> {
+    path.map(|p| std::env::split_paths(p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .filter(|dir| dir.is_absolute())
-        .map(|dir| dir.join(configured))
-        .find(|p| is_executable(p));
-    let pinned = pinned_install();
-    on_path.or_else(|| (configured == Path::new("claude") && !absent(&pinned)).then_some(pinned))
+        .map(|dir| dir.join(name))
+        .collect()
 }
 
 fn is_executable(p: &Path) -> bool {
