@@ -10,9 +10,11 @@
 //! - the metrics that the scheduler and the API share ([`metrics`]),
 //! - the injectable [`clock::Clock`] the scheduler reads time from, so tests move it by hand,
 //! - the contract between the orchestrator and its workers ([`worker`]),
+//! - leadership among replicas sharing a database, with fencing ([`lease`]),
 //! - usage reports (finished tasks, cost and run time per day) for every backend ([`usage`]).
 
 pub mod clock;
+pub mod lease;
 pub mod lifecycle;
 pub mod metrics;
 pub mod output;

@@ -161,6 +161,10 @@ impl SqliteStore {
         t: Transition,
     ) -> StoreResult<Task> {
         check_transition(from, t.to)?;
+        if let Some(fence) = t.fence {
+            // One process owns a SQLite file: it keeps no leases, so no fence is current.
+            return Err(StoreError::Fenced { fence });
+        }
         const SQL: &str = concat!(
             "UPDATE tasks SET status = ?, reason = ?, message = ?, \
                started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at), \

@@ -69,6 +69,10 @@ pub enum StoreError {
     /// A numbered append would leave a hole: the store holds up to `last`.
     #[error("events must be contiguous: the store has up to {last}, the batch starts at {first}")]
     SequenceGap { last: i64, first: i64 },
+    /// A fenced write from a scheduler whose lease generation is no longer the current one
+    /// (another replica leads now); nothing was changed.
+    #[error("this replica no longer leads: its lease generation {fence} is not the current one")]
+    Fenced { fence: crate::lease::Fence },
     #[error("store backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -98,6 +102,11 @@ pub struct Transition {
     pub at: DateTime<Utc>,
     pub worker: Option<WorkerRef>,
     pub exit_code: Option<i32>,
+    /// Set by a scheduler that runs under a lease ([`crate::lease`]): the store applies the
+    /// change only while this is the scheduler lease's current generation, checked in the
+    /// same statement as the compare-and-set, and answers [`StoreError::Fenced`] otherwise.
+    /// A backend without leases refuses fenced changes the same way.
+    pub fence: Option<crate::lease::Fence>,
 }
 
 impl Transition {
@@ -109,6 +118,7 @@ impl Transition {
             at: Utc::now(),
             worker: None,
             exit_code: None,
+            fence: None,
         }
     }
     pub fn message(mut self, m: impl Into<String>) -> Self {
@@ -117,6 +127,10 @@ impl Transition {
     }
     pub fn worker(mut self, w: WorkerRef) -> Self {
         self.worker = Some(w);
+        self
+    }
+    pub fn fence(mut self, f: Option<crate::lease::Fence>) -> Self {
+        self.fence = f;
         self
     }
     pub fn exit_code(mut self, c: Option<i32>) -> Self {

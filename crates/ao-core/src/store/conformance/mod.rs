@@ -19,6 +19,7 @@
 //! reach the database and not a single connection's queue.
 
 pub mod concurrent;
+pub mod lease;
 pub mod list;
 pub mod output;
 pub mod tasks;
@@ -65,6 +66,7 @@ macro_rules! store_conformance_suite {
             concurrent_event_appends_are_contiguous,
             racing_numbered_batches_are_kept_once,
             cancel_racing_the_scheduler_claim,
+            fenced_transition_without_its_lease_is_refused,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

@@ -194,3 +194,18 @@ pub async fn cancel_queued_running_and_finished(s: Arc<dyn TaskStore>) {
     ));
     assert_eq!(count_of(&*s, TaskStatus::Cancelled).await, 1);
 }
+
+/// A fenced change with no lease of that generation in the store (or a store without leases)
+/// is refused and changes nothing.
+pub async fn fenced_transition_without_its_lease_is_refused(store: Arc<dyn TaskStore>) {
+    let task = create(&*store, new_task("unfenced", &[], None)).await;
+    let claim = Transition::new(TaskStatus::Starting, Reason::Scheduled)
+        .fence(Some(crate::lease::Fence(7)));
+    match store.transition(task.id, TaskStatus::Queued, claim).await {
+        Err(StoreError::Fenced { fence }) => assert_eq!(fence.0, 7),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    let now = store.get(task.id).await.unwrap().unwrap();
+    assert_eq!(now.status, TaskStatus::Queued);
+    assert_eq!(count_of(&*store, TaskStatus::Queued).await, 1);
+}
