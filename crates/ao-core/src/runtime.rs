@@ -182,6 +182,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// Find the task's worker after a restart and resume following it.
     async fn adopt(&self, task: &Task) -> Result<Adoption, RuntimeError>;
 
+    /// Stop following every worker, without touching the workers: this replica stopped
+    /// leading, and the next leader adopts them ([`crate::lease`]). Output collection for
+    /// them stops here; the new leader's adoption resumes it. A runtime that follows nothing
+    /// in the background keeps the default.
+    async fn release_all(&self) {}
+
     /// Task ids that still have worker resources (finished or not), for garbage collection.
     async fn workers(&self) -> Result<Vec<TaskId>, RuntimeError>;
 

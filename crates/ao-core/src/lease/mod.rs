@@ -84,3 +84,6 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// so the next replica need not wait for the expiry). A no-op otherwise.
     async fn release(&self, name: &str, holder: &str, generation: Fence) -> StoreResult<()>;
 }
+
+#[cfg(test)]
+mod tests;

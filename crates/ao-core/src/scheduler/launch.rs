@@ -32,6 +32,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::Scheduler;
 use super::TickReport;
 use crate::clock::Clock;
+use crate::lease::Fence;
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::runtime::{Callback, LaunchSpec, Runtime, RuntimeError};
 use crate::store::{StoreError, StoreResult, TaskStore, Transition};
@@ -51,6 +52,8 @@ struct Launcher {
     stopping: Arc<AtomicBool>,
     /// How long a task's launches may keep being refused before it fails.
     deadline: Duration,
+    /// The lease generation this scheduler runs under, stamped on every status change.
+    fence: Option<Fence>,
 }
 
 /// How one launch ended, already recorded in the store.
@@ -72,19 +75,20 @@ enum Settled {
     Failed,
 }
 
-fn stamp(clock: &dyn Clock, to: TaskStatus, reason: Reason) -> Transition {
-    let mut t = Transition::new(to, reason);
-    t.at = clock.now_utc();
-    t
-}
-
 impl Launcher {
+    /// A status change stamped with the scheduler's clock and its lease fence.
+    fn stamp(&self, to: TaskStatus, reason: Reason) -> Transition {
+        let mut t = Transition::new(to, reason).fence(self.fence);
+        t.at = self.clock.now_utc();
+        t
+    }
+
     /// Launch `task`; `refused_since` is when its first refused launch ended, if it had one.
     async fn attempt(&self, task: Task, refused_since: Option<Instant>) -> StoreResult<Launch> {
         if self.halted.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
             return Ok(Launch::Skipped);
         }
-        let t = stamp(&*self.clock, TaskStatus::Starting, Reason::Scheduled);
+        let t = self.stamp(TaskStatus::Starting, Reason::Scheduled);
         let task = match self.store.transition(task.id, TaskStatus::Queued, t).await {
             Ok(t) => t,
             // Cancelled between the query and now.
@@ -127,8 +131,9 @@ impl Launcher {
         let overdue = refused_since.is_some_and(|t| clock.now() >= t + self.deadline);
         match result {
             Ok(worker) => {
-                let t =
-                    stamp(clock, TaskStatus::Running, Reason::WorkerStarted).worker(worker.clone());
+                let t = self
+                    .stamp(TaskStatus::Running, Reason::WorkerStarted)
+                    .worker(worker.clone());
                 let running = self.store.transition(id, TaskStatus::Starting, t).await?;
                 info!(task_id = %id, worker = %worker.name, runtime = %worker.runtime, "worker started");
                 Ok(Launch::Started(running))
@@ -140,7 +145,9 @@ impl Launcher {
                     e.detail()
                 );
                 warn!(task_id = %id, error = %msg, "launches kept failing; the task fails");
-                let t = stamp(clock, TaskStatus::Failed, Reason::LaunchFailed).message(msg);
+                let t = self
+                    .stamp(TaskStatus::Failed, Reason::LaunchFailed)
+                    .message(msg);
                 let done = self.store.transition(id, TaskStatus::Starting, t).await?;
                 Ok(Launch::Failed(done))
             }
@@ -154,21 +161,26 @@ impl Launcher {
                     .is_some_and(|t| t.cancel_requested)
                 {
                     info!(task_id = %id, "cancelled during a refused launch");
-                    let t = stamp(clock, TaskStatus::Cancelled, Reason::CancelledByUser)
+                    let t = self
+                        .stamp(TaskStatus::Cancelled, Reason::CancelledByUser)
                         .message(format!("cancelled while launching ({})", e.detail()));
                     let done = self.store.transition(id, TaskStatus::Starting, t).await?;
                     return Ok(Launch::Failed(done));
                 }
                 let msg = e.detail();
                 warn!(task_id = %id, error = %msg, "launch refused for now; task goes back to the queue");
-                let t = stamp(clock, TaskStatus::Queued, Reason::Requeued).message(msg);
+                let t = self
+                    .stamp(TaskStatus::Queued, Reason::Requeued)
+                    .message(msg);
                 self.store.transition(id, TaskStatus::Starting, t).await?;
                 let down = matches!(e, RuntimeError::Unavailable(_));
                 Ok(Launch::Requeued { down })
             }
             Err(e) => {
                 warn!(task_id = %id, error = %e.detail(), "worker launch failed");
-                let t = stamp(clock, TaskStatus::Failed, Reason::LaunchFailed).message(e.detail());
+                let t = self
+                    .stamp(TaskStatus::Failed, Reason::LaunchFailed)
+                    .message(e.detail());
                 let done = self.store.transition(id, TaskStatus::Starting, t).await?;
                 Ok(Launch::Failed(done))
             }
@@ -201,6 +213,7 @@ impl Scheduler {
             halted: AtomicBool::new(false),
             stopping: self.stopping.clone(),
             deadline: self.cfg.launch_deadline,
+            fence: self.fence,
         });
         let notify = self.handle.notify.clone();
         let width = self.cfg.launch_concurrency.max(1);

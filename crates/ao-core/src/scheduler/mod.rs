@@ -13,21 +13,20 @@ mod launch;
 mod recovery;
 mod settle;
 mod step;
+mod term;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tracing::{Instrument, info, warn};
 
 use crate::clock::{Clock, SystemClock};
+use crate::lease::Fence;
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::metrics::TaskMetrics;
 use crate::runtime::{EventReceiver, Runtime};
@@ -170,6 +169,9 @@ pub struct Scheduler {
     refused: backoff::LaunchBackoff,
     /// Set once shutdown is requested: no launch begins after it.
     stopping: Arc<AtomicBool>,
+    /// The lease generation of the current term when replicas share the database
+    /// ([`crate::lease`]); stamped on every status change the scheduler writes.
+    fence: Option<Fence>,
 }
 
 impl Scheduler {
@@ -196,6 +198,7 @@ impl Scheduler {
             gate_backoff: backoff::gate_backoff(),
             refused: backoff::LaunchBackoff::default(),
             stopping: Arc::default(),
+            fence: None,
         }
     }
 
@@ -207,7 +210,7 @@ impl Scheduler {
 
     /// A status change stamped with the scheduler's clock.
     fn transition(&self, to: TaskStatus, reason: Reason) -> Transition {
-        let mut t = Transition::new(to, reason);
+        let mut t = Transition::new(to, reason).fence(self.fence);
         t.at = self.clock.now_utc();
         t
     }
@@ -219,90 +222,6 @@ impl Scheduler {
     /// Number of tasks with a live worker, as the scheduler tracks them.
     pub fn active_count(&self) -> usize {
         self.active.len()
-    }
-
-    /// Recover after a start, then step until `shutdown` resolves. Running workers are left
-    /// alone on shutdown, to be adopted by the next process.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut backoff = recovery_backoff();
-        loop {
-            match self.recover().await {
-                Ok(n) => {
-                    info!(
-                        looked_at = n,
-                        set_aside = self.set_aside.len(),
-                        "scheduler recovered state from the store"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
-                    warn!(error = %e, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "recovery could not list the active tasks; retrying");
-                    tokio::select! {
-                        _ = &mut shutdown => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                }
-            }
-        }
-        let notify = self.handle.notify.clone();
-        loop {
-            if self.step_until(&mut shutdown).await {
-                break;
-            }
-            let wait = self.next_wake();
-            tokio::select! {
-                _ = &mut shutdown => break,
-                ev = self.events.recv() => match ev {
-                    Some(ev) => {
-                        let task_id = ev.task_id();
-                        let span = tracing::info_span!("runtime_event", task_id = %task_id);
-                        if let Err(e) = self.handle_event(ev).instrument(span).await {
-                            warn!(task_id = %task_id, error = %e, "handling a runtime event failed");
-                        }
-                    }
-                    None => { warn!("runtime event channel closed"); break; }
-                },
-                _ = notify.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        info!(
-            active = self.active.len(),
-            "scheduler stopped; running workers are left to be adopted"
-        );
-    }
-
-    /// One step, watching for shutdown meanwhile. When it is requested, no launch begins
-    /// any more; the step may finish what it does for [`SchedulerConfig::shutdown_grace`],
-    /// then it is dropped (launches still in flight are left in `starting` for the next
-    /// start's recovery). Returns true once shutdown was requested.
-    async fn step_until(&mut self, shutdown: &mut Pin<&mut impl Future<Output = ()>>) -> bool {
-        let stopping = self.stopping.clone();
-        let grace = self.cfg.shutdown_grace;
-        let tick = self.tick();
-        tokio::pin!(tick);
-        let (result, stop) = tokio::select! {
-            // Shutdown first: a step that ends just as it is requested begins nothing more.
-            biased;
-            () = shutdown.as_mut() => {
-                stopping.store(true, Ordering::SeqCst);
-                info!(grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX), "shutdown requested: no launch begins; waiting for the step in flight");
-                match tokio::time::timeout(grace, &mut tick).await {
-                    Ok(r) => (Some(r), true),
-                    Err(_) => {
-                        warn!("the step did not finish within the shutdown grace; launches in flight are left for the next start to adopt");
-                        (None, true)
-                    }
-                }
-            }
-            r = &mut tick => (Some(r), false),
-        };
-        if let Some(Err(e)) = result {
-            warn!(error = %e, "scheduler step failed");
-        }
-        stop
     }
 
     /// How long the loop may sleep before something is due.

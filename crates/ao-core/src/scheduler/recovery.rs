@@ -145,7 +145,7 @@ impl Scheduler {
     }
 
     /// Show the set-aside tasks to the API and the metrics.
-    fn publish_set_aside(&self) {
+    pub(super) fn publish_set_aside(&self) {
         let mut list: Vec<SetAside> = self.set_aside.values().map(|p| p.entry.clone()).collect();
         list.sort_by_key(|s| s.since);
         let n = i64::try_from(list.len()).unwrap_or(i64::MAX);
