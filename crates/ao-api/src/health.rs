@@ -1,6 +1,7 @@
 //! Routes that stay open without a token: liveness, readiness, the compatibility `/health`,
 //! Prometheus metrics and the OpenAPI document; plus the JSON 404/405 fallbacks.
 
+use ao_core::lease::Leadership;
 use ao_core::scheduler::SetAside;
 use axum::Json;
 use axum::extract::State;
@@ -24,7 +25,8 @@ pub async fn healthz() -> &'static str {
 /// Code, the API key, git, GitHub, the data dir, the cluster; never a secret's value), and the
 /// tasks recovery set aside after a restart (it could not settle them yet and retries them).
 /// `status` is `degraded` when a check fails or tasks are set aside, `ready` when there are
-/// only warnings.
+/// only warnings. With replicas on one database the body is always JSON and says under
+/// `scheduler` whether this replica leads (gauge `ao_scheduler_leader` says the same).
 ///
 /// That stays 200: this instance still serves every read, and accepts and runs every task it
 /// can (while the built-in agent can't run, submissions themselves answer 503
@@ -45,7 +47,41 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok(readiness(
         state.scheduler.set_aside(),
         state.readiness.checks().await,
+        SchedulerRole::of(state.scheduler.leadership()),
     ))
+}
+
+/// Which replica runs the scheduler, on `/readyz` when replicas share the database. Every
+/// replica serves the whole API, so a follower is as ready as the leader.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchedulerRole {
+    /// Whether this replica runs the scheduler now.
+    leads: bool,
+    /// The lease generation it leads under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generation: Option<i64>,
+    /// The replica that leads, when this one follows and knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<String>,
+}
+
+impl SchedulerRole {
+    /// `None` for the only process on its store (nothing to say).
+    fn of(l: Leadership) -> Option<Self> {
+        match l {
+            Leadership::Sole => None,
+            Leadership::Leader(f) => Some(SchedulerRole {
+                leads: true,
+                generation: Some(f.0),
+                leader: None,
+            }),
+            Leadership::Follower { leader } => Some(SchedulerRole {
+                leads: false,
+                generation: None,
+                leader,
+            }),
+        }
+    }
 }
 
 /// The readiness body when something needs a look.
@@ -60,6 +96,10 @@ pub struct Degraded {
     /// Every check, present when one of them is not `ok`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checks: Vec<ReadinessCheck>,
+    /// With replicas on one database: whether this one runs the scheduler (always present
+    /// then, so the body is JSON even when all is well).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduler: Option<SchedulerRole>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,11 +109,15 @@ pub struct SetAsideDetail {
     tasks: Vec<SetAside>,
 }
 
-fn readiness(tasks: Vec<SetAside>, mut checks: Vec<ReadinessCheck>) -> Response {
+fn readiness(
+    tasks: Vec<SetAside>,
+    mut checks: Vec<ReadinessCheck>,
+    scheduler: Option<SchedulerRole>,
+) -> Response {
     if checks.iter().all(|c| c.status == CheckStatus::Ok) {
         checks.clear();
     }
-    if tasks.is_empty() && checks.is_empty() {
+    if tasks.is_empty() && checks.is_empty() && scheduler.is_none() {
         return "ready".into_response();
     }
     let failing = checks.iter().any(|c| c.status == CheckStatus::Fail);
@@ -94,6 +138,7 @@ fn readiness(tasks: Vec<SetAside>, mut checks: Vec<ReadinessCheck>) -> Response 
         status,
         set_aside,
         checks,
+        scheduler,
     })
     .into_response()
 }

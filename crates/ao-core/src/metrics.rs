@@ -57,6 +57,10 @@ pub struct TaskMetrics {
     pub recovery_set_aside: Gauge,
     /// Launches the runtime refused for now (the task went back to the queue), by cause.
     pub launches_refused: Family<CauseLabel, Counter>,
+    /// 1 while this replica runs the scheduler (always, with one process), 0 while it follows.
+    pub scheduler_leader: Gauge,
+    /// Leadership terms this replica began (its first start counts as one).
+    pub scheduler_terms: Counter,
 }
 
 impl TaskMetrics {
@@ -79,8 +83,20 @@ impl TaskMetrics {
             turns_per_task: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             recovery_set_aside: Gauge::default(),
             launches_refused: Family::default(),
+            scheduler_leader: Gauge::default(),
+            scheduler_terms: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("ao");
+        r.register(
+            "scheduler_leader",
+            "1 while this replica runs the scheduler (always with one process), 0 while it follows",
+            m.scheduler_leader.clone(),
+        );
+        r.register(
+            "scheduler_terms",
+            "Leadership terms this replica began",
+            m.scheduler_terms.clone(),
+        );
         r.register(
             "tasks_created",
             "Tasks accepted by the API",

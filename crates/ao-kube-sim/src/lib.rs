@@ -22,7 +22,7 @@ mod state;
 mod status;
 mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -181,6 +181,16 @@ impl Sim {
             .pods
             .get(&(namespace.to_string(), name.to_string()))
             .map(|r| r.pod.clone())
+    }
+
+    /// How many times each pod name in `namespace` was created (201), deleted pods included.
+    pub fn pods_created(&self, namespace: &str) -> BTreeMap<String, u32> {
+        self.lock()
+            .created
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|((_, name), n)| (name.clone(), *n))
+            .collect()
     }
 
     pub fn pods(&self, namespace: &str) -> Vec<Pod> {

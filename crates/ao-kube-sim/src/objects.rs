@@ -43,6 +43,7 @@ pub fn create_pod(sim: &Sim, namespace: &str, mut pod: Pod) -> Result<Pod, ApiEr
         let stored = st.commit(namespace, pod, ChangeKind::Added);
         let (kill, kill_rx) = tokio::sync::watch::channel(None);
         let logs = Arc::new(LogBuf::default());
+        *st.created.entry(key.clone()).or_default() += 1;
         st.pods.insert(
             key,
             PodRec {

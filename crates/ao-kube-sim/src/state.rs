@@ -49,6 +49,9 @@ pub struct State {
     pub behaviours: HashMap<String, Behaviour>,
     pub events: broadcast::Sender<Arc<Change>>,
     pub uid_seq: u64,
+    /// Successful creates per pod (namespace, name), deleted pods included: a count above one
+    /// is a pod created twice.
+    pub created: BTreeMap<(String, String), u32>,
 }
 
 impl State {
@@ -63,6 +66,7 @@ impl State {
             behaviours: HashMap::new(),
             events: broadcast::channel(broadcast_capacity).0,
             uid_seq: 0,
+            created: BTreeMap::new(),
         }
     }
 

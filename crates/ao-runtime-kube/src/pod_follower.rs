@@ -153,7 +153,13 @@ async fn follow(inner: Arc<Inner>, task_id: TaskId, mut rx: watch::Receiver<Seen
         }
         let far = Instant::now() + Duration::from_secs(86_400);
         tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return },
+            // Released (this replica stopped leading): the next leader follows the pod.
+            changed = rx.changed() => if changed.is_err() {
+                if let Some(h) = follower.take() {
+                    h.abort();
+                }
+                return;
+            },
             _ = tokio::time::sleep_until(wake.unwrap_or(far)) => {}
             r = async { follower.as_mut().expect("guarded").await }, if follower.is_some() => {
                 follower = None;

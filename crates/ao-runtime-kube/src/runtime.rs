@@ -340,6 +340,15 @@ impl Runtime for KubeRuntime {
         }
     }
 
+    async fn release_all(&self) {
+        // Dropping a task's sender ends its pod follower, which aborts its log follower.
+        let released = std::mem::take(&mut *self.inner.tracked.lock());
+        info!(
+            released = released.len(),
+            "stopped following the worker pods; the next leader adopts them"
+        );
+    }
+
     async fn adopt(&self, task: &Task) -> Result<Adoption, RuntimeError> {
         let id = task.id;
         let Some(pod) = self.find_pod(id).await? else {

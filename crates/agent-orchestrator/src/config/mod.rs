@@ -41,9 +41,17 @@ pub struct ServeArgs {
     #[arg(long, env = "AO_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Database URL; defaults to `sqlite://<data-dir>/orchestrator.db`.
-    #[arg(long, env = "AO_DATABASE_URL")]
+    /// Database URL; defaults to `sqlite://<data-dir>/orchestrator.db`. `postgres://…` keeps
+    /// the tasks in PostgreSQL, where several replicas may share them (one leads the
+    /// scheduler). A URL with a password belongs in the variable, not on the command line.
+    #[arg(long, env = "AO_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// With PostgreSQL: seconds a scheduler lease lasts. The leader renews it every fifth of
+    /// that and steps down when it could not renew for four fifths; a replica that died is
+    /// replaced within about 1.2 times this (12 s by default).
+    #[arg(long, env = "AO_LEADER_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub leader_lease_seconds: u64,
 
     /// Comma-separated API bearer tokens. Required to listen beyond loopback.
     #[arg(

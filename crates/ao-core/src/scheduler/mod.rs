@@ -26,7 +26,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::clock::{Clock, SystemClock};
-use crate::lease::Fence;
+use crate::lease::{Fence, Leadership};
 use crate::lifecycle::{Reason, TaskStatus};
 use crate::metrics::TaskMetrics;
 use crate::runtime::{EventReceiver, Runtime};
@@ -105,6 +105,7 @@ struct Active {
 pub struct SchedulerHandle {
     notify: Arc<Notify>,
     set_aside: Arc<watch::Sender<Vec<SetAside>>>,
+    leadership: watch::Receiver<Leadership>,
 }
 
 impl Default for SchedulerHandle {
@@ -112,6 +113,7 @@ impl Default for SchedulerHandle {
         SchedulerHandle {
             notify: Arc::default(),
             set_aside: Arc::new(watch::channel(Vec::new()).0),
+            leadership: watch::channel(Leadership::Sole).1,
         }
     }
 }
@@ -119,6 +121,11 @@ impl Default for SchedulerHandle {
 impl SchedulerHandle {
     pub fn poke(&self) {
         self.notify.notify_one();
+    }
+
+    /// Whether this replica runs the scheduler ([`crate::lease`]).
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.borrow().clone()
     }
 
     /// Tasks that recovery could not settle and retries later, oldest first.
@@ -200,6 +207,21 @@ impl Scheduler {
             stopping: Arc::default(),
             fence: None,
         }
+    }
+
+    /// Run only while `leadership` says this replica leads, one term per lease generation
+    /// (replicas on a shared database; see [`crate::lease::Elector`]). Without it the
+    /// scheduler is the only one and always runs.
+    pub fn with_leadership(mut self, leadership: watch::Receiver<Leadership>) -> Self {
+        self.handle.leadership = leadership;
+        self
+    }
+
+    /// Stamp this lease generation on the status changes of steps driven by hand
+    /// ([`Scheduler::tick`], in tests); [`Scheduler::run`] takes it from the leadership.
+    pub fn with_fence(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Read time from `clock` instead of the system's (tests pass a manual clock).

@@ -46,26 +46,19 @@ async fn deposed(rx: &mut watch::Receiver<Leadership>, fence: Option<Fence>) {
 }
 
 impl Scheduler {
-    /// Recover after a start, then step until `shutdown` resolves. Running workers are left
-    /// alone on shutdown, to be adopted by the next process. For the only process on its
-    /// store; see [`Scheduler::run_led`] for replicas.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let (_, sole) = watch::channel(Leadership::Sole);
-        self.run_led(sole, shutdown).await;
-    }
-
-    /// Run a term each time `leadership` says this replica leads, until `shutdown`.
-    pub async fn run_led(
-        mut self,
-        mut leadership: watch::Receiver<Leadership>,
-        shutdown: impl Future<Output = ()>,
-    ) {
+    /// Recover after a start, then step until `shutdown` resolves; with replicas
+    /// ([`Scheduler::with_leadership`]), run a term each time this replica comes to lead.
+    /// Running workers are left alone on shutdown, to be adopted by the next process.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        let mut leadership = self.handle.leadership.clone();
         tokio::pin!(shutdown);
         loop {
             let Some(fence) = self.await_term(&mut leadership, &mut shutdown).await else {
                 return;
             };
             self.begin_term(fence);
+            self.metrics.scheduler_terms.inc();
+            self.metrics.scheduler_leader.set(1);
             let stop = async {
                 tokio::select! {
                     biased;
@@ -74,6 +67,7 @@ impl Scheduler {
                 }
             };
             let why = self.run_term(stop).await;
+            self.metrics.scheduler_leader.set(0);
             if why == Stop::Shutdown {
                 return;
             }
