@@ -8,6 +8,7 @@
 //! - [`git`]: local bare repositories to clone from and push to.
 //! - [`GitHttp`]: a bare repository served over smart HTTP with GitHub's token auth.
 //! - [`claude_bin`]: locates the pinned Claude Code binary (see `scripts/install-claude.sh`).
+//! - [`postgres`]: a fresh database per test on the real PostgreSQL server the tests run.
 //! - [`readme`]: drift checks that keep generated README sections equal to the code.
 //!
 //! Every server binds `127.0.0.1:0` and stops when dropped.
@@ -17,6 +18,7 @@ mod claude;
 pub mod git;
 mod git_http;
 pub mod github;
+pub mod postgres;
 pub mod readme;
 mod serve;
 

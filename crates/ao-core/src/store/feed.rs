@@ -76,6 +76,16 @@ impl ChangeFeed {
         self.list.send_modify(|v| *v = v.wrapping_add(1));
     }
 
+    /// Wake every follower, of every task and of the list. For a feed fed from outside the
+    /// process that may have missed changes (a lost database connection): followers re-read
+    /// the store, so a spurious wake-up costs one read and a missed one is recovered.
+    pub fn notify_all(&self) {
+        for tx in lock(&self.senders).values() {
+            tx.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        self.list.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
     /// Follow the list: fires on the next [`ChangeFeed::notify_task`] of any task.
     pub fn subscribe_list(&self) -> ListSubscription {
         ListSubscription {
@@ -197,6 +207,15 @@ mod tests {
         assert!(list.has_changed());
         list.mark_seen();
         assert!(!list.has_changed());
+    }
+
+    #[test]
+    fn notify_all_wakes_every_follower() {
+        let feed = ChangeFeed::default();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        let (sub_a, sub_b, list) = (feed.subscribe(a), feed.subscribe(b), feed.subscribe_list());
+        feed.notify_all();
+        assert!(sub_a.has_changed() && sub_b.has_changed() && list.has_changed());
     }
 
     #[test]

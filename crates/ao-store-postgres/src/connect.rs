@@ -1,0 +1,245 @@
+//! Opening a [`PgStore`]: options, the connection pool, migrations, and start-up errors that
+//! say what is wrong.
+//!
+//! A replica that cannot reach its database must say why at start-up, in words an operator
+//! can act on: a malformed URL, a server that is not there, a password it refused, a database
+//! that does not exist. So the store first opens one connection by itself (a pool would
+//! retry a refused connection until its timeout and report only that it timed out),
+//! classifies the failure into a [`ConnectError`], and only then builds the pool. No message
+//! built here contains the password: URLs are shown through [`redact_url`].
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ao_core::retry::RetryPolicy;
+use ao_core::store::ChangeFeed;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::error::sqlstate;
+use crate::{PgStore, notify};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The `application_name` of the store's pool connections (visible in `pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "agent-orchestrator";
+
+/// How a [`PgStore`] uses the database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Pool size. The default, 16, lets 16 admissions (one short transaction each) and the
+    /// scheduler's writes proceed at once, which is where PostgreSQL's group commit pays off
+    /// on a small server; every replica opens its own pool (plus one listener connection),
+    /// so `replicas * (max_connections + 1)` must stay under the server's `max_connections`.
+    pub max_connections: u32,
+    /// How long a query waits for a free pooled connection (or a new one) before it fails.
+    pub acquire_timeout: Duration,
+    /// How long start-up waits for the first connection.
+    pub connect_timeout: Duration,
+    /// Retries of calls that failed on a lost connection (see `error`).
+    pub retry: RetryPolicy,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Why a [`PgStore`] could not start. Each names the server (never the password) and keeps
+/// the driver's error as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("invalid PostgreSQL URL {url}")]
+    InvalidUrl {
+        /// The URL with its password replaced.
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot reach the PostgreSQL server at {host}:{port}")]
+    Unreachable {
+        host: String,
+        port: u16,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("no answer from the PostgreSQL server at {host}:{port} within {timeout:?}")]
+    Timeout {
+        host: String,
+        port: u16,
+        timeout: Duration,
+    },
+    #[error("the PostgreSQL server at {host}:{port} refused the credentials of user {user:?}")]
+    Authentication {
+        host: String,
+        port: u16,
+        user: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database {database:?} does not exist on the PostgreSQL server at {host}:{port}")]
+    UnknownDatabase {
+        host: String,
+        port: u16,
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot connect to the PostgreSQL server at {host}:{port}")]
+    Other {
+        host: String,
+        port: u16,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot bring the database schema up to date")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// `url` with the password (in the user info or a `password=` parameter) replaced by `***`,
+/// for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            // The host ends at the first '/' after the user info (a password may hold one).
+            let from = rest.rfind('@').unwrap_or(0);
+            let end = rest[from..].find('/').map_or(rest.len(), |i| from + i);
+            let (authority, path) = rest.split_at(end);
+            let authority = match authority.rsplit_once('@') {
+                Some((info, host)) => match info.split_once(':') {
+                    Some((user, _)) => format!("{user}:***@{host}"),
+                    None => format!("{info}@{host}"),
+                },
+                None => authority.to_string(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_string(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Classify a failed first connection.
+fn classify(opts: &PgConnectOptions, source: sqlx::Error) -> ConnectError {
+    let host = opts.get_host().to_string();
+    let port = opts.get_port();
+    match (&source, sqlstate(&source).as_deref()) {
+        (sqlx::Error::Io(_), _) => ConnectError::Unreachable { host, port, source },
+        // invalid_password, invalid_authorization_specification
+        (_, Some("28P01" | "28000")) => ConnectError::Authentication {
+            host,
+            port,
+            user: opts.get_username().to_string(),
+            source,
+        },
+        (_, Some("3D000")) => ConnectError::UnknownDatabase {
+            host,
+            port,
+            database: opts
+                .get_database()
+                .unwrap_or(opts.get_username())
+                .to_string(),
+            source,
+        },
+        _ => ConnectError::Other { host, port, source },
+    }
+}
+
+impl PgStore {
+    /// Connect to the database at `url` (`postgres://user:password@host:port/database`),
+    /// bring its schema up to date (migrations take an advisory lock, so replicas starting
+    /// together are safe), and start the change-feed listener.
+    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, ConnectError> {
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(|source| ConnectError::InvalidUrl {
+                url: redact_url(url),
+                source,
+            })?
+            .application_name(APPLICATION_NAME);
+        // One connection by itself first, for an error that says what is wrong.
+        let first = tokio::time::timeout(options.connect_timeout, opts.connect())
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                host: opts.get_host().to_string(),
+                port: opts.get_port(),
+                timeout: options.connect_timeout,
+            })?
+            .map_err(|e| classify(&opts, e))?;
+        // Closing is a courtesy to the server; a failure here changes nothing.
+        let _ = first.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(opts.clone());
+        MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
+        let changes = ChangeFeed::default();
+        let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+        let listener = notify::start(&opts, changes.clone(), origin.clone())
+            .await
+            .map_err(|e| classify(&opts, e))?;
+        Ok(PgStore {
+            pool,
+            changes,
+            origin,
+            retry: options.retry,
+            _listener: Arc::new(listener),
+        })
+    }
+
+    /// The connection pool (for tests and tools that inspect the database).
+    pub fn pool(&self) -> &sqlx::PgPool {
+        &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show() {
+        let cases = [
+            (
+                "postgres://ao:s3cr:et@db:5432/tasks",
+                "postgres://ao:***@db:5432/tasks",
+            ),
+            ("postgres://ao@db/tasks", "postgres://ao@db/tasks"),
+            ("postgresql://db/tasks", "postgresql://db/tasks"),
+            (
+                "postgres://db/tasks?user=ao&password=hunter2&sslmode=require",
+                "postgres://db/tasks?user=ao&password=***&sslmode=require",
+            ),
+            (
+                "postgres://ao:p%40ss@db?PASSWORD=x",
+                "postgres://ao:***@db?PASSWORD=***",
+            ),
+            ("postgres://ao:a/b@db/t", "postgres://ao:***@db/t"),
+            ("not a url", "not a url"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+}
