@@ -9,6 +9,7 @@ pub mod datadir;
 pub mod doctor;
 pub mod http_server;
 pub mod serve;
+pub mod store;
 pub mod telemetry;
 
 use std::process::ExitCode;

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ao_api::{ApiTokens, AppState};
+use ao_core::clock::SystemClock;
+use ao_core::lease::{Elector, ElectorConfig};
 use ao_core::metrics::TaskMetrics;
 use ao_core::runtime::Runtime;
 use ao_core::scheduler::{Scheduler, SchedulerConfig};
-use ao_core::store::TaskStore;
 use ao_core::validation::Limits;
 use ao_runtime_local::{DEFAULT_PASS_ENV, LocalConfig, LocalRuntime};
-use ao_store_sqlite::SqliteStore;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -67,7 +67,8 @@ pub async fn start(
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     args.check_runtime_flags()?;
     let addr = listener.local_addr()?;
-    let store = open_store(&args).await?;
+    let opened = crate::store::open(&args).await?;
+    let store = opened.tasks.clone();
     let mut registry = Registry::default();
     let metrics = TaskMetrics::register(&mut registry);
     let http_metrics = ao_api::telemetry::HttpMetrics::register(&mut registry);
@@ -115,13 +116,25 @@ pub async fn start(
         callback_url: Some(callback.clone()),
         ..SchedulerConfig::default()
     };
-    let scheduler = Scheduler::new(
+    let mut scheduler = Scheduler::new(
         store.clone(),
         runtime.clone(),
         events_rx,
         sched_cfg,
         metrics.clone(),
     );
+    let elector = opened.leases.map(|leases| {
+        if args.runtime == RuntimeKind::Local {
+            tracing::warn!("local workers on PostgreSQL: run one replica only; a local worker belongs to the replica that started it and no other can adopt it");
+        }
+        let ttl = Duration::from_secs(args.leader_lease_seconds);
+        let cfg = ElectorConfig::with_ttl(replica_id(), ttl);
+        info!(replica = %cfg.holder, lease_seconds = args.leader_lease_seconds, "replicas share the database: this one runs the scheduler while it holds the lease");
+        Elector::new(leases, cfg, Arc::new(SystemClock))
+    });
+    if let Some(e) = &elector {
+        scheduler = scheduler.with_leadership(e.subscribe());
+    }
     let state = AppState {
         store,
         runtime,
@@ -142,7 +155,17 @@ pub async fn start(
     let app = ao_api::router(state);
     info!(addr = %addr, runtime = ?args.runtime, max_concurrency = args.max_concurrency, "listening");
     let sched_stop = shutdown.clone();
-    let sched = tokio::spawn(async move { scheduler.run(sched_stop.cancelled_owned()).await });
+    // The lease is given up only once the scheduler has stopped, so the next leader never
+    // overlaps this one's shutdown grace.
+    let elector_stop = CancellationToken::new();
+    let elector = elector.map(|e| tokio::spawn(e.run(elector_stop.clone().cancelled_owned())));
+    let sched = tokio::spawn(async move {
+        scheduler.run(sched_stop.cancelled_owned()).await;
+        elector_stop.cancel();
+        if let Some(e) = elector {
+            let _ = e.await;
+        }
+    });
     let http_stop = shutdown.clone();
     let http_limits = crate::http_server::HttpLimits::from(&args.http);
     let server = tokio::spawn(crate::http_server::serve(
@@ -191,19 +214,18 @@ async fn wait_for_tasks(
     }
 }
 
-async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<dyn TaskStore>> {
-    let local_workers_apart = args.runtime == RuntimeKind::Local && args.worker_user.is_some();
-    crate::datadir::prepare(&args.data_dir, local_workers_apart)?;
-    let store = match &args.database_url {
-        Some(url) if url.starts_with("sqlite:") => SqliteStore::open_url(url).await,
-        Some(url) => bail!(
-            "unsupported database URL `{}` (only sqlite: is built in)",
-            url.split(':').next().unwrap_or("")
-        ),
-        None => SqliteStore::open(&args.data_dir.join("orchestrator.db")).await,
-    }
-    .context("opening the task store")?;
-    Ok(Arc::new(store))
+/// This process's id among replicas: the host name (the pod's, on Kubernetes), the pid and a
+/// random suffix, so a restarted process is a new holder.
+fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "replica".into());
+    let suffix = uuid::Uuid::now_v7().simple().to_string();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &suffix[suffix.len() - 8..]
+    )
 }
 
 fn local_config(args: &ServeArgs) -> anyhow::Result<LocalConfig> {
