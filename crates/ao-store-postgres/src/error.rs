@@ -106,7 +106,11 @@ mod tests {
         let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert_eq!(classify(&db_err(io)), Retry::Backoff);
         let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        assert_eq!(classify(&commit_err(io)), Retry::No, "a commit is ambiguous");
+        assert_eq!(
+            classify(&commit_err(io)),
+            Retry::No,
+            "a commit is ambiguous"
+        );
         assert_eq!(classify(&db_err(sqlx::Error::RowNotFound)), Retry::No);
         assert_eq!(classify(&StoreError::NotFound), Retry::No);
         assert_eq!(classify(&db_err(sqlx::Error::PoolTimedOut)), Retry::No);

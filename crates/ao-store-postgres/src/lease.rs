@@ -107,7 +107,10 @@ impl LeaseStore for PgStore {
     #[instrument(skip_all, fields(lease = name, holder))]
     async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<Lease> {
         // At least a microsecond, at most ten years (far inside what an interval holds).
-        let ttl = ttl.clamp(Duration::from_micros(1), Duration::from_secs(10 * 365 * 86_400));
+        let ttl = ttl.clamp(
+            Duration::from_micros(1),
+            Duration::from_secs(10 * 365 * 86_400),
+        );
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         self.retrying("lease_acquire", || self.acquire_once(name, holder, ttl_us))
             .await

@@ -155,10 +155,7 @@ impl PgStore {
         );
         let rows = self
             .retrying("active", || async {
-                sqlx::query(SQL)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_err)
+                sqlx::query(SQL).fetch_all(&self.pool).await.map_err(db_err)
             })
             .await?;
         row::tasks(&rows)

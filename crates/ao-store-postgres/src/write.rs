@@ -151,7 +151,15 @@ impl PgStore {
         };
         let task = row::task(&inserted)?;
         let at = task.created_at;
-        record(&mut tx, task.id, None, TaskStatus::Queued, &Reason::Submitted, at).await?;
+        record(
+            &mut tx,
+            task.id,
+            None,
+            TaskStatus::Queued,
+            &Reason::Submitted,
+            at,
+        )
+        .await?;
         self.announce(&mut tx, Change::Task, task.id).await?;
         tx.commit().await.map_err(commit_err)?;
         self.woke(Change::Task, task.id);
@@ -200,14 +208,13 @@ impl PgStore {
         if let Some(fence) = t.fence {
             // Held until commit: no hand-over can commit between this check and the write
             // (see `lease`).
-            let current = sqlx::query(
-                "SELECT 1 FROM leases WHERE name = $1 AND generation = $2 FOR SHARE",
-            )
-            .bind(SCHEDULER_LEASE)
-            .bind(fence.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            let current =
+                sqlx::query("SELECT 1 FROM leases WHERE name = $1 AND generation = $2 FOR SHARE")
+                    .bind(SCHEDULER_LEASE)
+                    .bind(fence.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
             if current.is_none() {
                 return Err(StoreError::Fenced { fence });
             }
