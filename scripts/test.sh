@@ -47,16 +47,35 @@ log "building the Kubernetes test environment (scripts/kube-testenv.sh build; $(
 build_start=$SECONDS
 bash scripts/kube-testenv.sh build
 log "Kubernetes test environment built in $((SECONDS - build_start)) s"
-# Tests start the environment on demand; it is stopped when this run ends, pass or fail,
-# unless it was already running before (a developer's environment is left as it was).
+# What this run started is stopped when it ends, pass or fail (each entry is run by the EXIT
+# trap); what was already running before (a developer's environment) is left as it was.
+cleanups=()
+on_exit() {
+    local c
+    for c in "${cleanups[@]}"; do eval "$c" || true; done
+}
+trap on_exit EXIT
+# Interrupted or terminated: exit, so that the EXIT trap runs.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# Tests start the Kubernetes environment on demand.
 if bash scripts/kube-testenv.sh status; then
     log "reusing the running Kubernetes test environment (left running afterwards)"
 else
-    trap 'log "stopping the Kubernetes test environment"; bash scripts/kube-testenv.sh stop || true' EXIT
-    # Interrupted or terminated: exit, so that the EXIT trap runs.
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    cleanups+=('log "stopping the Kubernetes test environment"; bash scripts/kube-testenv.sh stop')
 fi
+
+# The PostgreSQL store's tests (crates/ao-store-postgres) run on a real server: Debian's
+# PostgreSQL (installed if missing) on loopback, as an unprivileged user, in a temporary data
+# directory; each test creates its own database on it (ao_testkit::postgres).
+if bash scripts/postgres-test.sh status; then
+    log "reusing the running PostgreSQL test server (left running afterwards)"
+else
+    log "starting PostgreSQL for the tests (scripts/postgres-test.sh start)"
+    cleanups+=('log "stopping the PostgreSQL test server"; bash scripts/postgres-test.sh stop')
+    bash scripts/postgres-test.sh start >/dev/null
+fi
+eval "$(bash scripts/postgres-test.sh env)"
 
 # The dashboard's browser test (crates/agent-orchestrator/tests/dashboard_browser.rs) drives
 # Debian's chromium with the pinned playwright-core; it fails when either is missing.

@@ -192,6 +192,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // No ping before each query (a round trip per call): a connection the server
+            // dropped fails its query, which is retried on another (see `error`).
+            .test_before_acquire(false)
             .connect_lazy_with(opts.clone());
         MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
         let changes = ChangeFeed::default();

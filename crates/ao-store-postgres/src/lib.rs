@@ -34,7 +34,8 @@ mod row;
 mod store;
 mod write;
 
-pub use connect::{ConnectError, PgOptions, redact_url};
+pub use connect::{APPLICATION_NAME, ConnectError, PgOptions, redact_url};
+pub use notify::{CHANNEL, LISTENER_APPLICATION_NAME};
 
 use std::sync::Arc;
 

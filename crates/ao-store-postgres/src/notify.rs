@@ -208,7 +208,7 @@ mod tests {
         assert!(!sub.has_changed(), "our own write woke us twice");
         dispatch(&feed, "other", &raw);
         assert!(sub.has_changed() && !list.has_changed());
-        dispatch(&feed, "other", &payload("other", Change::Task, id));
+        dispatch(&feed, "me", &payload("other", Change::Task, id));
         assert!(list.has_changed());
     }
 }

@@ -115,19 +115,6 @@ impl PgStore {
         {
             return repeat_of(earlier, new);
         }
-        // Take a queue slot: the check and the increment are one statement, and the row lock
-        // holds the slot until this transaction ends.
-        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
-        let slot =
-            sqlx::query("UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND n < $1")
-                .bind(bound)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if slot.rows_affected() == 0 {
-            drop(tx);
-            return self.refused(new, max_queued).await;
-        }
         const SQL: &str = concat!(
             "INSERT INTO tasks (id, status, reason, spec, created_at, idempotency_key, request_hash) \
              VALUES ($1, 'queued', 'submitted', $2, $3, $4, $5) \
@@ -145,7 +132,7 @@ impl PgStore {
             .map_err(db_err)?;
         let Some(inserted) = inserted else {
             // A racing create with the same key committed first (the insert waited for it):
-            // give the slot back and answer as for a repeated key.
+            // answer as for a repeated key.
             drop(tx);
             return Box::pin(self.insert_once(new, max_queued)).await;
         };
@@ -161,6 +148,20 @@ impl PgStore {
         )
         .await?;
         self.announce(&mut tx, Change::Task, task.id).await?;
+        // Take a queue slot: the check and the increment are one statement, and the row lock
+        // holds the slot until this transaction ends. It comes last, so that concurrent
+        // admissions queue on that one row for the commit only, not for the whole insert.
+        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
+        let slot =
+            sqlx::query("UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND n < $1")
+                .bind(bound)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if slot.rows_affected() == 0 {
+            drop(tx);
+            return self.refused(new, max_queued).await;
+        }
         tx.commit().await.map_err(commit_err)?;
         self.woke(Change::Task, task.id);
         Ok(Created::New(task))
