@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # test-ops.sh - tests for the ops side of the repo: scripts/ (bats), the
 # kustomize base in deploy/ (renders, alone and with its ServiceMonitor
-# component), and the Pulumi program in iac/ (mocha
+# component), the HA overlay in overlays/ha (renders; tests/shell/deploy-ha.bats checks what it
+# adds), and the Pulumi program in iac/ (mocha
 # with Pulumi mocks; no Pulumi CLI, cloud or cluster needed).
 #
 # Idempotent and non-interactive; meant for CI (CI=true) as root on a fresh
-# Debian 12 machine: installs what is missing (bats, jq, shellcheck,
+# Debian 12 machine: installs what is missing (bats, jq, yq, shellcheck,
 # kubectl/kustomize, node/npm, iac/node_modules via `npm ci`). Fails loudly
 # (non-zero) if anything cannot be installed or any check fails; never skips.
 set -euo pipefail
@@ -20,6 +21,8 @@ die() { printf 'test-ops: ERROR: %s\n' "$*" >&2; exit 1; }
 missing=()
 command -v bats >/dev/null 2>&1 || missing+=(bats)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# Debian's yq (a jq wrapper): tests/shell/deploy-ha.bats reads kustomize's YAML with it.
+command -v yq >/dev/null 2>&1 || missing+=(yq)
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -32,7 +35,7 @@ if ((${#missing[@]} > 0)); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for tool in bats jq shellcheck kubectl node npm; do
+for tool in bats jq yq shellcheck kubectl node npm; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool still not available after install"
 done
 
@@ -97,6 +100,16 @@ else
     failed=$((failed + 1))
 fi
 rm -rf "$overlay"
+
+log "kubectl kustomize overlays/ha (3 replicas on PostgreSQL)"
+# The base's objects plus a PodDisruptionBudget; tests/shell/deploy-ha.bats checks the rest.
+if kubectl kustomize overlays/ha >|"$results" && [[ "$(grep -c '^kind: ' "$results")" -ge 10 ]] &&
+    [[ "$(grep -c '^kind: PodDisruptionBudget$' "$results")" -eq 1 ]]; then
+    passed=$((passed + 1))
+else
+    echo "not ok - overlays/ha does not render with kubectl kustomize (or has no PodDisruptionBudget)" >&2
+    failed=$((failed + 1))
+fi
 
 log "bats tests/shell"
 shopt -s nullglob

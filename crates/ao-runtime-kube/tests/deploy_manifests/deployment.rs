@@ -147,7 +147,7 @@ fn the_deployment_runs_the_orchestrator_hardened_and_probed() {
 }
 
 /// `AO_*` names declared with `env = "AO_..."` in the `serve` flags (and the global flags).
-fn serve_env_names() -> BTreeSet<String> {
+pub(crate) fn serve_env_names() -> BTreeSet<String> {
     let root = repo_root();
     let mut names = BTreeSet::new();
     for file in [

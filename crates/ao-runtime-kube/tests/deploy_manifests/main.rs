@@ -7,7 +7,8 @@
 //! makes is checked against the simulator's request log, in `tests/e2e/rbac.rs`, and on a real
 //! API server in `agent-orchestrator`'s `tests/kube_deploy`), the
 //! Deployment configures real `serve` flags, and the NetworkPolicy selects the pods
-//! `build_pod` creates.
+//! `build_pod` creates. The HA overlay (`overlays/ha`, next to `deploy/`) is rendered with
+//! kustomize and held to the same strict parse (`ha`).
 //!
 //! This file loads and strictly parses the manifests; each module checks one area.
 
@@ -22,6 +23,7 @@ use clap::{CommandFactory, Parser};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod deployment;
+mod ha;
 mod network;
 mod objects;
 mod rbac;
@@ -108,7 +111,7 @@ struct Endpoint {
 
 /// One YAML document of one file.
 struct Doc {
-    /// The file, relative to `deploy/`.
+    /// The file, relative to the repository (or the overlay it was rendered from).
     file: String,
     index: usize,
     value: Value,
@@ -120,11 +123,7 @@ impl Doc {
     fn loc(&self) -> String {
         let kind = self.value["kind"].as_str().unwrap_or("?");
         let name = self.value["metadata"]["name"].as_str().unwrap_or("?");
-        format!(
-            "deploy/{} (document {}, {kind}/{name})",
-            self.file,
-            self.index + 1
-        )
+        format!("{} (document {}, {kind}/{name})", self.file, self.index + 1)
     }
 }
 
@@ -138,6 +137,8 @@ struct Manifests {
     deployments: Vec<Deployment>,
     services: Vec<Service>,
     network_policies: Vec<NetworkPolicy>,
+    /// Only in an overlay (`overlays/ha`); the base has none.
+    pod_disruption_budgets: Vec<PodDisruptionBudget>,
     service_monitors: Vec<ServiceMonitor>,
 }
 
@@ -280,36 +281,12 @@ fn load() -> Manifests {
                 }
             };
             let doc = Doc {
-                file: file.clone(),
+                file: format!("deploy/{file}"),
                 index,
                 value,
                 component: component.clone(),
             };
-            let api_version = doc.value["apiVersion"].as_str().unwrap_or("");
-            let kind = doc.value["kind"].as_str().unwrap_or("");
-            match (api_version, kind) {
-                ("v1", "Namespace") => m.namespaces.extend(typed(&doc, &mut problems)),
-                ("v1", "ServiceAccount") => m.service_accounts.extend(typed(&doc, &mut problems)),
-                ("v1", "Service") => m.services.extend(typed(&doc, &mut problems)),
-                ("rbac.authorization.k8s.io/v1", "Role") => {
-                    m.roles.extend(typed(&doc, &mut problems))
-                }
-                ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
-                    m.role_bindings.extend(typed(&doc, &mut problems))
-                }
-                ("apps/v1", "Deployment") => m.deployments.extend(typed(&doc, &mut problems)),
-                ("networking.k8s.io/v1", "NetworkPolicy") => {
-                    m.network_policies.extend(typed(&doc, &mut problems))
-                }
-                ("monitoring.coreos.com/v1", "ServiceMonitor") => {
-                    m.service_monitors.extend(typed(&doc, &mut problems))
-                }
-                _ => problems.push(format!(
-                    "{}: unexpected apiVersion/kind `{api_version}`/`{kind}`",
-                    doc.loc()
-                )),
-            }
-            m.docs.push(doc);
+            add(&mut m, doc, &mut problems);
         }
     }
     assert!(
@@ -318,6 +295,36 @@ fn load() -> Manifests {
         problems.join("\n  ")
     );
     m
+}
+
+/// Parses `doc` strictly into its typed object (a problem when it does not) and keeps it.
+fn add(m: &mut Manifests, doc: Doc, problems: &mut Vec<String>) {
+    let api_version = doc.value["apiVersion"].as_str().unwrap_or("");
+    let kind = doc.value["kind"].as_str().unwrap_or("");
+    match (api_version, kind) {
+        ("v1", "Namespace") => m.namespaces.extend(typed(&doc, problems)),
+        ("v1", "ServiceAccount") => m.service_accounts.extend(typed(&doc, problems)),
+        ("v1", "Service") => m.services.extend(typed(&doc, problems)),
+        ("rbac.authorization.k8s.io/v1", "Role") => m.roles.extend(typed(&doc, problems)),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+            m.role_bindings.extend(typed(&doc, problems))
+        }
+        ("apps/v1", "Deployment") => m.deployments.extend(typed(&doc, problems)),
+        ("networking.k8s.io/v1", "NetworkPolicy") => {
+            m.network_policies.extend(typed(&doc, problems))
+        }
+        ("policy/v1", "PodDisruptionBudget") => {
+            m.pod_disruption_budgets.extend(typed(&doc, problems))
+        }
+        ("monitoring.coreos.com/v1", "ServiceMonitor") => {
+            m.service_monitors.extend(typed(&doc, problems))
+        }
+        _ => problems.push(format!(
+            "{}: unexpected apiVersion/kind `{api_version}`/`{kind}`",
+            doc.loc()
+        )),
+    }
+    m.docs.push(doc);
 }
 
 fn name(meta: &ObjectMeta) -> &str {
