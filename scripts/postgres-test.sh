@@ -11,7 +11,7 @@
 # Tests read AO_TEST_DATABASE_URL (else the URL file below) and create a fresh database per
 # test (ao_testkit::postgres); they fail loudly, never skip, when no server answers.
 # AO_PGTEST_DIR (default <repo>/.pgtest) holds the state of one running server: url (mode
-# 0600, it holds the password), datadir, log.
+# 0600, it holds the password), datadir, port, ca.crt (the CA of the server's TLS certificate).
 # PostgreSQL is installed from Debian (apt-get, as root) when no /usr/lib/postgresql/*/bin is there.
 set -euo pipefail
 
@@ -80,13 +80,25 @@ start() {
     --auth-local=trust --auth-host=scram-sha-256 >"$data/initdb.log" 2>&1 \
     || { cat "$data/initdb.log" >&2; die "initdb failed"; }
   rm -f "$data/pwfile"
+  # TLS as a real database would offer it: a throwaway CA signs a certificate for localhost and
+  # 127.0.0.1, so tests can connect with sslmode=require and with verify-full against the CA.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ao-pgtest CA" \
+    -keyout "$data/ca.key" -out "$data/ca.crt" >/dev/null 2>&1 || die "openssl could not make the test CA"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$data/db/server.key" \
+    -out "$data/server.csr" >/dev/null 2>&1 || die "openssl could not make the server key"
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$data/san.ext"
+  openssl x509 -req -in "$data/server.csr" -CA "$data/ca.crt" -CAkey "$data/ca.key" -CAcreateserial \
+    -days 2 -extfile "$data/san.ext" -out "$data/db/server.crt" >/dev/null 2>&1 || die "openssl could not sign the server certificate"
+  rm -f "$data/ca.key" "$data/server.csr" "$data/san.ext"
+  [[ "$user" == "$(id -un)" ]] || chown "$user" "$data/db/server.key" "$data/db/server.crt"
+  chmod 600 "$data/db/server.key"
   local port="" try
   for try in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 40000))
     port_free "$port" || continue
     # Loopback only; the Unix socket lives in the data directory (owned by $user).
     if as_user "$bin/pg_ctl" -D "$data/db" -l "$data/server.log" -w -t 60 -o \
-      "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on -c max_connections=$MAX_CONNECTIONS" \
+      "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$data -c fsync=on -c max_connections=$MAX_CONNECTIONS -c ssl=on" \
       start >/dev/null; then
       break
     fi
@@ -97,6 +109,7 @@ start() {
   mkdir -p "$STATE"
   printf '%s\n' "$data" > "$STATE/datadir"
   printf '%s\n' "$port" > "$STATE/port"
+  cp "$data/ca.crt" "$STATE/ca.crt"
   (umask 077; printf 'postgres://postgres:%s@127.0.0.1:%s/postgres\n' "$password" "$port" > "$STATE/url")
   log "PostgreSQL is up on 127.0.0.1:$port (data $data, log $data/server.log)"
   cat "$STATE/url"
@@ -120,6 +133,7 @@ case "${1:-}" in
   env)
     status || die "no server is running: run scripts/postgres-test.sh start"
     printf 'export AO_TEST_DATABASE_URL=%q\n' "$(cat "$STATE/url")"
+    printf 'export AO_TEST_DATABASE_CA=%q\n' "$STATE/ca.crt"
     ;;
   *) echo "usage: $0 start|status|stop|env" >&2; exit 2 ;;
 esac

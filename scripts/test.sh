@@ -95,5 +95,10 @@ cargo test --locked -p ao-api --bench dashboard_list -- --quick
 log "benchmark smoke run (kube_api --quick)"
 cargo test --locked -p agent-orchestrator --bench kube_api -- --quick
 
+# The failover benchmark in its smoke configuration (crates/agent-orchestrator/benches/ha_failover.rs):
+# two SIGKILLs of the leader among three replicas on the test PostgreSQL, with a 2 s lease.
+log "benchmark smoke run (ha_failover)"
+cargo test --locked -p agent-orchestrator --bench ha_failover
+
 log "ops tests"
 bash scripts/test-ops.sh

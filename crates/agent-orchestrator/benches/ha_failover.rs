@@ -53,7 +53,7 @@ async fn main() {
         2
     };
     let db = ao_testkit::postgres::fresh_database().await;
-    let mut c = Cluster::new(&db.url, Behaviour::exit(0, Duration::from_millis(100))).await;
+    let mut c = Cluster::new(db.url(), Behaviour::exit(0, Duration::from_millis(100))).await;
     c.lease_seconds = lease;
     let mut rs = vec![c.start(), c.start(), c.start()];
     let (mut takeover, mut recovered) = (Vec::new(), Vec::new());

@@ -70,6 +70,18 @@ pub enum ConnectError {
         #[source]
         source: sqlx::Error,
     },
+    /// The TLS handshake failed: the server's certificate could not be verified (check
+    /// `sslrootcert` and the host name with `sslmode=verify-full`), or the server offers no TLS
+    /// for `sslmode=require`.
+    #[error(
+        "TLS with the PostgreSQL server at {host}:{port} failed (check sslmode and sslrootcert)"
+    )]
+    Tls {
+        host: String,
+        port: u16,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("no answer from the PostgreSQL server at {host}:{port} within {timeout:?}")]
     Timeout {
         host: String,
@@ -146,6 +158,11 @@ fn classify(opts: &PgConnectOptions, source: sqlx::Error) -> ConnectError {
     let host = opts.get_host().to_string();
     let port = opts.get_port();
     match (&source, sqlstate(&source).as_deref()) {
+        (sqlx::Error::Tls(_), _) => ConnectError::Tls { host, port, source },
+        // rustls reports a certificate it can't verify as invalid data on the stream.
+        (sqlx::Error::Io(e), _) if e.kind() == std::io::ErrorKind::InvalidData => {
+            ConnectError::Tls { host, port, source }
+        }
         (sqlx::Error::Io(_), _) => ConnectError::Unreachable { host, port, source },
         // invalid_password, invalid_authorization_specification
         (_, Some("28P01" | "28000")) => ConnectError::Authentication {

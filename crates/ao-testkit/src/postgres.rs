@@ -36,6 +36,20 @@ pub fn admin_url() -> String {
     }
 }
 
+/// The CA certificate that signed the test server's TLS certificate (for `localhost` and
+/// `127.0.0.1`): `AO_TEST_DATABASE_CA`, else the copy the script keeps next to the URL file.
+pub fn ca_file() -> PathBuf {
+    let file = std::env::var_os("AO_TEST_DATABASE_CA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir().join("ca.crt"));
+    assert!(
+        file.is_file(),
+        "no CA file for the PostgreSQL test server at {}; {HOW}",
+        file.display()
+    );
+    file
+}
+
 fn state_dir() -> PathBuf {
     match std::env::var_os("AO_PGTEST_DIR") {
         Some(d) => PathBuf::from(d),

@@ -24,7 +24,7 @@ async fn a_partitioned_leader_steps_down_before_its_lease_lapses() {
         "the first replica keeps the lease"
     );
     let before = c.submit(&b, "before the partition").await;
-    c.wait_all(&b, &[before.clone()], Duration::from_secs(30))
+    c.wait_all(&b, std::slice::from_ref(&before), Duration::from_secs(30))
         .await;
 
     proxy.freeze();
