@@ -83,7 +83,7 @@ CONTAINER="$DEPLOYMENT"' | .spec.template.spec.containers[] | select(.name == "a
     [ "$(q ha "[$url] | length")" = 1 ]
     [ "$(q ha "$url | has(\"value\")")" = false ]
     [ "$(q ha "$url | .valueFrom")" = '{"secretKeyRef":{"key":"url","name":"orchestrator-database","optional":false}}' ]
-    # The Secret is created by hand (docs/ha-postgres.md), never rendered with a value; and no
+    # The Secret is created by hand (README "HA with PostgreSQL"), never rendered with a value; and no
     # PostgreSQL URL appears anywhere in the render.
     [ "$(q ha 'map(select(.kind == "Secret")) | length')" = 0 ]
     run ! grep -Eiq 'postgres(ql)?://' "$BATS_FILE_TMPDIR/ha.json"
