@@ -8,14 +8,10 @@ use ao_core::Reason;
 use ao_core::lifecycle::{TaskStatus, check_transition};
 use ao_core::store::{Created, StoreError, StoreResult, Transition};
 use ao_core::task::{NewTask, Task, TaskId};
-use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use crate::db_err;
 use crate::row::{self, task_columns, ts};
-
-/// Label rows per INSERT statement (3 parameters each), well under SQLite's parameter limit.
-const LABEL_CHUNK: usize = 200;
 
 async fn by_key(conn: &mut SqliteConnection, key: &str) -> StoreResult<Option<Task>> {
     const SQL: &str = concat!(
@@ -40,63 +36,6 @@ fn repeat_of(earlier: Task, new: &NewTask) -> StoreResult<Created> {
     }
 }
 
-async fn record(
-    conn: &mut SqliteConnection,
-    id: TaskId,
-    from: Option<TaskStatus>,
-    to: TaskStatus,
-    reason: &Reason,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO task_transitions (task_id, from_status, to_status, reason, at) VALUES (?, ?, ?, ?, ?)")
-        .bind(id.to_string())
-        .bind(from.map(|s| s.as_str()))
-        .bind(to.as_str())
-        .bind(reason.as_string())
-        .bind(ts(at))
-        .execute(conn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Move one task from `from` to `to` in the status counters.
-async fn count_move(
-    conn: &mut SqliteConnection,
-    from: TaskStatus,
-    to: TaskStatus,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE task_counts SET n = n - 1 WHERE status = ?")
-        .bind(from.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    sqlx::query(
-        "INSERT INTO task_counts (status, n) VALUES (?, 1) \
-         ON CONFLICT (status) DO UPDATE SET n = n + 1",
-    )
-    .bind(to.as_str())
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-async fn insert_labels(conn: &mut SqliteConnection, new: &NewTask) -> StoreResult<()> {
-    let labels: Vec<(&String, &String)> = new.spec.labels.iter().collect();
-    for chunk in labels.chunks(LABEL_CHUNK) {
-        let mut b: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO task_labels (task_id, key, value) ");
-        b.push_values(chunk, |mut row, (k, v)| {
-            row.push_bind(new.id.to_string())
-                .push_bind(k.as_str())
-                .push_bind(v.as_str());
-        });
-        b.build().execute(&mut *conn).await.map_err(db_err)?;
-    }
-    Ok(())
-}
-
 /// Store a new task in `queued` under the queue bound, inside the batch's transaction; `spec`
 /// is the task's spec as JSON (serialized by the caller, off the writer).
 pub(crate) async fn create(
@@ -110,44 +49,44 @@ pub(crate) async fn create(
     {
         return repeat_of(earlier, new);
     }
-    // Take a queue slot: the check and the increment are one statement.
-    let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
-    let slot = sqlx::query("UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND n < ?")
-        .bind(bound)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    if slot.rows_affected() == 0 {
-        return Err(StoreError::QueueFull { limit: max_queued });
-    }
+    // One round trip to the writer's connection: the insert happens only below the bound,
+    // and each later statement only if the one before it changed a row (`changes()`), so
+    // the slot, the history row and the labels come with the task or not at all.
     const SQL: &str = concat!(
         "INSERT INTO tasks (id, status, reason, spec, created_at, idempotency_key, request_hash) \
-         VALUES (?, 'queued', 'submitted', ?, ?, ?, ?) RETURNING ",
-        task_columns!()
+         SELECT ?, 'queued', 'submitted', ?, ?, ?, ? \
+         WHERE (SELECT n FROM task_counts WHERE status = 'queued') < ? RETURNING ",
+        task_columns!(),
+        "; UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND changes() = 1; \
+         INSERT INTO task_transitions (task_id, from_status, to_status, reason, at) \
+         SELECT ?, NULL, 'queued', ?, ? WHERE changes() = 1; \
+         INSERT INTO task_labels (task_id, key, value) \
+         SELECT ?, key, value FROM json_each(?) WHERE changes() = 1"
     );
-    // The key was looked up in this transaction, which holds the write lock: an insert can
-    // only fail on it if the database breaks that promise, and then it fails as a backend
-    // error (the op's savepoint gives the slot back).
-    let inserted = sqlx::query(SQL)
-        .bind(new.id.to_string())
+    let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
+    let (id, at) = (new.id.to_string(), ts(new.created_at));
+    let labels = serde_json::to_string(&new.spec.labels).map_err(StoreError::backend)?;
+    // The key was looked up in this transaction, which holds the write lock, so the insert
+    // cannot collide on it; if the database broke that promise, it fails as a backend error.
+    let rows = sqlx::query(SQL)
+        .bind(&id)
         .bind(spec)
-        .bind(ts(new.created_at))
+        .bind(&at)
         .bind(&new.idempotency_key)
         .bind(&new.request_hash)
-        .fetch_one(&mut *conn)
+        .bind(bound)
+        .bind(&id)
+        .bind(Reason::Submitted.as_string())
+        .bind(&at)
+        .bind(&id)
+        .bind(labels)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-    let task = row::task(&inserted)?;
-    insert_labels(conn, new).await?;
-    record(
-        conn,
-        new.id,
-        None,
-        TaskStatus::Queued,
-        &Reason::Submitted,
-        new.created_at,
-    )
-    .await?;
+    let Some(inserted) = rows.first() else {
+        return Err(StoreError::QueueFull { limit: max_queued });
+    };
+    let task = row::task(inserted)?;
     Ok(Created::New(task))
 }
 
@@ -163,6 +102,8 @@ pub(crate) async fn transition(
         // One process owns a SQLite file: it keeps no leases, so no fence is current.
         return Err(StoreError::Fenced { fence });
     }
+    // One round trip: the compare-and-set, then (only if it changed the row) the counters
+    // and the history row.
     const SQL: &str = concat!(
         "UPDATE tasks SET status = ?, reason = ?, message = ?, \
            started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at), \
@@ -170,16 +111,22 @@ pub(crate) async fn transition(
            worker_name = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_name) END, \
            exit_code = COALESCE(?, exit_code) \
          WHERE id = ? AND status = ? RETURNING ",
-        task_columns!()
+        task_columns!(),
+        "; UPDATE task_counts SET n = n - 1 WHERE status = ? AND changes() = 1; \
+         INSERT INTO task_counts (status, n) SELECT ?, 1 WHERE changes() = 1 \
+           ON CONFLICT (status) DO UPDATE SET n = n + 1; \
+         INSERT INTO task_transitions (task_id, from_status, to_status, reason, at) \
+         SELECT ?, ?, ?, ?, ? WHERE changes() = 1"
     );
     let at = ts(t.at);
     let started = (t.to == TaskStatus::Running).then(|| at.clone());
     let finished = t.to.is_terminal().then(|| at.clone());
     // Requeueing forgets the worker; other moves keep it unless a new one is given.
     let clear_worker = t.to == TaskStatus::Queued;
-    let updated = sqlx::query(SQL)
+    let (task_id, reason) = (id.to_string(), t.reason.as_string());
+    let rows = sqlx::query(SQL)
         .bind(t.to.as_str())
-        .bind(t.reason.as_string())
+        .bind(&reason)
         .bind(&t.message)
         .bind(started)
         .bind(finished)
@@ -188,17 +135,22 @@ pub(crate) async fn transition(
         .bind(clear_worker)
         .bind(t.worker.as_ref().map(|w| w.name.clone()))
         .bind(t.exit_code)
-        .bind(id.to_string())
+        .bind(&task_id)
         .bind(from.as_str())
-        .fetch_optional(&mut *conn)
+        .bind(from.as_str())
+        .bind(t.to.as_str())
+        .bind(&task_id)
+        .bind(from.as_str())
+        .bind(t.to.as_str())
+        .bind(&reason)
+        .bind(&at)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-    let Some(updated) = updated else {
+    let Some(updated) = rows.first() else {
         return Err(lost_race(conn, id, from).await);
     };
-    let task = row::task(&updated)?;
-    count_move(conn, from, t.to).await?;
-    record(conn, id, Some(from), t.to, &t.reason, t.at).await?;
+    let task = row::task(updated)?;
     Ok(task)
 }
 

@@ -81,15 +81,18 @@ async fn apply_all(conn: &mut SqliteConnection, ops: &[Op]) -> StoreResult<Vec<A
     durable::set_level(conn, ops.iter().any(Op::durable)).await?;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
     let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        exec(&mut tx, "SAVEPOINT op").await?;
+    exec(&mut tx, "SAVEPOINT op").await?;
+    for (i, op) in ops.iter().enumerate() {
         let result = op.apply(&mut tx).await;
         // A failed op leaves nothing behind. If SQLite rolled back the whole transaction
         // itself (a full disk, an I/O error), the savepoint is gone and the batch fails.
-        let end = if result.is_ok() {
-            "RELEASE op"
-        } else {
-            "ROLLBACK TO op; RELEASE op"
+        // Ending one op's savepoint and opening the next one's is one round trip.
+        let last = i + 1 == ops.len();
+        let end = match (result.is_ok(), last) {
+            (true, false) => "RELEASE op; SAVEPOINT op",
+            (true, true) => "RELEASE op",
+            (false, false) => "ROLLBACK TO op; RELEASE op; SAVEPOINT op",
+            (false, true) => "ROLLBACK TO op; RELEASE op",
         };
         exec(&mut tx, end).await?;
         results.push(result);

@@ -103,8 +103,8 @@ async fn creates_in_one_batch_share_the_queue_bound_and_idempotency_keys() {
 async fn a_failing_op_rolls_back_only_its_own_writes() {
     let (s, dir) = store().await;
     let a = new_task("a", &[("team", "x")], None);
-    // The same id again passes the queue bound, takes a slot, then fails on the insert: its
-    // savepoint must give the slot back.
+    // The same id again fails on the insert (a constraint, a backend error): its savepoint
+    // must leave the counters and the first task as they were.
     let mut twin = new_task("twin", &[], None);
     twin.id = a.id;
     let op = |task: ao_core::task::NewTask| Op::Create {
