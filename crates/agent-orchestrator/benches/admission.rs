@@ -11,8 +11,8 @@
 //! 2. Scheduler under admission: a server with `/bin/true` and `--max-concurrency
 //!    BENCH_MAX_CONCURRENCY` (32) and a pre-filled queue; launches/s (tasks reaching `running`,
 //!    from the `ao_task_queue_wait_seconds` count) over a window of `BENCH_WINDOW_SECONDS`
-//!    (5) with no admission load, then over a window while the clients submit at full speed,
-//!    and their ratio.
+//!    (5) with no admission load, then while the clients send `GET /healthz` at full speed
+//!    (their CPU, without store writes), then while they submit at full speed; the ratios.
 //!
 //! `BENCH_REQUESTS` (20000) requests per admission phase; `BENCH_ONLY` (`admission`,
 //! `scheduler`) picks one. `BENCH_DATABASE_URL` is passed to `serve --database-url` (e.g. a
@@ -233,23 +233,36 @@ async fn launch_rate(c: &reqwest::Client, s: &Server, window: Duration) -> (f64,
     (rate, metric(c, s, "ao_queue_depth").await)
 }
 
+/// The launch rate over a window while the clients send `r` to `url` at full speed.
+async fn under(
+    cfg: &Config,
+    c: &reqwest::Client,
+    url: &str,
+    r: Req,
+    s: &Server,
+) -> (Phase, (f64, f64)) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (c, url, stop, n) = (c.clone(), url.to_string(), stop.clone(), cfg.clients);
+        tokio::spawn(async move { clients(&c, &url, r, usize::MAX, n, &stop).await })
+    };
+    // Let the clients reach full speed before the window opens.
+    tokio::time::sleep(cfg.window / 5).await;
+    let rate = launch_rate(c, s, cfg.window).await;
+    stop.store(true, Ordering::Relaxed);
+    (load.await.expect("load"), rate)
+}
+
 async fn scheduler(cfg: &Config) {
     let s = cfg.server(cfg.max_concurrency);
     let c = client();
     let tasks = s.url("/api/v1/tasks");
     let fill = phase(&c, &tasks, Req::Admit, cfg.prefill.max(1), cfg).await;
     let (idle, depth_idle) = launch_rate(&c, &s, cfg.window).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = {
-        let (c, tasks, stop) = (c.clone(), tasks.clone(), stop.clone());
-        let n = cfg.clients;
-        tokio::spawn(async move { clients(&c, &tasks, Req::Admit, usize::MAX, n, &stop).await })
-    };
-    // Let the clients reach full speed before the window opens.
-    tokio::time::sleep(cfg.window / 5).await;
-    let (loaded, depth_loaded) = launch_rate(&c, &s, cfg.window).await;
-    stop.store(true, Ordering::Relaxed);
-    let flood = flood.await.expect("flood");
+    // The same clients on /healthz: the CPU the clients and the HTTP layer take from the
+    // scheduler, without a store write.
+    let (health, (busy, _)) = under(cfg, &c, &s.url("/healthz"), Req::Health, &s).await;
+    let (flood, (loaded, depth_loaded)) = under(cfg, &c, &tasks, Req::Admit, &s).await;
     println!(
         "\n== 2. Scheduler: launches/s (worker /bin/true, --max-concurrency {}), {} clients submitting or not ==",
         cfg.max_concurrency, cfg.clients
@@ -264,14 +277,19 @@ async fn scheduler(cfg: &Config) {
         "  no admission load:     {idle:>8.1} launches/s (queue depth after: {depth_idle:.0})"
     );
     println!(
+        "  /healthz at {:>8.0}/s: {busy:>8.1} launches/s (same clients, no store writes)",
+        health.rps()
+    );
+    println!(
         "  admission at {:>6.0}/s: {loaded:>8.1} launches/s (queue depth after: {depth_loaded:.0}; POST p50 {:.2} ms, p99 {:.2} ms)",
         flood.rps(),
         flood.lat.p50,
         flood.lat.p99
     );
     println!(
-        "  -> launches under admission / without: {:.3}",
-        loaded / idle.max(f64::MIN_POSITIVE)
+        "  -> launches under admission / without: {:.3}; under /healthz load / without: {:.3}",
+        loaded / idle.max(f64::MIN_POSITIVE),
+        busy / idle.max(f64::MIN_POSITIVE)
     );
     if depth_idle < 1.0 || depth_loaded < 1.0 {
         println!(
