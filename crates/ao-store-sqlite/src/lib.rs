@@ -3,14 +3,17 @@
 //!
 //! Every write is atomic in SQL on its own (see the contract in [`ao_core::store`]): status
 //! compare-and-set as `UPDATE .. WHERE status = ? RETURNING`, the queue bound as a counter
-//! row reserved in the insert's transaction, sequence numbers from per-task counters. Write
-//! transactions start with `BEGIN IMMEDIATE`, so they take SQLite's write lock up front and
-//! wait for it (busy timeout) rather than failing half-way. Correctness therefore does not
-//! depend on the number of writer connections: the default is one (SQLite serializes writers
-//! anyway, and one connection avoids lock waits), and the conformance suite also runs with
-//! several. Reads use a small read-only pool. The database runs in WAL mode; accepting a task and settling one commit with
-//! `synchronous=FULL`, so an accepted task and a terminal status survive a crash of the process
-//! or of the machine (the moves in between need not, see `durable`).
+//! row reserved in the insert's transaction, sequence numbers from per-task counters.
+//! Writes go through a writer task (`writer`) that commits concurrent writes together (group
+//! commit): one `BEGIN IMMEDIATE` transaction per batch, one savepoint per write, so each
+//! write keeps its own outcome and a batch of submissions costs one fsync. Correctness does
+//! not depend on the number of writers: the default is one (SQLite serializes writers
+//! anyway, and one writer makes the largest batches), and the conformance suite also runs
+//! with several, whose transactions race for the write lock. Reads use a small read-only
+//! pool. The database runs in WAL mode; accepting a task and settling one commit with
+//! `synchronous=FULL` before they are answered, so an accepted task and a terminal status
+//! survive a crash of the process or of the machine (the moves in between need not, see
+//! `durable`).
 //!
 //! Queries are checked at run time (not with compile-time macros) and are all static text
 //! with bound parameters.
@@ -22,23 +25,28 @@ mod read;
 mod row;
 mod store;
 mod write;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use ao_core::store::{ChangeFeed, StoreError, StoreResult};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Sqlite, SqlitePool, Transaction};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+
+use writer::Writer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connection counts of a [`SqliteStore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connections {
-    /// Writer connections. One is the right choice for SQLite; more exist to prove that the
-    /// store stays correct with concurrent writers (the conformance suite runs both).
+    /// Writer tasks, each with its own connection and its own batches (see the `writer`
+    /// module); writes are dealt to them in turn. One is the right choice for SQLite: it
+    /// makes the largest batches and never waits for the write lock. More exist to prove
+    /// that the store stays correct when transactions of several connections race (the
+    /// conformance suite runs both).
     pub writers: u32,
     /// Read-only connections.
     pub readers: u32,
@@ -56,7 +64,7 @@ impl Default for Connections {
 /// The SQLite task store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Writer,
     reader: SqlitePool,
     changes: ChangeFeed,
 }
@@ -92,37 +100,31 @@ impl SqliteStore {
     }
 
     async fn connect(opts: SqliteConnectOptions, connections: Connections) -> StoreResult<Self> {
-        let writer = SqlitePoolOptions::new()
-            .max_connections(connections.writers.max(1))
-            // Each write chooses whether it waits for the disk (see `durable`).
-            .connect_with(opts.clone().synchronous(SqliteSynchronous::Normal))
+        // Each batch chooses whether it waits for the disk (see `durable`).
+        let write_opts = opts.clone().synchronous(SqliteSynchronous::Normal);
+        let mut conns = Vec::new();
+        for _ in 0..connections.writers.max(1) {
+            let conn = SqliteConnection::connect_with(&write_opts)
+                .await
+                .map_err(db_err)?;
+            conns.push(conn);
+        }
+        MIGRATOR
+            .run(&mut conns[0])
             .await
             .map_err(StoreError::backend)?;
-        MIGRATOR.run(&writer).await.map_err(StoreError::backend)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(connections.readers.max(1))
             .connect_with(opts.read_only(true))
             .await
             .map_err(StoreError::backend)?;
+        let changes = ChangeFeed::default();
         Ok(SqliteStore {
-            writer,
+            writer: Writer::start(write_opts, conns, changes.clone()),
             reader,
-            changes: ChangeFeed::default(),
+            changes,
         })
     }
-
-    /// A writer connection set up to commit durably or not (see `durable`). Begin the write
-    /// transaction on it with [`begin_write`].
-    pub(crate) async fn write_conn(&self, durable: bool) -> StoreResult<PoolConnection<Sqlite>> {
-        durable::writer(&self.writer, durable).await
-    }
-}
-
-/// A write transaction holding SQLite's write lock from its first statement.
-pub(crate) async fn begin_write(
-    conn: &mut PoolConnection<Sqlite>,
-) -> StoreResult<Transaction<'_, Sqlite>> {
-    conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {

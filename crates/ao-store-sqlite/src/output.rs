@@ -1,8 +1,8 @@
 //! Append-only per-task sequences: worker output lines and agent events share one shape
 //! (task id, 1-based sequence number, text, time). An append reserves its range by bumping
-//! the task's counter (`log_seq` or `event_seq`) with `RETURNING` in its own transaction, so
-//! concurrent appends get disjoint, contiguous ranges; the `(task_id, seq)` primary key
-//! backs that up.
+//! the task's counter (`log_seq` or `event_seq`) with `RETURNING` in the writer's batch
+//! transaction, so concurrent appends get disjoint, contiguous ranges; the `(task_id, seq)`
+//! primary key backs that up. Reads go to the read-only pool.
 
 use ao_core::store::{StoreError, StoreResult};
 use ao_core::task::TaskId;
@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::row::{parse_ts, ts};
-use crate::{SqliteStore, begin_write, db_err};
+use crate::{SqliteStore, db_err};
 
 /// Rows per INSERT statement (4 parameters each), well under SQLite's parameter limit.
 const CHUNK: usize = 200;
@@ -71,60 +71,6 @@ impl SqliteStore {
         Ok(last.unwrap_or(0))
     }
 
-    /// Append texts after the current last sequence number; returns the new last one.
-    pub(crate) async fn append(
-        &self,
-        stream: Stream,
-        id: TaskId,
-        texts: &[&str],
-    ) -> StoreResult<i64> {
-        if texts.is_empty() {
-            return self.last_seq(stream, id).await;
-        }
-        let mut conn = self.write_conn(false).await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let end = append_in(&mut tx, stream, id, texts).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.changes.notify(id);
-        Ok(end)
-    }
-
-    /// Append a batch numbered from `first_seq`, skipping what is already stored; the check
-    /// and the append share one write transaction, so racing copies of a batch are kept once.
-    pub(crate) async fn append_numbered(
-        &self,
-        stream: Stream,
-        id: TaskId,
-        first_seq: i64,
-        texts: &[&str],
-    ) -> StoreResult<i64> {
-        let mut conn = self.write_conn(false).await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let last = sqlx::query_scalar::<_, i64>(stream.last())
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .ok_or(StoreError::NotFound)?;
-        if first_seq > last + 1 {
-            return Err(StoreError::SequenceGap {
-                last,
-                first: first_seq,
-            });
-        }
-        let skip = usize::try_from(last + 1 - first_seq)
-            .unwrap_or(usize::MAX)
-            .min(texts.len());
-        let fresh = &texts[skip..];
-        if fresh.is_empty() {
-            return Ok(last);
-        }
-        let end = append_in(&mut tx, stream, id, fresh).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.changes.notify(id);
-        Ok(end)
-    }
-
     pub(crate) async fn read(
         &self,
         stream: Stream,
@@ -151,13 +97,46 @@ impl SqliteStore {
     }
 }
 
-/// Reserve `texts.len()` numbers on the task's counter and insert the rows, inside `conn`'s
-/// open write transaction. Returns the last number.
-async fn append_in(
+/// Append a batch numbered from `first_seq`, skipping what is already stored; the check and
+/// the append share one write transaction, so racing copies of a batch are kept once.
+/// Returns the last number and whether anything was written.
+pub(crate) async fn append_numbered(
     conn: &mut SqliteConnection,
     stream: Stream,
     id: TaskId,
-    texts: &[&str],
+    first_seq: i64,
+    texts: &[String],
+) -> StoreResult<(i64, bool)> {
+    let last = sqlx::query_scalar::<_, i64>(stream.last())
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound)?;
+    if first_seq > last + 1 {
+        return Err(StoreError::SequenceGap {
+            last,
+            first: first_seq,
+        });
+    }
+    let skip = usize::try_from(last + 1 - first_seq)
+        .unwrap_or(usize::MAX)
+        .min(texts.len());
+    let fresh = &texts[skip..];
+    if fresh.is_empty() {
+        return Ok((last, false));
+    }
+    Ok((append(conn, stream, id, fresh).await?, true))
+}
+
+/// Append texts (at least one: the store answers an empty batch from the readers) after the
+/// task's last one, inside the batch's transaction: reserve `texts.len()` numbers on the
+/// task's counter and insert the rows. Returns the new last number.
+pub(crate) async fn append(
+    conn: &mut SqliteConnection,
+    stream: Stream,
+    id: TaskId,
+    texts: &[String],
 ) -> StoreResult<i64> {
     let n = i64::try_from(texts.len()).map_err(StoreError::backend)?;
     let end = sqlx::query_scalar::<_, i64>(stream.reserve())
@@ -175,7 +154,7 @@ async fn append_in(
             seq += 1;
             row.push_bind(id.to_string())
                 .push_bind(seq)
-                .push_bind(*text)
+                .push_bind(text.as_str())
                 .push_bind(now.clone());
         });
         b.build().execute(&mut *conn).await.map_err(db_err)?;

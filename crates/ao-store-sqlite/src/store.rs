@@ -1,6 +1,8 @@
-//! The [`TaskStore`] trait, implemented by delegating to the read, write and output modules.
+//! The [`TaskStore`] trait: reads go to the read and output modules on the read-only pool,
+//! writes become [`Op`]s for the writer (which runs them with the write and output modules).
 
 use crate::output::Stream;
+use crate::writer::Op;
 use crate::{SqliteStore, db_err};
 use ao_core::lifecycle::TaskStatus;
 use ao_core::store::{
@@ -11,10 +13,24 @@ use ao_core::task::{NewTask, Task, TaskId, TaskResult, TransitionRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+impl SqliteStore {
+    /// Append a non-empty batch through the writer.
+    async fn append(&self, stream: Stream, id: TaskId, texts: Vec<String>) -> StoreResult<i64> {
+        let op = Op::Append { stream, id, texts };
+        self.writer.run(op).await?.seq()
+    }
+}
+
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn create(&self, task: NewTask, max_queued: usize) -> StoreResult<Created> {
-        self.insert(task, max_queued).await
+        let spec = serde_json::to_string(&task.spec).map_err(StoreError::backend)?;
+        let op = Op::Create {
+            task,
+            spec,
+            max_queued,
+        };
+        self.writer.run(op).await?.created()
     }
 
     async fn get(&self, id: TaskId) -> StoreResult<Option<Task>> {
@@ -30,11 +46,14 @@ impl TaskStore for SqliteStore {
     }
 
     async fn transition(&self, id: TaskId, from: TaskStatus, t: Transition) -> StoreResult<Task> {
-        self.apply(id, from, t).await
+        self.writer
+            .run(Op::Transition { id, from, t })
+            .await?
+            .task()
     }
 
     async fn request_cancel(&self, id: TaskId) -> StoreResult<Task> {
-        self.cancel(id).await
+        self.writer.run(Op::Cancel { id }).await?.task()
     }
 
     async fn queued(&self, limit: usize) -> StoreResult<Vec<Task>> {
@@ -54,7 +73,8 @@ impl TaskStore for SqliteStore {
     }
 
     async fn set_worker_token_hash(&self, id: TaskId, hash: &str) -> StoreResult<()> {
-        self.store_token_hash(id, hash).await
+        let hash = hash.to_string();
+        self.writer.run(Op::TokenHash { id, hash }).await?.unit()
     }
 
     async fn worker_token_hash(&self, id: TaskId) -> StoreResult<Option<String>> {
@@ -62,12 +82,14 @@ impl TaskStore for SqliteStore {
     }
 
     async fn set_result(&self, id: TaskId, result: &TaskResult) -> StoreResult<()> {
-        self.store_result(id, result).await
+        let json = serde_json::to_string(result).map_err(StoreError::backend)?;
+        self.writer.run(Op::SetResult { id, json }).await?.unit()
     }
 
     async fn append_logs(&self, id: TaskId, lines: &[String]) -> StoreResult<()> {
-        let texts: Vec<&str> = lines.iter().map(String::as_str).collect();
-        self.append(Stream::Logs, id, &texts).await?;
+        if !lines.is_empty() {
+            self.append(Stream::Logs, id, lines.to_vec()).await?;
+        }
         Ok(())
     }
 
@@ -84,9 +106,11 @@ impl TaskStore for SqliteStore {
     }
 
     async fn append_events(&self, id: TaskId, events: &[serde_json::Value]) -> StoreResult<i64> {
-        let owned: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-        let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
-        self.append(Stream::Events, id, &texts).await
+        if events.is_empty() {
+            return self.last_seq(Stream::Events, id).await;
+        }
+        let texts = events.iter().map(|e| e.to_string()).collect();
+        self.append(Stream::Events, id, texts).await
     }
 
     async fn append_events_at(
@@ -95,10 +119,14 @@ impl TaskStore for SqliteStore {
         first_seq: i64,
         events: &[serde_json::Value],
     ) -> StoreResult<i64> {
-        let owned: Vec<String> = events.iter().map(|e| e.to_string()).collect();
-        let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
-        self.append_numbered(Stream::Events, id, first_seq, &texts)
-            .await
+        let texts = events.iter().map(|e| e.to_string()).collect();
+        let op = Op::AppendAt {
+            stream: Stream::Events,
+            id,
+            first_seq,
+            texts,
+        };
+        self.writer.run(op).await?.seq()
     }
 
     async fn events(&self, id: TaskId, after: i64, limit: usize) -> StoreResult<Vec<EventRecord>> {
@@ -112,6 +140,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        self.writer.check()?;
         sqlx::query("SELECT 1")
             .execute(&self.reader)
             .await

@@ -1,20 +1,17 @@
 //! Writes to task rows: creation under the queue bound, compare-and-set transitions with their
-//! history and status counters, and cancellation. Each is one `BEGIN IMMEDIATE` transaction
-//! whose conditions live in the SQL (`WHERE status = ?`, `WHERE n < ?`), never in a value read
-//! earlier.
+//! history and status counters, cancellation, results and token hashes. Each runs inside the
+//! writer's batch transaction (see `writer`), in its own savepoint, and its conditions live in
+//! the SQL (`WHERE status = ?`, `WHERE n < ?`), never in a value read earlier, so it is
+//! correct whichever connection's transaction it shares.
 
 use ao_core::Reason;
 use ao_core::lifecycle::{TaskStatus, check_transition};
 use ao_core::store::{Created, StoreError, StoreResult, Transition};
-use ao_core::task::{NewTask, Task, TaskId, TaskResult};
-use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use ao_core::task::{NewTask, Task, TaskId};
+use sqlx::SqliteConnection;
 
+use crate::db_err;
 use crate::row::{self, task_columns, ts};
-use crate::{SqliteStore, begin_write, db_err};
-
-/// Label rows per INSERT statement (3 parameters each), well under SQLite's parameter limit.
-const LABEL_CHUNK: usize = 200;
 
 async fn by_key(conn: &mut SqliteConnection, key: &str) -> StoreResult<Option<Task>> {
     const SQL: &str = concat!(
@@ -39,228 +36,182 @@ fn repeat_of(earlier: Task, new: &NewTask) -> StoreResult<Created> {
     }
 }
 
-async fn record(
+/// Store a new task in `queued` under the queue bound, inside the batch's transaction; `spec`
+/// is the task's spec as JSON (serialized by the caller, off the writer).
+pub(crate) async fn create(
+    conn: &mut SqliteConnection,
+    new: &NewTask,
+    spec: &str,
+    max_queued: usize,
+) -> StoreResult<Created> {
+    if let Some(key) = &new.idempotency_key
+        && let Some(earlier) = by_key(conn, key).await?
+    {
+        return repeat_of(earlier, new);
+    }
+    // One round trip to the writer's connection: the insert happens only below the bound,
+    // and each later statement only if the one before it changed a row (`changes()`), so
+    // the slot, the history row and the labels come with the task or not at all.
+    const SQL: &str = concat!(
+        "INSERT INTO tasks (id, status, reason, spec, created_at, idempotency_key, request_hash) \
+         SELECT ?, 'queued', 'submitted', ?, ?, ?, ? \
+         WHERE (SELECT n FROM task_counts WHERE status = 'queued') < ? RETURNING ",
+        task_columns!(),
+        "; UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND changes() = 1; \
+         INSERT INTO task_transitions (task_id, from_status, to_status, reason, at) \
+         SELECT ?, NULL, 'queued', ?, ? WHERE changes() = 1; \
+         INSERT INTO task_labels (task_id, key, value) \
+         SELECT ?, key, value FROM json_each(?) WHERE changes() = 1"
+    );
+    let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
+    let (id, at) = (new.id.to_string(), ts(new.created_at));
+    let labels = serde_json::to_string(&new.spec.labels).map_err(StoreError::backend)?;
+    // The key was looked up in this transaction, which holds the write lock, so the insert
+    // cannot collide on it; if the database broke that promise, it fails as a backend error.
+    let rows = sqlx::query(SQL)
+        .bind(&id)
+        .bind(spec)
+        .bind(&at)
+        .bind(&new.idempotency_key)
+        .bind(&new.request_hash)
+        .bind(bound)
+        .bind(&id)
+        .bind(Reason::Submitted.as_string())
+        .bind(&at)
+        .bind(&id)
+        .bind(labels)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some(inserted) = rows.first() else {
+        return Err(StoreError::QueueFull { limit: max_queued });
+    };
+    let task = row::task(inserted)?;
+    Ok(Created::New(task))
+}
+
+/// The compare-and-set status move, with its history row and counters.
+pub(crate) async fn transition(
     conn: &mut SqliteConnection,
     id: TaskId,
-    from: Option<TaskStatus>,
-    to: TaskStatus,
-    reason: &Reason,
-    at: DateTime<Utc>,
+    from: TaskStatus,
+    t: &Transition,
+) -> StoreResult<Task> {
+    check_transition(from, t.to)?;
+    if let Some(fence) = t.fence {
+        // One process owns a SQLite file: it keeps no leases, so no fence is current.
+        return Err(StoreError::Fenced { fence });
+    }
+    // One round trip: the compare-and-set, then (only if it changed the row) the counters
+    // and the history row.
+    const SQL: &str = concat!(
+        "UPDATE tasks SET status = ?, reason = ?, message = ?, \
+           started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at), \
+           worker_runtime = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_runtime) END, \
+           worker_name = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_name) END, \
+           exit_code = COALESCE(?, exit_code) \
+         WHERE id = ? AND status = ? RETURNING ",
+        task_columns!(),
+        "; UPDATE task_counts SET n = n - 1 WHERE status = ? AND changes() = 1; \
+         INSERT INTO task_counts (status, n) SELECT ?, 1 WHERE changes() = 1 \
+           ON CONFLICT (status) DO UPDATE SET n = n + 1; \
+         INSERT INTO task_transitions (task_id, from_status, to_status, reason, at) \
+         SELECT ?, ?, ?, ?, ? WHERE changes() = 1"
+    );
+    let at = ts(t.at);
+    let started = (t.to == TaskStatus::Running).then(|| at.clone());
+    let finished = t.to.is_terminal().then(|| at.clone());
+    // Requeueing forgets the worker; other moves keep it unless a new one is given.
+    let clear_worker = t.to == TaskStatus::Queued;
+    let (task_id, reason) = (id.to_string(), t.reason.as_string());
+    let rows = sqlx::query(SQL)
+        .bind(t.to.as_str())
+        .bind(&reason)
+        .bind(&t.message)
+        .bind(started)
+        .bind(finished)
+        .bind(clear_worker)
+        .bind(t.worker.as_ref().map(|w| w.runtime.clone()))
+        .bind(clear_worker)
+        .bind(t.worker.as_ref().map(|w| w.name.clone()))
+        .bind(t.exit_code)
+        .bind(&task_id)
+        .bind(from.as_str())
+        .bind(from.as_str())
+        .bind(t.to.as_str())
+        .bind(&task_id)
+        .bind(from.as_str())
+        .bind(t.to.as_str())
+        .bind(&reason)
+        .bind(&at)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some(updated) = rows.first() else {
+        return Err(lost_race(conn, id, from).await);
+    };
+    let task = row::task(updated)?;
+    Ok(task)
+}
+
+/// Cancel at once if queued, else flag an active task. Both writes run in one transaction
+/// holding the write lock, so the task cannot move between them.
+pub(crate) async fn cancel(conn: &mut SqliteConnection, id: TaskId) -> StoreResult<Task> {
+    const FLAG: &str = concat!(
+        "UPDATE tasks SET cancel_requested = 1 \
+         WHERE id = ? AND status IN ('starting', 'running') RETURNING ",
+        task_columns!()
+    );
+    let now = Transition::new(TaskStatus::Cancelled, Reason::CancelledByUser);
+    match transition(conn, id, TaskStatus::Queued, &now).await {
+        Err(StoreError::StatusChanged { actual, .. }) if actual.is_terminal() => {
+            Err(StoreError::AlreadyFinished(actual))
+        }
+        Err(StoreError::StatusChanged { .. }) => {
+            let flagged = sqlx::query(FLAG)
+                .bind(id.to_string())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            match flagged {
+                Some(row) => row::task(&row),
+                None => Err(lost_race(conn, id, TaskStatus::Running).await),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Store the task's result (`json`, serialized by the caller).
+pub(crate) async fn set_result(
+    conn: &mut SqliteConnection,
+    id: TaskId,
+    json: &str,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO task_transitions (task_id, from_status, to_status, reason, at) VALUES (?, ?, ?, ?, ?)")
+    let done = sqlx::query("UPDATE tasks SET result = ? WHERE id = ?")
+        .bind(json)
         .bind(id.to_string())
-        .bind(from.map(|s| s.as_str()))
-        .bind(to.as_str())
-        .bind(reason.as_string())
-        .bind(ts(at))
+        .execute(conn)
+        .await
+        .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) async fn set_token_hash(
+    conn: &mut SqliteConnection,
+    id: TaskId,
+    hash: &str,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE tasks SET worker_token_hash = ? WHERE id = ?")
+        .bind(hash)
+        .bind(id.to_string())
         .execute(conn)
         .await
         .map_err(db_err)?;
     Ok(())
-}
-
-/// Move one task from `from` to `to` in the status counters.
-async fn count_move(
-    conn: &mut SqliteConnection,
-    from: TaskStatus,
-    to: TaskStatus,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE task_counts SET n = n - 1 WHERE status = ?")
-        .bind(from.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    sqlx::query(
-        "INSERT INTO task_counts (status, n) VALUES (?, 1) \
-         ON CONFLICT (status) DO UPDATE SET n = n + 1",
-    )
-    .bind(to.as_str())
-    .execute(conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
-
-async fn insert_labels(conn: &mut SqliteConnection, new: &NewTask) -> StoreResult<()> {
-    let labels: Vec<(&String, &String)> = new.spec.labels.iter().collect();
-    for chunk in labels.chunks(LABEL_CHUNK) {
-        let mut b: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO task_labels (task_id, key, value) ");
-        b.push_values(chunk, |mut row, (k, v)| {
-            row.push_bind(new.id.to_string())
-                .push_bind(k.as_str())
-                .push_bind(v.as_str());
-        });
-        b.build().execute(&mut *conn).await.map_err(db_err)?;
-    }
-    Ok(())
-}
-
-impl SqliteStore {
-    pub(crate) async fn insert(&self, new: NewTask, max_queued: usize) -> StoreResult<Created> {
-        let mut conn = self.write_conn(true).await?;
-        let mut tx = begin_write(&mut conn).await?;
-        if let Some(key) = &new.idempotency_key
-            && let Some(earlier) = by_key(&mut tx, key).await?
-        {
-            return repeat_of(earlier, &new);
-        }
-        // Take a queue slot: the check and the increment are one statement.
-        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
-        let slot =
-            sqlx::query("UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND n < ?")
-                .bind(bound)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if slot.rows_affected() == 0 {
-            return Err(StoreError::QueueFull { limit: max_queued });
-        }
-        const SQL: &str = concat!(
-            "INSERT INTO tasks (id, status, reason, spec, created_at, idempotency_key, request_hash) \
-             VALUES (?, 'queued', 'submitted', ?, ?, ?, ?) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
-            task_columns!()
-        );
-        let spec = serde_json::to_string(&new.spec).map_err(StoreError::backend)?;
-        let inserted = sqlx::query(SQL)
-            .bind(new.id.to_string())
-            .bind(spec)
-            .bind(ts(new.created_at))
-            .bind(&new.idempotency_key)
-            .bind(&new.request_hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let Some(inserted) = inserted else {
-            // The key was taken after our check (only a backend without a write lock can get
-            // here): give the slot back and answer as for a repeated key.
-            drop(tx);
-            return Box::pin(self.insert(new, max_queued)).await;
-        };
-        let task = row::task(&inserted)?;
-        insert_labels(&mut tx, &new).await?;
-        record(
-            &mut tx,
-            new.id,
-            None,
-            TaskStatus::Queued,
-            &Reason::Submitted,
-            new.created_at,
-        )
-        .await?;
-        tx.commit().await.map_err(db_err)?;
-        self.changes.notify_task(task.id);
-        Ok(Created::New(task))
-    }
-
-    pub(crate) async fn apply(
-        &self,
-        id: TaskId,
-        from: TaskStatus,
-        t: Transition,
-    ) -> StoreResult<Task> {
-        check_transition(from, t.to)?;
-        if let Some(fence) = t.fence {
-            // One process owns a SQLite file: it keeps no leases, so no fence is current.
-            return Err(StoreError::Fenced { fence });
-        }
-        const SQL: &str = concat!(
-            "UPDATE tasks SET status = ?, reason = ?, message = ?, \
-               started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at), \
-               worker_runtime = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_runtime) END, \
-               worker_name = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_name) END, \
-               exit_code = COALESCE(?, exit_code) \
-             WHERE id = ? AND status = ? RETURNING ",
-            task_columns!()
-        );
-        let at = ts(t.at);
-        let started = (t.to == TaskStatus::Running).then(|| at.clone());
-        let finished = t.to.is_terminal().then(|| at.clone());
-        // Requeueing forgets the worker; other moves keep it unless a new one is given.
-        let clear_worker = t.to == TaskStatus::Queued;
-        let mut conn = self.write_conn(t.to.is_terminal()).await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let updated = sqlx::query(SQL)
-            .bind(t.to.as_str())
-            .bind(t.reason.as_string())
-            .bind(&t.message)
-            .bind(started)
-            .bind(finished)
-            .bind(clear_worker)
-            .bind(t.worker.as_ref().map(|w| w.runtime.clone()))
-            .bind(clear_worker)
-            .bind(t.worker.as_ref().map(|w| w.name.clone()))
-            .bind(t.exit_code)
-            .bind(id.to_string())
-            .bind(from.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let Some(updated) = updated else {
-            return Err(lost_race(&mut tx, id, from).await);
-        };
-        let task = row::task(&updated)?;
-        count_move(&mut tx, from, t.to).await?;
-        record(&mut tx, id, Some(from), t.to, &t.reason, t.at).await?;
-        tx.commit().await.map_err(db_err)?;
-        self.changes.notify_task(id);
-        Ok(task)
-    }
-
-    /// Cancel at once if queued, else flag an active task; retried when the task moved
-    /// between the two conditional writes (each retry means another writer progressed).
-    pub(crate) async fn cancel(&self, id: TaskId) -> StoreResult<Task> {
-        const FLAG: &str = concat!(
-            "UPDATE tasks SET cancel_requested = 1 \
-             WHERE id = ? AND status IN ('starting', 'running') RETURNING ",
-            task_columns!()
-        );
-        loop {
-            let now = Transition::new(TaskStatus::Cancelled, Reason::CancelledByUser);
-            match self.apply(id, TaskStatus::Queued, now).await {
-                Err(StoreError::StatusChanged { actual, .. }) if actual.is_terminal() => {
-                    return Err(StoreError::AlreadyFinished(actual));
-                }
-                Err(StoreError::StatusChanged { .. }) => {}
-                other => return other,
-            }
-            let flagged = sqlx::query(FLAG)
-                .bind(id.to_string())
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(db_err)?;
-            if let Some(row) = flagged {
-                self.changes.notify_task(id);
-                return row::task(&row);
-            }
-        }
-    }
-
-    pub(crate) async fn store_result(&self, id: TaskId, result: &TaskResult) -> StoreResult<()> {
-        let json = serde_json::to_string(result).map_err(StoreError::backend)?;
-        let done = sqlx::query("UPDATE tasks SET result = ? WHERE id = ?")
-            .bind(json)
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.changes.notify_task(id);
-        Ok(())
-    }
-
-    pub(crate) async fn store_token_hash(&self, id: TaskId, hash: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE tasks SET worker_token_hash = ? WHERE id = ?")
-            .bind(hash)
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
 }
 
 /// Why a compare-and-set matched no row: the task is gone or in another status.

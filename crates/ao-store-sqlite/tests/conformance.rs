@@ -1,6 +1,8 @@
 //! The store conformance suite from `ao_core::store::conformance`, run on SQLite twice: as the
-//! orchestrator opens it (one writer connection) and with eight writer connections, so that
-//! the concurrent cases race inside SQLite and not in one connection's queue.
+//! orchestrator opens it (one writer, whose batches hold the racing writes of a case side by
+//! side in one transaction) and with eight writers, each with its own connection and
+//! batches, so that the concurrent cases also race inside SQLite for its write lock and not
+//! only in one writer's queue.
 
 use std::sync::Arc;
 
