@@ -26,7 +26,14 @@ pub async fn open(args: &ServeArgs) -> anyhow::Result<OpenedStore> {
     match url.map(scheme) {
         Some("postgres" | "postgresql") => {
             let url = url.unwrap_or_default();
-            let store = PgStore::connect(url, PgOptions::default())
+            // A replica frozen mid-write loses its session (and its locks) well within the
+            // lease, so it can never hold up a takeover.
+            let lease = std::time::Duration::from_secs(args.leader_lease_seconds);
+            let options = PgOptions {
+                idle_in_transaction_timeout: lease / 2,
+                ..PgOptions::default()
+            };
+            let store = PgStore::connect(url, options)
                 .await
                 .context("opening the task store (PostgreSQL)")?;
             let store = Arc::new(store);

@@ -39,6 +39,12 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// Retries of calls that failed on a lost connection (see `error`).
     pub retry: RetryPolicy,
+    /// The server ends a session that sits in an open transaction this long
+    /// (`idle_in_transaction_session_timeout`): a replica frozen mid-write (SIGSTOP, a
+    /// partition, a dead node) would otherwise hold its row locks, the lease row's share lock
+    /// among them, until TCP gives up (hours), and no replica could take the lease over.
+    /// Keep it well under the lease; `serve` uses half of it.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PgOptions {
@@ -48,6 +54,7 @@ impl Default for PgOptions {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            idle_in_transaction_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -56,7 +63,7 @@ impl Default for PgOptions {
 /// the driver's error as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("invalid PostgreSQL URL {url}")]
+    #[error("invalid PostgreSQL URL {url} (percent-encode @ / : ? # % in the password)")]
     InvalidUrl {
         /// The URL with its password replaced.
         url: String,
@@ -118,39 +125,54 @@ pub enum ConnectError {
 /// `url` with the password (in the user info or a `password=` parameter) replaced by `***`,
 /// for messages and logs.
 pub fn redact_url(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return mask_params(url);
     };
-    let mut out = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            // The host ends at the first '/' after the user info (a password may hold one).
-            let from = rest.rfind('@').unwrap_or(0);
-            let end = rest[from..].find('/').map_or(rest.len(), |i| from + i);
-            let (authority, path) = rest.split_at(end);
-            let authority = match authority.rsplit_once('@') {
-                Some((info, host)) => match info.split_once(':') {
-                    Some((user, _)) => format!("{user}:***@{host}"),
-                    None => format!("{info}@{host}"),
-                },
-                None => authority.to_string(),
-            };
-            format!("{scheme}://{authority}{path}")
-        }
-        None => base.to_string(),
+    // The user info ends at the last '@': a password may hold '/', '?', '#' or ':' that its
+    // writer forgot to percent-encode, and masking too much is better than showing one.
+    let (info, after) = match rest.rfind('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
     };
-    if let Some(q) = query {
-        let params: Vec<String> = q
-            .split('&')
-            .map(|p| match p.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => p.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
-    }
-    out
+    let info = info.map(|i| match i.split_once(':') {
+        Some((user, _)) => format!("{user}:***@"),
+        None => format!("{i}@"),
+    });
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (host, tail) = after.split_at(end);
+    format!(
+        "{scheme}://{}{host}{}",
+        info.unwrap_or_default(),
+        mask_params(tail)
+    )
+}
+
+/// `password=` parameters of a query string replaced by `***`.
+fn mask_params(s: &str) -> String {
+    let Some((before, query)) = s.split_once('?') else {
+        return s.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{before}?{}", params.join("&"))
+}
+
+/// Settings of every session the store opens: the idle-in-transaction limit, and TCP
+/// keepalives on the server's side, so a client that vanished without closing its socket is
+/// noticed in about 20 s rather than the kernel's two hours.
+fn session_settings(options: &PgOptions) -> Vec<(&'static str, String)> {
+    let idle = options.idle_in_transaction_timeout.as_millis().max(1);
+    vec![
+        ("idle_in_transaction_session_timeout", idle.to_string()),
+        ("tcp_keepalives_idle", "10".to_string()),
+        ("tcp_keepalives_interval", "5".to_string()),
+        ("tcp_keepalives_count", "2".to_string()),
+    ]
 }
 
 /// Classify a failed first connection.
@@ -194,7 +216,8 @@ impl PgStore {
                 url: redact_url(url),
                 source,
             })?
-            .application_name(APPLICATION_NAME);
+            .application_name(APPLICATION_NAME)
+            .options(session_settings(&options));
         // One connection by itself first, for an error that says what is wrong.
         let first = tokio::time::timeout(options.connect_timeout, opts.connect())
             .await
@@ -213,6 +236,11 @@ impl PgStore {
             // dropped fails its query, which is retried on another (see `error`).
             .test_before_acquire(false)
             .connect_lazy_with(opts.clone());
+        let lease_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(opts.clone());
         MIGRATOR.run(&pool).await.map_err(ConnectError::Migrate)?;
         let changes = ChangeFeed::default();
         let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
@@ -221,6 +249,7 @@ impl PgStore {
             .map_err(|e| classify(&opts, e))?;
         Ok(PgStore {
             pool,
+            lease_pool,
             changes,
             origin,
             retry: options.retry,
@@ -256,6 +285,14 @@ mod tests {
                 "postgres://ao:***@db?PASSWORD=***",
             ),
             ("postgres://ao:a/b@db/t", "postgres://ao:***@db/t"),
+            (
+                "postgres://orchestrator:s3cr?et-pw@127.0.0.1:5432/orchestrator",
+                "postgres://orchestrator:***@127.0.0.1:5432/orchestrator",
+            ),
+            (
+                "postgres://ao:x#y@db/t?sslmode=require",
+                "postgres://ao:***@db/t?sslmode=require",
+            ),
             ("not a url", "not a url"),
         ];
         for (url, want) in cases {

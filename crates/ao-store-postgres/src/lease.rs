@@ -83,7 +83,7 @@ impl PgStore {
             .bind(name)
             .bind(holder)
             .bind(ttl_us)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await
             .map_err(db_err)?;
         if let Some(row) = granted {
@@ -93,7 +93,7 @@ impl PgStore {
         // includes a holder that committed while the first one waited.
         let row = sqlx::query(CURRENT)
             .bind(name)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.lease_pool)
             .await
             .map_err(db_err)?;
         lease(&row)
@@ -126,7 +126,7 @@ impl LeaseStore for PgStore {
             .bind(name)
             .bind(holder)
             .bind(generation.0)
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(db_err)
         })

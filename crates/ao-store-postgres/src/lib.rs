@@ -47,6 +47,9 @@ use sqlx::PgPool;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The lease's own connections: renewals never queue behind API or admission queries,
+    /// so a busy pool can't make the leader step down.
+    lease_pool: PgPool,
     changes: ChangeFeed,
     /// This store's id in notification payloads: its own writes already woke the local feed,
     /// so the listener skips them (a follower must not see one write twice).

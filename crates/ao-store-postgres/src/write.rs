@@ -197,7 +197,9 @@ impl PgStore {
                started_at = COALESCE($4, started_at), finished_at = COALESCE($5, finished_at), \
                worker_runtime = CASE WHEN $6 THEN NULL ELSE COALESCE($7, worker_runtime) END, \
                worker_name = CASE WHEN $6 THEN NULL ELSE COALESCE($8, worker_name) END, \
-               exit_code = COALESCE($9, exit_code) \
+               exit_code = COALESCE($9, exit_code), \
+               worker_token_hash = COALESCE($12, worker_token_hash), \
+               result = COALESCE($13, result), cost_usd = CASE WHEN $13 IS NULL THEN cost_usd ELSE $14 END \
              WHERE id = $10 AND status = $11 RETURNING ",
             task_columns!()
         );
@@ -205,6 +207,12 @@ impl PgStore {
         let finished = t.to.is_terminal().then_some(t.at);
         // Requeueing forgets the worker; other moves keep it unless a new one is given.
         let clear_worker = t.to == TaskStatus::Queued;
+        let result = t
+            .result
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(StoreError::backend)?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         if let Some(fence) = t.fence {
             // Held until commit: no hand-over can commit between this check and the write
@@ -232,6 +240,9 @@ impl PgStore {
             .bind(t.exit_code)
             .bind(id.0)
             .bind(from.as_str())
+            .bind(&t.worker_token_hash)
+            .bind(result)
+            .bind(t.result.as_ref().and_then(|r| r.cost_usd))
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;

@@ -109,7 +109,8 @@ pub(crate) async fn transition(
            started_at = COALESCE(?, started_at), finished_at = COALESCE(?, finished_at), \
            worker_runtime = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_runtime) END, \
            worker_name = CASE WHEN ? THEN NULL ELSE COALESCE(?, worker_name) END, \
-           exit_code = COALESCE(?, exit_code) \
+           exit_code = COALESCE(?, exit_code), \
+           worker_token_hash = COALESCE(?, worker_token_hash), result = COALESCE(?, result) \
          WHERE id = ? AND status = ? RETURNING ",
         task_columns!(),
         "; UPDATE task_counts SET n = n - 1 WHERE status = ? AND changes() = 1; \
@@ -124,6 +125,12 @@ pub(crate) async fn transition(
     // Requeueing forgets the worker; other moves keep it unless a new one is given.
     let clear_worker = t.to == TaskStatus::Queued;
     let (task_id, reason) = (id.to_string(), t.reason.as_string());
+    let result = t
+        .result
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(StoreError::backend)?;
     let rows = sqlx::query(SQL)
         .bind(t.to.as_str())
         .bind(&reason)
@@ -135,6 +142,8 @@ pub(crate) async fn transition(
         .bind(clear_worker)
         .bind(t.worker.as_ref().map(|w| w.name.clone()))
         .bind(t.exit_code)
+        .bind(&t.worker_token_hash)
+        .bind(result)
         .bind(&task_id)
         .bind(from.as_str())
         .bind(from.as_str())

@@ -105,21 +105,32 @@ impl Elector {
     /// One try to take or renew the lease; publishes and returns the outcome.
     pub async fn step(&mut self) -> Leadership {
         let started = self.clock.now();
-        // A leader never waits for an answer past the instant it must step down.
+        // Nobody waits for an answer past the instant a grant made now would have to be given
+        // up again: a leader its step-down instant, a follower that of a new grant.
+        let fresh_until = started + self.cfg.ttl.saturating_sub(self.cfg.margin);
         let limit = match self.leading {
             Some((_, until)) => until.saturating_duration_since(started),
-            None => self.cfg.ttl,
+            None => fresh_until.saturating_duration_since(started),
         };
         let (name, holder) = (&self.cfg.name, &self.cfg.holder);
         let answer = tokio::time::timeout(limit, self.store.acquire(name, holder, self.cfg.ttl));
         match answer.await {
-            Ok(Ok(lease)) if lease.held_by(holder) => {
-                let until = started + self.cfg.ttl.saturating_sub(self.cfg.margin);
+            // A grant that answered after its own step-down instant is no lead: the lease may
+            // lapse any moment. The next step renews it (or a follower takes it over).
+            Ok(Ok(lease)) if lease.held_by(holder) && self.clock.now() < fresh_until => {
+                let until = fresh_until;
                 if self.leading.map(|(f, _)| f) != Some(lease.generation) {
                     info!(generation = lease.generation.0, holder = %holder, "this replica now leads: the scheduler starts");
                 }
                 self.leading = Some((lease.generation, until));
                 self.publish(Leadership::Leader(lease.generation));
+            }
+            Ok(Ok(lease)) if lease.held_by(holder) => {
+                warn!(
+                    generation = lease.generation.0,
+                    "the lease was granted too late to lead on it; trying again"
+                );
+                self.expire();
             }
             Ok(Ok(lease)) => {
                 if self.leading.take().is_some() {

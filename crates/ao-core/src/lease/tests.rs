@@ -168,3 +168,49 @@ async fn run_releases_the_lease_on_stop_so_the_next_replica_need_not_wait() {
         "granted at once"
     );
 }
+
+/// A lease store whose answers take `delay` (on tokio's paused clock).
+struct Slow {
+    inner: Arc<Table>,
+    delay: Duration,
+}
+
+#[async_trait]
+impl LeaseStore for Slow {
+    async fn acquire(&self, name: &str, holder: &str, ttl: Duration) -> StoreResult<Lease> {
+        let lease = self.inner.acquire(name, holder, ttl).await;
+        tokio::time::sleep(self.delay).await;
+        lease
+    }
+    async fn release(&self, name: &str, holder: &str, generation: Fence) -> StoreResult<()> {
+        self.inner.release(name, holder, generation).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_that_answers_after_its_step_down_instant_is_not_leadership() {
+    let clock = TokioClock::new();
+    let table = Table::new(clock);
+    for (delay, leads) in [
+        (Duration::from_millis(7_900), true),
+        (Duration::from_millis(8_100), false),
+    ] {
+        let slow = Arc::new(Slow {
+            inner: table.clone(),
+            delay,
+        });
+        let cfg = ElectorConfig::with_ttl(
+            format!("slow-{}", delay.as_millis()),
+            Duration::from_secs(10),
+        );
+        let mut e = Elector::new(slow, cfg, Arc::new(clock));
+        let got = e.step().await;
+        assert_eq!(
+            got.leads().is_some(),
+            leads,
+            "answer after {delay:?}: {got:?}"
+        );
+        // Let the grant lapse before the next case.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
+}

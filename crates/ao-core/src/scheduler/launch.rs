@@ -88,25 +88,23 @@ impl Launcher {
         if self.halted.load(Ordering::SeqCst) || self.stopping.load(Ordering::SeqCst) {
             return Ok(Launch::Skipped);
         }
-        let t = self.stamp(TaskStatus::Starting, Reason::Scheduled);
+        // The token's hash is stored by the claim itself: a fenced write, so a deposed leader
+        // can never replace the token of a worker the current leader launched.
+        let token = self.callback_url.as_ref().map(|_| token::generate());
+        let mut t = self.stamp(TaskStatus::Starting, Reason::Scheduled);
+        t.worker_token_hash = token.as_deref().map(token::hash);
         let task = match self.store.transition(task.id, TaskStatus::Queued, t).await {
             Ok(t) => t,
             // Cancelled between the query and now.
             Err(StoreError::StatusChanged { .. }) => return Ok(Launch::Skipped),
             Err(e) => return Err(e),
         };
-        let callback = match &self.callback_url {
-            Some(url) => {
-                let token = token::generate();
-                self.store
-                    .set_worker_token_hash(task.id, &token::hash(&token))
-                    .await?;
-                Some(Callback {
-                    url: url.clone(),
-                    token,
-                })
-            }
-            None => None,
+        let callback = match (&self.callback_url, token) {
+            (Some(url), Some(token)) => Some(Callback {
+                url: url.clone(),
+                token,
+            }),
+            _ => None,
         };
         let spec = LaunchSpec {
             task: task.clone(),

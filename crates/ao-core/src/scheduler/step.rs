@@ -77,12 +77,11 @@ impl Scheduler {
     ) -> StoreResult<Task> {
         let (status, reason) =
             final_status(stop, &exit, task.result.as_ref(), self.cfg.require_result);
-        if let Some(r) = stopped_result(stop, &exit, task.result.as_ref()) {
-            // The worker only knew it was told to stop; the outcome names why.
-            self.store.set_result(task.id, &r).await?;
-        }
         let mut t = self.transition(status, reason.clone()).exit_code(exit.code);
         t.message = exit.message.clone();
+        // The worker only knew it was told to stop; the outcome names why. Stored with the
+        // (fenced) move, so a deposed scheduler can't write it.
+        t.result = stopped_result(stop, &exit, task.result.as_ref());
         let done = match self.store.transition(task.id, task.status, t).await {
             Ok(done) => done,
             Err(StoreError::StatusChanged { .. }) => {

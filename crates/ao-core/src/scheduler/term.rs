@@ -172,10 +172,8 @@ impl Scheduler {
                 why = stop.as_mut() => break why,
                 ev = self.events.recv() => match ev {
                     Some(ev) => {
-                        let task_id = ev.task_id();
-                        let span = tracing::info_span!("runtime_event", task_id = %task_id);
-                        if let Err(e) = self.handle_event(ev).instrument(span).await {
-                            warn!(task_id = %task_id, error = %e, "handling a runtime event failed");
+                        if let Some(why) = self.handle_event_until(ev, &mut stop).await {
+                            break why;
                         }
                     }
                     None => { warn!("runtime event channel closed"); break Stop::Shutdown; }
@@ -190,6 +188,39 @@ impl Scheduler {
             "scheduler stopped; running workers are left to be adopted"
         );
         why
+    }
+
+    /// Handle one runtime event, watching `stop` meanwhile: a store that hangs (a partition)
+    /// never keeps a deposed scheduler in its term. On shutdown the event is handled to the
+    /// end (its writes are quick or fail); when deposed it is dropped, for the next leader's
+    /// recovery to settle.
+    async fn handle_event_until(
+        &mut self,
+        ev: crate::runtime::RuntimeEvent,
+        stop: &mut Pin<&mut impl Future<Output = Stop>>,
+    ) -> Option<Stop> {
+        let task_id = ev.task_id();
+        let span = tracing::info_span!("runtime_event", task_id = %task_id);
+        let handled = self.handle_event(ev).instrument(span);
+        tokio::pin!(handled);
+        let result = tokio::select! {
+            biased;
+            why = stop.as_mut() => {
+                if why == Stop::Deposed {
+                    return Some(why);
+                }
+                let r = (&mut handled).await;
+                if let Err(e) = r {
+                    warn!(task_id = %task_id, error = %e, "handling a runtime event failed");
+                }
+                return Some(why);
+            }
+            r = &mut handled => r,
+        };
+        if let Err(e) = result {
+            warn!(task_id = %task_id, error = %e, "handling a runtime event failed");
+        }
+        None
     }
 
     /// One step, watching `stop` meanwhile. On shutdown no launch begins any more and the

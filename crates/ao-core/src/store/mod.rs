@@ -107,6 +107,13 @@ pub struct Transition {
     /// same statement as the compare-and-set, and answers [`StoreError::Fenced`] otherwise.
     /// A backend without leases refuses fenced changes the same way.
     pub fence: Option<crate::lease::Fence>,
+    /// Stored with the move, in the same statement: the hash of the worker token the claim
+    /// hands out. Written by a fenced claim, so a deposed leader can never replace the token
+    /// of the worker the current leader launched.
+    pub worker_token_hash: Option<String>,
+    /// Stored with the move, in the same statement (a result the scheduler writes, such as
+    /// a stopped task's outcome), so it lands only if the move does.
+    pub result: Option<TaskResult>,
 }
 
 impl Transition {
@@ -119,6 +126,8 @@ impl Transition {
             worker: None,
             exit_code: None,
             fence: None,
+            worker_token_hash: None,
+            result: None,
         }
     }
     pub fn message(mut self, m: impl Into<String>) -> Self {

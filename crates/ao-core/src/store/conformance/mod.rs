@@ -67,6 +67,7 @@ macro_rules! store_conformance_suite {
             racing_numbered_batches_are_kept_once,
             cancel_racing_the_scheduler_claim,
             fenced_transition_without_its_lease_is_refused,
+            transition_stores_token_hash_and_result_with_the_move,
         );
     };
     (@cases $open:path; $($case:ident),* $(,)?) => {

@@ -209,3 +209,49 @@ pub async fn fenced_transition_without_its_lease_is_refused(store: Arc<dyn TaskS
     assert_eq!(now.status, TaskStatus::Queued);
     assert_eq!(count_of(&*store, TaskStatus::Queued).await, 1);
 }
+
+/// A move may carry the worker token's hash and a result: both are stored with it, in the
+/// same statement, and neither when the move loses its compare-and-set.
+pub async fn transition_stores_token_hash_and_result_with_the_move(store: Arc<dyn TaskStore>) {
+    let task = create(&*store, new_task("carried", &[], None)).await;
+    let mut claim = Transition::new(TaskStatus::Starting, Reason::Scheduled);
+    claim.worker_token_hash = Some("hash-1".into());
+    store
+        .transition(task.id, TaskStatus::Queued, claim.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.worker_token_hash(task.id).await.unwrap().as_deref(),
+        Some("hash-1")
+    );
+    // A second claim that lost the race stores nothing.
+    claim.worker_token_hash = Some("hash-2".into());
+    assert!(
+        store
+            .transition(task.id, TaskStatus::Queued, claim)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.worker_token_hash(task.id).await.unwrap().as_deref(),
+        Some("hash-1")
+    );
+
+    let result: crate::task::TaskResult = serde_json::from_value(serde_json::json!({
+        "outcome": "cancelled", "summary": "stopped", "cost_usd": 0.25
+    }))
+    .expect("a result");
+    let mut stop = Transition::new(TaskStatus::Cancelled, Reason::CancelledByUser);
+    stop.result = Some(result.clone());
+    let done = store
+        .transition(task.id, TaskStatus::Starting, stop)
+        .await
+        .unwrap();
+    assert_eq!(
+        done.result.as_ref(),
+        Some(&result),
+        "returned with the move"
+    );
+    let got = store.get(task.id).await.unwrap().unwrap();
+    assert_eq!(got.result, Some(result));
+}
