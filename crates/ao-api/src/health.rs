@@ -202,9 +202,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_replicas_readiness_says_whether_this_one_leads() {
+        use ao_core::lease::{Fence, Leadership};
+        let leader = SchedulerRole::of(Leadership::Leader(Fence(4)));
+        let (code, text) = body(readiness(Vec::new(), Vec::new(), leader)).await;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(
+            v,
+            serde_json::json!({"status": "ready", "scheduler": {"leads": true, "generation": 4}})
+        );
+        let follower = SchedulerRole::of(Leadership::Follower {
+            leader: Some("r2".into()),
+        });
+        let (code, text) = body(readiness(Vec::new(), Vec::new(), follower)).await;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(code, StatusCode::OK, "a follower is as ready as the leader");
+        assert_eq!(
+            v["scheduler"],
+            serde_json::json!({"leads": false, "leader": "r2"})
+        );
+        assert!(
+            SchedulerRole::of(Leadership::Sole).is_none(),
+            "one process: nothing to say"
+        );
+    }
+
+    #[tokio::test]
     async fn readiness_names_the_set_aside_tasks() {
         assert_eq!(
-            body(readiness(Vec::new(), Vec::new())).await,
+            body(readiness(Vec::new(), Vec::new(), None)).await,
             (StatusCode::OK, "ready".into())
         );
         let id = ao_core::TaskId::new();
@@ -214,7 +241,7 @@ mod tests {
             attempts: 2,
             since: chrono::Utc::now(),
         };
-        let (status, text) = body(readiness(vec![aside], vec![check(CheckStatus::Ok)])).await;
+        let (status, text) = body(readiness(vec![aside], vec![check(CheckStatus::Ok)], None)).await;
         assert_eq!(status, StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["status"], "degraded");
@@ -241,14 +268,14 @@ mod tests {
     async fn readiness_carries_the_checks_when_one_is_not_ok() {
         let ok = || check(CheckStatus::Ok);
         assert_eq!(
-            body(readiness(Vec::new(), vec![ok(), ok()])).await.1,
+            body(readiness(Vec::new(), vec![ok(), ok()], None)).await.1,
             "ready"
         );
         for (worst, status) in [
             (CheckStatus::Warn, "ready"),
             (CheckStatus::Fail, "degraded"),
         ] {
-            let (code, text) = body(readiness(Vec::new(), vec![ok(), check(worst)])).await;
+            let (code, text) = body(readiness(Vec::new(), vec![ok(), check(worst)], None)).await;
             assert_eq!(code, StatusCode::OK);
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["status"], status, "{v}");
