@@ -17,6 +17,7 @@ use ao_core::store::ChangeFeed;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
+use crate::admit::Admission;
 use crate::error::sqlstate;
 use crate::{PgStore, notify};
 
@@ -28,11 +29,19 @@ pub const APPLICATION_NAME: &str = "agent-orchestrator";
 /// How a [`PgStore`] uses the database.
 #[derive(Debug, Clone)]
 pub struct PgOptions {
-    /// Pool size. The default, 16, lets 16 admissions (one short transaction each) and the
-    /// scheduler's writes proceed at once, which is where PostgreSQL's group commit pays off
-    /// on a small server; every replica opens its own pool (plus one listener connection),
-    /// so `replicas * (max_connections + 1)` must stay under the server's `max_connections`.
+    /// Pool size. The default, 16: admission needs one connection (one batch in flight per
+    /// replica, however many callers), and the rest serve what runs concurrently besides, each
+    /// one short transaction: the scheduler's transitions, output appended by every running
+    /// worker, and reads (task pages, followers re-reading after a wake-up). Those writes
+    /// commit together where PostgreSQL's group commit can share a flush, so a few more than
+    /// the cores pay off; many more would only queue inside the server. Every replica opens
+    /// its own pool (plus one listener connection), so `replicas * (max_connections + 1)`
+    /// must stay under the server's `max_connections`.
     pub max_connections: u32,
+    /// The most creates applied in one transaction (see `admit`); 1 makes every create its
+    /// own transaction. The default, 256, is more than the concurrent callers of a replica
+    /// usually are, so a batch takes everything that waits.
+    pub admission_batch: usize,
     /// How long a query waits for a free pooled connection (or a new one) before it fails.
     pub acquire_timeout: Duration,
     /// How long start-up waits for the first connection.
@@ -51,6 +60,7 @@ impl Default for PgOptions {
     fn default() -> Self {
         PgOptions {
             max_connections: 16,
+            admission_batch: 256,
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             retry: RetryPolicy::default(),
@@ -247,12 +257,20 @@ impl PgStore {
         let listener = notify::start(&opts, changes.clone(), origin.clone())
             .await
             .map_err(|e| classify(&opts, e))?;
+        let admission = Admission::start(
+            pool.clone(),
+            changes.clone(),
+            origin.clone(),
+            options.retry,
+            options.admission_batch,
+        );
         Ok(PgStore {
             pool,
             lease_pool,
             changes,
             origin,
             retry: options.retry,
+            admission: Arc::new(admission),
             _listener: Arc::new(listener),
         })
     }

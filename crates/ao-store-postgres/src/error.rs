@@ -14,8 +14,9 @@
 //! [`StoreError::Backend`] with its cause.
 
 use std::future::Future;
+use std::sync::Arc;
 
-use ao_core::retry::Retry;
+use ao_core::retry::{Retry, RetryPolicy};
 use ao_core::store::{StoreError, StoreResult};
 use tracing::warn;
 
@@ -30,6 +31,20 @@ pub(crate) enum PgError {
     /// The commit failed: the write may or may not have been applied.
     #[error("commit failed, the write may or may not have been applied: {0}")]
     Commit(sqlx::Error),
+    /// The admission batch this create was part of failed as a whole (see `admit`).
+    #[error("admission batch of {size} creates failed: {source}")]
+    Batch {
+        size: usize,
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// Creates kept losing idempotency-key races to writers outside the admission protocol
+    /// (see `batch`).
+    #[error("creates lost {0} idempotency-key races in a row")]
+    KeyRaces(usize),
+    /// The admission task is gone (it stops only when its store is dropped).
+    #[error("the admission task has stopped")]
+    AdmissionStopped,
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
@@ -76,24 +91,51 @@ pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
     }
 }
 
+/// Whether a failed admission batch failed for every create in it alike: its commit failed
+/// (which may have applied it), or the connection stayed down through the retries. Any other
+/// failure may be one create's doing (a value the database refuses), and the batch is split.
+pub(crate) fn fails_whole_batch(e: &StoreError) -> bool {
+    let StoreError::Backend(b) = e else {
+        return false;
+    };
+    match b.downcast_ref::<PgError>() {
+        Some(PgError::Commit(_)) => true,
+        Some(PgError::Query(q)) => is_transient(q),
+        _ => false,
+    }
+}
+
+/// Run `op` under `policy` until it succeeds, fails for good, or the tries run out (see the
+/// module docs for which failures are retried). `what` names the operation in the log.
+pub(crate) async fn retrying<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &'static str,
+    op: F,
+) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = StoreResult<T>>,
+{
+    policy
+        .run(op, classify, |e, wait| {
+            warn!(
+                operation = what,
+                error = %e,
+                retry_in_ms = wait.as_millis() as u64,
+                "database call failed; retrying"
+            );
+        })
+        .await
+}
+
 impl PgStore {
-    /// Run `op` until it succeeds, fails for good, or the tries run out (see the module docs
-    /// for which failures are retried). `what` names the operation in the log.
+    /// [`retrying`] under this store's policy.
     pub(crate) async fn retrying<T, F, Fut>(&self, what: &'static str, op: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        self.retry
-            .run(op, classify, |e, wait| {
-                warn!(
-                    operation = what,
-                    error = %e,
-                    retry_in_ms = wait.as_millis() as u64,
-                    "database call failed; retrying"
-                );
-            })
-            .await
+        retrying(&self.retry, what, op).await
     }
 }
 

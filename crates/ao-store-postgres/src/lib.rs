@@ -6,11 +6,15 @@
 //! Why it is shaped this way:
 //! - **Every write is atomic in SQL on its own**, because other replicas write concurrently
 //!   and nothing serializes them but the database: status compare-and-set as
-//!   `UPDATE .. WHERE status = $from RETURNING`, the queue bound as a counter row taken with
-//!   `UPDATE .. WHERE n < $bound` in the insert's transaction, sequence numbers from per-task
-//!   counters bumped with `RETURNING` (see `write` and `output`). Transactions run at
-//!   PostgreSQL's default READ COMMITTED; the conditions live in the statements, and row
-//!   locks order the racers.
+//!   `UPDATE .. WHERE status = $from RETURNING`, sequence numbers from per-task counters
+//!   bumped with `RETURNING` (see `write` and `output`). Transactions run at PostgreSQL's
+//!   default READ COMMITTED; the conditions live in the statements, and row locks order the
+//!   racers.
+//! - **Creates are batched** (see `admit` and `batch`): concurrent creates share one
+//!   transaction, which takes the queue bound's counter row first (so batches of all replicas
+//!   apply one after another and see each other's idempotency keys), decides them in arrival
+//!   order, and writes them with one statement per table. Other writes stay one transaction
+//!   each, on other connections of the pool, so admission does not starve the scheduler.
 //! - **Fenced transitions** ([`ao_core::store::Transition::fence`]) check the scheduler
 //!   lease's generation under a share lock on the lease row, in the transaction of the write
 //!   (see `lease` for why that is sound).
@@ -24,6 +28,8 @@
 //! text with bound parameters, and have the same size whatever their input (label filters
 //! are one jsonb containment, batches are arrays).
 
+mod admit;
+mod batch;
 mod connect;
 mod error;
 mod lease;
@@ -34,6 +40,7 @@ mod row;
 mod store;
 mod write;
 
+pub use admit::{AdmissionStats, BATCH_BYTES};
 pub use connect::{APPLICATION_NAME, ConnectError, PgOptions, redact_url};
 pub use notify::{CHANNEL, LISTENER_APPLICATION_NAME};
 
@@ -55,7 +62,16 @@ pub struct PgStore {
     /// so the listener skips them (a follower must not see one write twice).
     origin: Arc<str>,
     retry: RetryPolicy,
+    /// Where creates go to be batched (see `admit`).
+    admission: Arc<admit::Admission>,
     _listener: Arc<notify::ListenerHandle>,
+}
+
+impl PgStore {
+    /// What admission did since this store opened (batches and their sizes).
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.admission.stats()
+    }
 }
 
 impl std::fmt::Debug for PgStore {

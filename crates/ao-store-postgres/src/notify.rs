@@ -4,9 +4,11 @@
 //! polling. So every write that concerns a task calls `pg_notify` on [`CHANNEL`] inside its
 //! own transaction: PostgreSQL delivers the notification only if and when that transaction
 //! commits, so a follower that wakes reads what was written. The payload is
-//! `origin:kind:task_id`, where `kind` is `t` for a change to the task itself (created,
+//! `origin:kind:ids`, where `kind` is `t` for a change to the task itself (created,
 //! status, cancel flag, result: list followers care) or `o` for output only (log lines,
-//! events).
+//! events), and `ids` is one task id or several separated by commas: an admission batch
+//! (`admit`) announces all the tasks it created in one notification (or a few, as payloads
+//! must stay under PostgreSQL's 8,000 bytes).
 //!
 //! Each store runs one listener task on a connection of its own, which feeds notifications
 //! into the process-local [`ChangeFeed`]: [`ChangeFeed::notify_task`] for `t`,
@@ -20,8 +22,9 @@
 //! costs one re-read, never a stuck stream.
 //!
 //! Cost: PostgreSQL serializes the commits of notifying transactions (a commit holds the
-//! notification queue's lock until it is durable), so every write pays for its own flush;
-//! that is the price of a notification that exists exactly when its write does.
+//! notification queue's lock until it is durable), so every notifying transaction pays for
+//! its own flush; that is the price of a notification that exists exactly when its write
+//! does, and the reason admission batches its creates (`admit`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,15 +54,32 @@ pub(crate) enum Change {
     Output,
 }
 
-pub(crate) fn payload(origin: &str, change: Change, id: TaskId) -> String {
-    let kind = match change {
+/// The most task ids in one payload: PostgreSQL refuses payloads of 8,000 bytes or more, and
+/// each id takes 37 (with its comma) after the origin (32) and the kind.
+const IDS_PER_PAYLOAD: usize = 200;
+
+fn kind(change: Change) -> char {
+    match change {
         Change::Task => 't',
         Change::Output => 'o',
-    };
-    format!("{origin}:{kind}:{id}")
+    }
 }
 
-fn parse(payload: &str) -> Option<(&str, Change, TaskId)> {
+pub(crate) fn payload(origin: &str, change: Change, id: TaskId) -> String {
+    format!("{origin}:{}:{id}", kind(change))
+}
+
+/// The payloads announcing `change` to every task of `ids`, as few as fit.
+pub(crate) fn payloads(origin: &str, change: Change, ids: &[TaskId]) -> Vec<String> {
+    ids.chunks(IDS_PER_PAYLOAD)
+        .map(|chunk| {
+            let list: Vec<String> = chunk.iter().map(TaskId::to_string).collect();
+            format!("{origin}:{}:{}", kind(change), list.join(","))
+        })
+        .collect()
+}
+
+fn parse(payload: &str) -> Option<(&str, Change, Vec<TaskId>)> {
     let mut parts = payload.splitn(3, ':');
     let origin = parts.next()?;
     let change = match parts.next()? {
@@ -67,16 +87,20 @@ fn parse(payload: &str) -> Option<(&str, Change, TaskId)> {
         "o" => Change::Output,
         _ => return None,
     };
-    let id = parts.next()?.parse().ok()?;
-    Some((origin, change, id))
+    let ids = parts
+        .next()?
+        .split(',')
+        .map(|id| id.parse().ok())
+        .collect::<Option<Vec<TaskId>>>()?;
+    Some((origin, change, ids))
 }
 
 /// Wake the local followers a notification concerns, unless this store sent it.
 fn dispatch(feed: &ChangeFeed, own_origin: &str, raw: &str) {
     match parse(raw) {
         Some((origin, _, _)) if origin == own_origin => {}
-        Some((_, Change::Task, id)) => feed.notify_task(id),
-        Some((_, Change::Output, id)) => feed.notify(id),
+        Some((_, Change::Task, ids)) => ids.into_iter().for_each(|id| feed.notify_task(id)),
+        Some((_, Change::Output, ids)) => ids.into_iter().for_each(|id| feed.notify(id)),
         None => warn!(payload = raw, "ignored a malformed change notification"),
     }
 }
@@ -195,12 +219,13 @@ mod tests {
     fn payloads_round_trip_and_own_writes_are_skipped() {
         let id = TaskId::new();
         let raw = payload("me", Change::Output, id);
-        assert_eq!(parse(&raw), Some(("me", Change::Output, id)));
+        assert_eq!(parse(&raw), Some(("me", Change::Output, vec![id])));
         assert_eq!(
             parse(&payload("x", Change::Task, id)),
-            Some(("x", Change::Task, id))
+            Some(("x", Change::Task, vec![id]))
         );
         assert_eq!(parse("x:q:nope"), None);
+        assert_eq!(parse(&format!("x:t:{id},nope")), None);
         let feed = ChangeFeed::default();
         let sub = feed.subscribe(id);
         let list = feed.subscribe_list();
@@ -210,5 +235,24 @@ mod tests {
         assert!(sub.has_changed() && !list.has_changed());
         dispatch(&feed, "me", &payload("other", Change::Task, id));
         assert!(list.has_changed());
+    }
+
+    #[test]
+    fn a_batch_is_announced_in_payloads_under_the_limit_that_wake_each_task() {
+        let origin = uuid::Uuid::now_v7().simple().to_string();
+        let ids: Vec<TaskId> = (0..2 * IDS_PER_PAYLOAD + 1)
+            .map(|_| TaskId::new())
+            .collect();
+        let all = payloads(&origin, Change::Task, &ids);
+        assert_eq!(all.len(), 3);
+        assert!(all.iter().all(|p| p.len() < 8000), "a payload too long");
+        let parsed: Vec<TaskId> = all.iter().flat_map(|p| parse(p).unwrap().2).collect();
+        assert_eq!(parsed, ids);
+        let feed = ChangeFeed::default();
+        let first = feed.subscribe(ids[0]);
+        let last = feed.subscribe(ids[ids.len() - 1]);
+        let list = feed.subscribe_list();
+        all.iter().for_each(|p| dispatch(&feed, "other", p));
+        assert!(first.has_changed() && last.has_changed() && list.has_changed());
     }
 }

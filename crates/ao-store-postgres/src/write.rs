@@ -1,8 +1,9 @@
-//! Writes to task rows: creation under the queue bound, compare-and-set transitions (fenced
-//! or not) with their history and status counters, cancellation, results and token hashes.
+//! Writes to task rows: compare-and-set transitions (fenced or not) with their history and
+//! status counters, cancellation, results and token hashes. Creation is batched (`admit`,
+//! `batch`) and only handed over from here.
 //!
-//! Each is one transaction whose conditions live in the statements (`WHERE status = $from`,
-//! `WHERE n < $bound`), never in a value read earlier, and which queues its change
+//! Each is one transaction whose conditions live in the statements (`WHERE status = $from`),
+//! never in a value read earlier, and which queues its change
 //! notification (`notify`) before it commits. Row locks are always taken in the same order,
 //! lease row, then task row, then status counters sorted by name, so racing writers wait for
 //! each other instead of deadlocking (and a deadlock, should one happen, is retried).
@@ -14,36 +15,12 @@ use ao_core::store::{Created, StoreError, StoreResult, Transition};
 use ao_core::task::{NewTask, Task, TaskId, TaskResult};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
-use sqlx::types::Json;
 use tracing::instrument;
 
 use crate::PgStore;
 use crate::error::{commit_err, db_err};
 use crate::notify::{CHANNEL, Change, payload};
 use crate::row::{self, task_columns};
-
-async fn by_key(conn: &mut PgConnection, key: &str) -> StoreResult<Option<Task>> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        task_columns!(),
-        " FROM tasks WHERE idempotency_key = $1"
-    );
-    let row = sqlx::query(SQL)
-        .bind(key)
-        .fetch_optional(conn)
-        .await
-        .map_err(db_err)?;
-    row.as_ref().map(row::task).transpose()
-}
-
-/// The answer to a repeated idempotency key.
-fn repeat_of(earlier: Task, new: &NewTask) -> StoreResult<Created> {
-    if earlier.request_hash == new.request_hash {
-        Ok(Created::Existing(earlier))
-    } else {
-        Err(StoreError::IdempotencyConflict)
-    }
-}
 
 async fn record(
     conn: &mut PgConnection,
@@ -102,81 +79,10 @@ async fn lost_race(conn: &mut PgConnection, id: TaskId, expected: TaskStatus) ->
 }
 
 impl PgStore {
+    /// Create a task with the next admission batch (see `admit`).
     #[instrument(skip_all, fields(task_id = %new.id))]
     pub(crate) async fn insert(&self, new: NewTask, max_queued: usize) -> StoreResult<Created> {
-        self.retrying("create", || self.insert_once(&new, max_queued))
-            .await
-    }
-
-    async fn insert_once(&self, new: &NewTask, max_queued: usize) -> StoreResult<Created> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if let Some(key) = &new.idempotency_key
-            && let Some(earlier) = by_key(&mut tx, key).await?
-        {
-            return repeat_of(earlier, new);
-        }
-        const SQL: &str = concat!(
-            "INSERT INTO tasks (id, status, reason, spec, created_at, idempotency_key, request_hash) \
-             VALUES ($1, 'queued', 'submitted', $2, $3, $4, $5) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING ",
-            task_columns!()
-        );
-        let inserted = sqlx::query(SQL)
-            .bind(new.id.0)
-            .bind(Json(&new.spec))
-            .bind(new.created_at)
-            .bind(&new.idempotency_key)
-            .bind(&new.request_hash)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let Some(inserted) = inserted else {
-            // A racing create with the same key committed first (the insert waited for it):
-            // answer as for a repeated key.
-            drop(tx);
-            return Box::pin(self.insert_once(new, max_queued)).await;
-        };
-        let task = row::task(&inserted)?;
-        let at = task.created_at;
-        record(
-            &mut tx,
-            task.id,
-            None,
-            TaskStatus::Queued,
-            &Reason::Submitted,
-            at,
-        )
-        .await?;
-        self.announce(&mut tx, Change::Task, task.id).await?;
-        // Take a queue slot: the check and the increment are one statement, and the row lock
-        // holds the slot until this transaction ends. It comes last, so that concurrent
-        // admissions queue on that one row for the commit only, not for the whole insert.
-        let bound = i64::try_from(max_queued).unwrap_or(i64::MAX);
-        let slot =
-            sqlx::query("UPDATE task_counts SET n = n + 1 WHERE status = 'queued' AND n < $1")
-                .bind(bound)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        if slot.rows_affected() == 0 {
-            drop(tx);
-            return self.refused(new, max_queued).await;
-        }
-        tx.commit().await.map_err(commit_err)?;
-        self.woke(Change::Task, task.id);
-        Ok(Created::New(task))
-    }
-
-    /// The queue is full. A create racing ours with the same key may have committed while
-    /// we waited for the counter: a known key is answered before the bound.
-    async fn refused(&self, new: &NewTask, max_queued: usize) -> StoreResult<Created> {
-        if let Some(key) = &new.idempotency_key {
-            let mut conn = self.pool.acquire().await.map_err(db_err)?;
-            if let Some(earlier) = by_key(&mut conn, key).await? {
-                return repeat_of(earlier, new);
-            }
-        }
-        Err(StoreError::QueueFull { limit: max_queued })
+        self.admission.submit(new, max_queued).await
     }
 
     #[instrument(skip_all, fields(task_id = %id, from = %from, to = %t.to))]
