@@ -163,7 +163,9 @@ impl Writer {
             Ok(applied) => self.answer(applied, replies),
             Err(e) if replies.len() == 1 => {
                 // The caller may have gone; then nobody is left to tell.
-                let _ = replies.into_iter().next().map(|r| r.send(Err(e)));
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(e));
+                }
             }
             Err(e) if fails_whole_batch(&e) => {
                 warn!(error = %e, size = replies.len(), "an admission batch failed");

@@ -50,7 +50,7 @@ enum Plan {
     /// Insert it: it fits under its bound.
     Insert,
     /// Its key belongs to a task committed earlier.
-    Repeat(Task),
+    Repeat(Box<Task>),
     /// Its key is that of the earlier create at this index of the batch, which is inserted.
     SameAs(usize),
     /// The queue is full under this bound.
@@ -68,7 +68,7 @@ fn plan(batch: &[Pending], earlier: &HashMap<String, Task>, mut queued: i64) -> 
         let key = p.new.idempotency_key.as_deref();
         if let Some(k) = key {
             if let Some(t) = earlier.get(k) {
-                plans.push(Plan::Repeat(t.clone()));
+                plans.push(Plan::Repeat(Box::new(t.clone())));
                 continue;
             }
             if let Some(&j) = admitted_keys.get(k) {
@@ -116,7 +116,7 @@ fn resolve(batch: &[Pending], plans: Vec<Plan>, inserted: &HashMap<Uuid, Task>) 
                 created.push(p.new.id);
                 Ok(Created::New(inserted[&p.new.id.0].clone()))
             }
-            Plan::Repeat(t) => repeat_of(t, &p.new),
+            Plan::Repeat(t) => repeat_of(*t, &p.new),
             Plan::SameAs(j) => repeat_of(inserted[&batch[j].new.id.0].clone(), &p.new),
             Plan::Full(limit) => Err(StoreError::QueueFull { limit }),
         })
@@ -311,7 +311,7 @@ mod tests {
             Plan::Insert,
             Plan::SameAs(1),
             // A known key is answered before the bound (the queue is full by now).
-            Plan::Repeat(old),
+            Plan::Repeat(Box::new(old)),
             Plan::Full(3),
             Plan::Insert,
             // A refused key is not remembered: its repeat is decided afresh, and refused.

@@ -7,6 +7,9 @@
 //! notification (`notify`) before it commits. Row locks are always taken in the same order,
 //! lease row, then task row, then status counters sorted by name, so racing writers wait for
 //! each other instead of deadlocking (and a deadlock, should one happen, is retried).
+//! Admission batches (`batch`) lock only the `queued` counter and otherwise insert new rows,
+//! which no other writer can hold, so they fit that order: a transition out of `queued`
+//! waits for at most the one batch holding the counter.
 
 use ao_core::Reason;
 use ao_core::lease::SCHEDULER_LEASE;
