@@ -100,5 +100,11 @@ cargo test --locked -p agent-orchestrator --bench kube_api -- --quick
 log "benchmark smoke run (ha_failover)"
 cargo test --locked -p agent-orchestrator --bench ha_failover
 
+# The PostgreSQL admission benchmark in its smoke configuration
+# (crates/ao-store-postgres/benches/admission.rs): batched and one-per-transaction creates, and
+# scheduler claims beside them, on the test PostgreSQL.
+log "benchmark smoke run (ao-store-postgres admission)"
+cargo test --locked -p ao-store-postgres --bench admission
+
 log "ops tests"
 bash scripts/test-ops.sh
