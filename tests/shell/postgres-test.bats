@@ -45,7 +45,10 @@ psql_bin() { echo "$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 
 @test "env prints the export line; a second start reuses the server" {
     run bash "$SCRIPT" env
     [ "$status" -eq 0 ]
-    [ "$output" = "export AO_TEST_DATABASE_URL=$(cat "$AO_PGTEST_DIR/url")" ]
+    [ "${lines[0]}" = "export AO_TEST_DATABASE_URL=$(cat "$AO_PGTEST_DIR/url")" ]
+    [ "${lines[1]}" = "export AO_TEST_DATABASE_CA=$AO_PGTEST_DIR/ca.crt" ]
+    # The CA signed the server's certificate, for localhost and 127.0.0.1.
+    openssl verify -CAfile "$AO_PGTEST_DIR/ca.crt" "$(cat "$AO_PGTEST_DIR/datadir")/db/server.crt"
     run --separate-stderr bash "$SCRIPT" start
     [ "$status" -eq 0 ]
     [[ "$stderr" == *"reusing the server"* ]]
