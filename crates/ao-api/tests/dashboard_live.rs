@@ -64,6 +64,8 @@ async fn the_stream_needs_a_session_before_anything() {
 async fn the_list_stream_says_when_a_task_is_created_or_changes() {
     let app = App::new().await;
     let mut s = open(&app, "/ui/changes").await;
+    // The opening event: whatever changed before the stream subscribed is re-read.
+    next_changed(&mut s).await;
     let id = app.submit(json!({"prompt": "one"})).await;
     next_changed(&mut s).await;
     app.store.request_cancel(id).await.unwrap();
@@ -75,11 +77,24 @@ async fn a_task_stream_says_when_that_task_changes() {
     let app = App::new().await;
     let id = app.submit(json!({"prompt": "one"})).await;
     let mut s = open(&app, &format!("/ui/changes?task={id}")).await;
+    next_changed(&mut s).await;
     app.store
         .append_events(id, &[json!({"type": "assistant"})])
         .await
         .unwrap();
     next_changed(&mut s).await;
+}
+
+/// A page is rendered before its stream subscribes; a change in between must not be lost, so
+/// every stream opens with a `changed` event, with nothing written after it opened.
+#[tokio::test]
+async fn every_stream_opens_with_a_changed_event() {
+    let app = App::new().await;
+    let id = app.submit(json!({"prompt": "one"})).await;
+    for uri in ["/ui/changes".to_string(), format!("/ui/changes?task={id}")] {
+        let mut s = open(&app, &uri).await;
+        next_changed(&mut s).await;
+    }
 }
 
 #[tokio::test]

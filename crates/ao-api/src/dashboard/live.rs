@@ -6,7 +6,8 @@
 //! - `/ui/changes?task=ID`: that task changed, output included (its page shows the status
 //!   timeline and the result).
 //!
-//! A burst of changes is one `changed` event: after a change the stream waits [`COALESCE`]
+//! Each stream begins with one `changed` event, so a change between the page's render and the
+//! stream's subscription is not lost. A burst of changes is one `changed` event: after a change the stream waits [`COALESCE`]
 //! before it says so, so a page re-fetches at most about twice a second however busy the
 //! server is. The event says only `changed`; what changed is read through the normal handlers.
 
@@ -62,12 +63,19 @@ pub async fn changes(
         Some(id) => Feed::Task(state.store.subscribe(existing(&state, &id).await?)),
         None => Feed::List(state.store.subscribe_list()),
     };
-    let s = stream::unfold(feed, |mut feed| async move {
-        feed.changed().await;
-        tokio::time::sleep(COALESCE).await;
+    // The first event comes at once: the page was rendered before this stream subscribed,
+    // and a change in between would otherwise never be told.
+    let s = stream::unfold((feed, true), |(mut feed, first)| async move {
+        if !first {
+            feed.changed().await;
+            tokio::time::sleep(COALESCE).await;
+        }
         feed.mark_seen();
         // A browser dispatches no event without data (the SSE spec), so it carries a word.
-        Some((Ok(Event::default().event("changed").data("changed")), feed))
+        Some((
+            Ok(Event::default().event("changed").data("changed")),
+            (feed, false),
+        ))
     });
     Ok(Sse::new(s).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
