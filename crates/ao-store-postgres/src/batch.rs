@@ -89,15 +89,6 @@ fn plan(batch: &[Pending], earlier: &HashMap<String, Task>, mut queued: i64) -> 
     plans
 }
 
-/// The answer to a repeated idempotency key.
-fn repeat_of(earlier: Task, new: &NewTask) -> StoreResult<Created> {
-    if earlier.request_hash == new.request_hash {
-        Ok(Created::Existing(earlier))
-    } else {
-        Err(StoreError::IdempotencyConflict)
-    }
-}
-
 /// What a committed batch answers: one result per create, in batch order, and the tasks it
 /// created (for the local change feed).
 #[derive(Debug)]
@@ -116,8 +107,8 @@ fn resolve(batch: &[Pending], plans: Vec<Plan>, inserted: &HashMap<Uuid, Task>) 
                 created.push(p.new.id);
                 Ok(Created::New(inserted[&p.new.id.0].clone()))
             }
-            Plan::Repeat(t) => repeat_of(*t, &p.new),
-            Plan::SameAs(j) => repeat_of(inserted[&batch[j].new.id.0].clone(), &p.new),
+            Plan::Repeat(t) => Created::repeat_of(*t, &p.new),
+            Plan::SameAs(j) => Created::repeat_of(inserted[&batch[j].new.id.0].clone(), &p.new),
             Plan::Full(limit) => Err(StoreError::QueueFull { limit }),
         })
         .collect();

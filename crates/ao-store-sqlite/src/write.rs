@@ -27,15 +27,6 @@ async fn by_key(conn: &mut SqliteConnection, key: &str) -> StoreResult<Option<Ta
     row.as_ref().map(row::task).transpose()
 }
 
-/// The answer to a repeated idempotency key.
-fn repeat_of(earlier: Task, new: &NewTask) -> StoreResult<Created> {
-    if earlier.request_hash == new.request_hash {
-        Ok(Created::Existing(earlier))
-    } else {
-        Err(StoreError::IdempotencyConflict)
-    }
-}
-
 /// Store a new task in `queued` under the queue bound, inside the batch's transaction; `spec`
 /// is the task's spec as JSON (serialized by the caller, off the writer).
 pub(crate) async fn create(
@@ -47,7 +38,7 @@ pub(crate) async fn create(
     if let Some(key) = &new.idempotency_key
         && let Some(earlier) = by_key(conn, key).await?
     {
-        return repeat_of(earlier, new);
+        return Created::repeat_of(earlier, new);
     }
     // One round trip to the writer's connection: the insert happens only below the bound,
     // and each later statement only if the one before it changed a row (`changes()`), so

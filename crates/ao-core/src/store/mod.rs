@@ -93,6 +93,19 @@ pub enum Created {
     Existing(Task),
 }
 
+impl Created {
+    /// The answer to a create whose idempotency key matched `earlier`: that task when the
+    /// request is the same, [`StoreError::IdempotencyConflict`] when its body differs. Every
+    /// backend answers a repeated key with this.
+    pub fn repeat_of(earlier: Task, new: &NewTask) -> StoreResult<Created> {
+        if earlier.request_hash == new.request_hash {
+            Ok(Created::Existing(earlier))
+        } else {
+            Err(StoreError::IdempotencyConflict)
+        }
+    }
+}
+
 /// A status change to apply.
 #[derive(Debug, Clone)]
 pub struct Transition {
